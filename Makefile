@@ -1,0 +1,105 @@
+# Simpleton - plain Makefile.
+#   make            build ./simpleton
+#   make run        install missing packages, build, start the server on its defaults
+#   make test       install missing packages, build, run every test layer
+#   make test SANITIZE=1   the same with AddressSanitizer + UndefinedBehaviorSanitizer
+#   make bench      run the benchmarks        make fuzz   run the fuzzers (clang)
+# Knobs: SANITIZE=1, DEBUG=1, CC=...
+
+CC      ?= cc
+PKGS    := libmicrohttpd jansson hiredis libcurl libcrypto sqlite3
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -pthread \
+           -mavx2 -mfma -mf16c -Isrc -MMD -MP
+LDLIBS  := -lm -lpthread
+
+BUILD   := build
+ifeq ($(SANITIZE),1)
+  CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDFLAGS += -fsanitize=address,undefined
+  BUILD   := build-san
+endif
+ifeq ($(DEBUG),1)
+  CFLAGS  += -O0 -DSMP_DEBUG
+endif
+
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+SRCS     := $(filter-out src/main.c,$(wildcard src/*/*.c src/*/*/*.c))
+OBJS     := $(SRCS:%.c=$(BUILD)/%.o)
+LIB      := $(BUILD)/libsimpleton.a
+BIN      := $(BUILD)/simpleton
+UNIT_SRC := $(wildcard tests/unit/*.c)
+UNIT_BIN := $(BUILD)/unit_tests
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/%_replay)
+
+.PHONY: all deps test-deps run test unit fuzz-replay integration e2e bench fuzz clean check-pkgs
+
+all: simpleton
+
+simpleton: check-pkgs $(BIN)
+	@ln -sf $(BIN) simpleton
+
+check-pkgs:
+	@pkg-config --exists $(PKGS) || { echo "missing libraries: run 'scripts/deps.sh build' (or 'make run' / 'make test', which do it)"; \
+	  for p in $(PKGS); do pkg-config --exists $$p || echo "  not found: $$p"; done; exit 1; }
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(LIB): $(OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(BUILD)/src/main.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+
+$(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/%.o) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+
+$(BUILD)/fuzz_%_replay: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+
+deps:
+	@scripts/deps.sh build
+
+test-deps:
+	@scripts/deps.sh test
+
+run: deps
+	@$(MAKE) --no-print-directory simpleton
+	./simpleton serve
+
+test: test-deps
+	@$(MAKE) --no-print-directory simpleton $(UNIT_BIN) $(FUZZ_REPLAY)
+	@$(MAKE) --no-print-directory unit fuzz-replay integration
+
+unit: $(UNIT_BIN)
+	$(UNIT_BIN)
+
+fuzz-replay: $(FUZZ_REPLAY)
+	@for f in $(FUZZ_REPLAY); do n=$$(basename $$f _replay); $$f tests/fuzz/corpus/$${n#fuzz_} || exit 1; done
+
+integration: simpleton
+	SIMPLETON_BIN=$(abspath $(BIN)) node --test --test-concurrency=1 tests/integration/
+
+bench: simpleton
+	bench/http/run.sh
+
+# libFuzzer builds (clang); FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@mkdir -p build-fuzz
+	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+	  clang -O1 -g -fsanitize=fuzzer,address,undefined -std=gnu11 -Isrc -mavx2 -mfma -mf16c $(PKG_CFLAGS) \
+	    $$f $(SRCS) -o build-fuzz/$$n $(PKG_LIBS) $(LDLIBS) || exit 1; \
+	  mkdir -p build-fuzz/corpus-$$n; \
+	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus-$$n tests/fuzz/corpus/$${n#fuzz_} || exit 1; done
+
+clean:
+	rm -rf build build-san build-fuzz simpleton
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

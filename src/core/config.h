@@ -1,0 +1,84 @@
+/* config.h - Simpleton's settings, from the environment and a .env file.
+ *
+ * CONFIG_VARS is the single list of every variable: kind, field, name, default,
+ * bounds and help. config_load() reads ./.env (or ENV_FILE), then the real
+ * environment (which wins), validates every value and fails with a message
+ * naming the variable. After load the struct is read-only and shared. */
+#ifndef SMP_CONFIG_H
+#define SMP_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* kind: STR (any text), URL (empty or a URL of the named schemes), INT and NUM
+ * (bounded), BOOL (true/false/1/0/yes/no/on/off), LEVEL (log level). */
+#define CONFIG_VARS(X)                                                                                     \
+    X(STR, api_keys, "API_KEYS", "", 0, 0, "Comma-separated API keys. Unset: a key is generated on first start and kept in DATA_DIR/api_key (mode 0600)") \
+    X(STR, host, "HOST", "0.0.0.0", 0, 0, "Address to listen on")                                     \
+    X(INT, port, "PORT", "8000", 0, 65535, "TCP port to listen on (0: pick a free port and log it)") \
+    X(LEVEL, log_level, "LOG_LEVEL", "INFO", 0, 0, "DEBUG, INFO, WARNING or ERROR")                     \
+    X(BOOL, access_log, "ACCESS_LOG", "true", 0, 0, "One log line per request")                       \
+    X(STR, cors_origins, "CORS_ORIGINS", "*", 0, 0, "Comma-separated allowed CORS origins, or * for any") \
+    X(URL, ollama_base_url, "OLLAMA_BASE_URL", "", 0, 0, "Ollama server to forward to (e.g. http://localhost:11434); empty: none") \
+    X(URL, openai_base_url, "OPENAI_BASE_URL", "", 0, 0, "OpenAI-compatible server to forward to (e.g. http://localhost:8080/v1); empty: none") \
+    X(STR, openai_api_key, "OPENAI_API_KEY", "", 0, 0, "Key sent to OPENAI_BASE_URL")                  \
+    X(STR, default_inference_model, "DEFAULT_INFERENCE_MODEL", "qwen2.5:7b", 0, 0, "Model for generate/chat when a request names none") \
+    X(STR, default_embedding_model, "DEFAULT_EMBEDDING_MODEL", "nomic-embed-text", 0, 0, "Model for embeddings when a request names none") \
+    X(STR, default_vision_model, "DEFAULT_VISION_MODEL", "llava", 0, 0, "Model for /vision/* when a request names none") \
+    X(STR, default_audio_model, "DEFAULT_AUDIO_MODEL", "base", 0, 0, "Whisper model for /audio/*: tiny, base, small, medium, large or a file name") \
+    X(STR, models_dir, "MODELS_DIR", "models", 0, 0, "Folder of GGUF and Whisper model files")       \
+    X(STR, data_dir, "DATA_DIR", "data", 0, 0, "Folder for the generated API key, vector store and downloads") \
+    X(INT, threads, "THREADS", "0", 0, 1024, "Compute threads for the engine (0: number of cores)")  \
+    X(INT, http_threads, "HTTP_THREADS", "0", 0, 1024, "HTTP worker threads (0: number of cores, at least 2)") \
+    X(INT, max_connections, "MAX_CONNECTIONS", "1024", 1, 1000000, "Concurrent connections accepted") \
+    X(INT, connection_timeout, "CONNECTION_TIMEOUT", "30", 1, 86400, "Seconds a connection may stay silent before it is dropped") \
+    X(INT, shutdown_timeout, "SHUTDOWN_TIMEOUT", "30", 0, 86400, "Seconds to let in-flight requests finish on SIGINT/SIGTERM") \
+    X(INT, max_body_mb, "MAX_BODY_MB", "32", 1, 65536, "Largest JSON request body, MiB")            \
+    X(INT, max_upload_mb, "MAX_UPLOAD_MB", "100", 1, 65536, "Largest multipart upload, MiB")       \
+    X(INT, max_image_mp, "MAX_IMAGE_MP", "40", 1, 10000, "Largest decoded image, megapixels")       \
+    X(INT, max_audio_seconds, "MAX_AUDIO_SECONDS", "10800", 1, 864000, "Longest audio accepted, seconds") \
+    X(INT, max_loaded_models, "MAX_LOADED_MODELS", "2", 1, 64, "Models kept loaded at once (least recently used is unloaded)") \
+    X(URL, redis_url, "REDIS_URL", "", 0, 0, "Redis for the response cache (redis://[:password@]host:port[/db]); empty: in-memory cache") \
+    X(INT, redis_timeout_ms, "REDIS_TIMEOUT_MS", "250", 1, 60000, "Timeout of one Redis connect or command, ms") \
+    X(BOOL, cache_enabled, "CACHE_ENABLED", "true", 0, 0, "Cache responses")                          \
+    X(INT, cache_ttl, "CACHE_TTL", "3600", 1, 31536000, "Default cache TTL, seconds")                 \
+    X(INT, cache_embedding_ttl, "CACHE_EMBEDDING_TTL", "86400", 1, 31536000, "Embedding cache TTL, seconds") \
+    X(INT, cache_inference_ttl, "CACHE_INFERENCE_TTL", "3600", 1, 31536000, "Generate/chat cache TTL, seconds") \
+    X(INT, cache_max_mb, "CACHE_MAX_MB", "256", 1, 1048576, "Size bound of the in-memory cache, MiB") \
+    X(BOOL, monitoring_enabled, "MONITORING_ENABLED", "true", 0, 0, "Record requests for /analytics and /metrics") \
+    X(INT, metrics_retention_hours, "METRICS_RETENTION_HOURS", "168", 1, 87600, "Hours of request history kept for /analytics") \
+    X(NUM, alert_error_rate_threshold, "ALERT_ERROR_RATE_THRESHOLD", "0.1", 0, 1, "Error-rate alert threshold, a fraction (0..1)") \
+    X(NUM, alert_response_time_threshold, "ALERT_RESPONSE_TIME_THRESHOLD", "5.0", 0, 86400, "Average response time alert threshold, seconds") \
+    X(URL, qdrant_url, "QDRANT_URL", "", 0, 0, "Qdrant server for retrieval; empty: the embedded vector store") \
+    X(STR, qdrant_api_key, "QDRANT_API_KEY", "", 0, 0, "Key sent to QDRANT_URL")                      \
+    X(STR, default_collection, "DEFAULT_COLLECTION", "documents", 0, 0, "Collection used when a request names none") \
+    X(INT, chunk_size, "CHUNK_SIZE", "1000", 1, 1000000, "Characters per chunk when ingesting")        \
+    X(INT, chunk_overlap, "CHUNK_OVERLAP", "200", 0, 1000000, "Characters shared by neighbouring chunks") \
+    X(INT, top_k_results, "TOP_K_RESULTS", "5", 1, 1000, "Search results returned when a request names no top_k")
+
+typedef struct config {
+#define CONFIG_FIELD_STR char *
+#define CONFIG_FIELD_URL char *
+#define CONFIG_FIELD_INT long
+#define CONFIG_FIELD_NUM double
+#define CONFIG_FIELD_BOOL bool
+#define CONFIG_FIELD_LEVEL int
+#define CONFIG_FIELD(kind, field, name, def, lo, hi, help) CONFIG_FIELD_##kind field;
+    CONFIG_VARS(CONFIG_FIELD)
+#undef CONFIG_FIELD
+    char *api_key_file; /* set when the key was generated or loaded from DATA_DIR */
+} config;
+
+/* Fill *c from defaults, .env and the environment. On a bad value returns -1
+ * and writes a message naming the variable into err. */
+int config_load(config *c, const char *env_file, char *err, size_t errlen);
+void config_free(config *c);
+
+/* The process-wide configuration (set once by main before threads start). */
+const config *config_get(void);
+void config_set(const config *c);
+
+/* Write the --help table: every variable, its default and meaning. */
+void config_print_help(void *file);
+
+#endif

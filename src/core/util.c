@@ -1,0 +1,164 @@
+/* util.c - see util.h. */
+#include "util.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+uint64_t util_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+double util_wall_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void util_iso8601(double t, char *out, size_t n) {
+    time_t s = (time_t)t;
+    long us = (long)((t - (double)s) * 1e6);
+    if (us < 0) us = 0;
+    if (us > 999999) us = 999999;
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_hour, tm.tm_min, tm.tm_sec, us);
+}
+
+static const char hexd[] = "0123456789abcdef";
+
+void util_sha256_hex(const void *data, size_t len, char *out) {
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = hexd[md[i] >> 4];
+        out[2 * i + 1] = hexd[md[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+int util_random_hex(size_t nbytes, char *out) {
+    unsigned char b[64];
+    if (nbytes > sizeof b || RAND_bytes(b, (int)nbytes) != 1) return -1;
+    for (size_t i = 0; i < nbytes; i++) {
+        out[2 * i] = hexd[b[i] >> 4];
+        out[2 * i + 1] = hexd[b[i] & 15];
+    }
+    out[2 * nbytes] = '\0';
+    return 0;
+}
+
+bool util_ct_equal(const void *a, size_t alen, const void *b, size_t blen) {
+    if (alen != blen) {
+        /* Still touch the bytes so timing does not reveal the prefix. */
+        (void)CRYPTO_memcmp(a, a, alen);
+        return false;
+    }
+    return CRYPTO_memcmp(a, b, alen) == 0;
+}
+
+static int b64_val(unsigned char c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+size_t util_b64_decoded_max(size_t len) { return len / 4 * 3 + 3; }
+
+long util_b64_decode(const char *in, size_t len, unsigned char *out, char *err, size_t errlen) {
+    unsigned acc = 0;
+    int nq = 0, pad = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)in[i];
+        if (c == '\r' || c == '\n') continue;
+        if (c == '=') {
+            if (nq < 2) {
+                snprintf(err, errlen, "misplaced '=' padding at offset %zu", i);
+                return -1;
+            }
+            pad++;
+            nq++;
+            acc <<= 6;
+            if (nq == 4) {
+                if (pad == 1) {
+                    out[o++] = (unsigned char)(acc >> 16);
+                    out[o++] = (unsigned char)(acc >> 8);
+                } else {
+                    out[o++] = (unsigned char)(acc >> 16);
+                }
+                nq = 0;
+                /* Only line breaks may follow the padding. */
+                for (size_t j = i + 1; j < len; j++)
+                    if (in[j] != '\r' && in[j] != '\n') {
+                        snprintf(err, errlen, "data after '=' padding at offset %zu", j);
+                        return -1;
+                    }
+                return (long)o;
+            }
+            continue;
+        }
+        if (pad) {
+            snprintf(err, errlen, "data after '=' padding at offset %zu", i);
+            return -1;
+        }
+        int v = b64_val(c);
+        if (v < 0) {
+            if (c >= 0x20 && c < 0x7f)
+                snprintf(err, errlen, "invalid character '%c' at offset %zu", c, i);
+            else
+                snprintf(err, errlen, "invalid byte 0x%02x at offset %zu", c, i);
+            return -1;
+        }
+        acc = (acc << 6) | (unsigned)v;
+        if (++nq == 4) {
+            out[o++] = (unsigned char)(acc >> 16);
+            out[o++] = (unsigned char)(acc >> 8);
+            out[o++] = (unsigned char)acc;
+            nq = 0;
+            acc = 0;
+        }
+    }
+    if (nq != 0) {
+        snprintf(err, errlen, "incorrect padding: length is not a multiple of 4");
+        return -1;
+    }
+    return (long)o;
+}
+
+size_t util_b64_encode(const unsigned char *in, size_t len, char *out) {
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0, i = 0;
+    for (; i + 3 <= len; i += 3) {
+        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
+        out[o++] = tbl[v >> 18];
+        out[o++] = tbl[(v >> 12) & 63];
+        out[o++] = tbl[(v >> 6) & 63];
+        out[o++] = tbl[v & 63];
+    }
+    if (len - i == 1) {
+        unsigned v = (unsigned)in[i] << 16;
+        out[o++] = tbl[v >> 18];
+        out[o++] = tbl[(v >> 12) & 63];
+        out[o++] = '=';
+        out[o++] = '=';
+    } else if (len - i == 2) {
+        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8;
+        out[o++] = tbl[v >> 18];
+        out[o++] = tbl[(v >> 12) & 63];
+        out[o++] = tbl[(v >> 6) & 63];
+        out[o++] = '=';
+    }
+    out[o] = '\0';
+    return o;
+}

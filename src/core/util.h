@@ -1,0 +1,31 @@
+/* util.h - small shared helpers: clocks, hashes, random ids, constant-time
+ * comparison, strict base64. Hashing and randomness come from libcrypto. */
+#ifndef SMP_UTIL_H
+#define SMP_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+uint64_t util_now_ns(void);      /* CLOCK_MONOTONIC */
+double util_wall_seconds(void);  /* CLOCK_REALTIME, seconds since the epoch */
+/* ISO 8601 UTC with microseconds: "2026-11-23T10:00:00.123456Z". out >= 32 bytes. */
+void util_iso8601(double wall_seconds, char *out, size_t n);
+
+/* SHA-256 of data as 64 lowercase hex digits + NUL (out >= 65 bytes). */
+void util_sha256_hex(const void *data, size_t len, char *out);
+/* n random bytes as 2n hex digits + NUL. Returns 0 or -1. */
+int util_random_hex(size_t nbytes, char *out);
+/* Constant-time equality of two byte strings (time depends only on lengths). */
+bool util_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
+
+/* Strict base64 (RFC 4648, standard alphabet, '=' padding required, no
+ * whitespace except that CR/LF are skipped). Returns decoded length, or -1 with
+ * a message in err (what was wrong, and at which offset). out needs
+ * util_b64_decoded_max(len) bytes. */
+size_t util_b64_decoded_max(size_t len);
+long util_b64_decode(const char *in, size_t len, unsigned char *out, char *err, size_t errlen);
+/* Encode; out needs 4*ceil(len/3)+1 bytes. Returns the length written. */
+size_t util_b64_encode(const unsigned char *in, size_t len, char *out);
+
+#endif

@@ -1,0 +1,214 @@
+/* valid.c - see valid.h. Error "type" strings follow the names clients of the
+ * replaced service already match on (missing, string_type, int_type, ...). */
+#include "valid.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+void valid_init(valid *v) { v->errors = json_array(); }
+
+void valid_free(valid *v) {
+    json_decref(v->errors);
+    v->errors = NULL;
+}
+
+bool valid_ok(const valid *v) { return v->errors && json_array_size(v->errors) == 0; }
+
+json_t *valid_take(valid *v) {
+    json_t *e = v->errors;
+    v->errors = json_array();
+    return e;
+}
+
+void valid_add(valid *v, const char *field, const char *type, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_t *loc = json_array();
+    json_array_append_new(loc, json_string("body"));
+    if (field) json_array_append_new(loc, json_string(field));
+    json_array_append_new(v->errors, json_pack("{s:o,s:s,s:s}", "loc", loc, "msg", msg, "type", type));
+}
+
+/* Depth of nesting, computed without recursion limits of our own stack:
+ * jansson has already parsed it, so depth is bounded by its own limit
+ * (JSON_PARSER_MAX_DEPTH = 2048); we refuse anything deeper than ours. */
+static int depth_of(json_t *j, int limit) {
+    if (limit < 0) return 1 << 20;
+    int d = 0;
+    if (json_is_object(j)) {
+        const char *k;
+        json_t *x;
+        json_object_foreach(j, k, x) {
+            int e = depth_of(x, limit - 1);
+            if (e > d) d = e;
+        }
+        return d + 1;
+    }
+    if (json_is_array(j)) {
+        size_t i;
+        json_t *x;
+        json_array_foreach(j, i, x) {
+            int e = depth_of(x, limit - 1);
+            if (e > d) d = e;
+        }
+        return d + 1;
+    }
+    return 0;
+}
+
+json_t *valid_parse(valid *v, const char *data, size_t len) {
+    if (len == 0) {
+        valid_add(v, NULL, "json_invalid", "Request body is empty; expected JSON");
+        return NULL;
+    }
+    json_error_t e;
+    json_t *j = json_loadb(data, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &e);
+    if (!j) {
+        valid_add(v, NULL, "json_invalid", "JSON decode error at line %d column %d: %s", e.line, e.column, e.text);
+        return NULL;
+    }
+    if (depth_of(j, VALID_MAX_DEPTH) > VALID_MAX_DEPTH) {
+        valid_add(v, NULL, "json_invalid", "JSON nested deeper than %d levels", VALID_MAX_DEPTH);
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+json_t *valid_parse_object(valid *v, const char *data, size_t len) {
+    json_t *j = valid_parse(v, data, len);
+    if (j && !json_is_object(j)) {
+        valid_add(v, NULL, "model_attributes_type", "Input should be a JSON object");
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+static json_t *field_get(valid *v, json_t *obj, const char *field, bool required) {
+    json_t *x = json_object_get(obj, field);
+    if (!x || json_is_null(x)) {
+        if (required) valid_add(v, field, "missing", "Field required");
+        return NULL;
+    }
+    return x;
+}
+
+int valid_str(valid *v, json_t *obj, const char *field, bool required, bool nonempty, const char **out) {
+    json_t *x = field_get(v, obj, field, required);
+    if (!x) return 0;
+    if (!json_is_string(x)) {
+        valid_add(v, field, "string_type", "Input should be a valid string");
+        return -1;
+    }
+    if (nonempty && json_string_length(x) == 0) {
+        valid_add(v, field, "string_too_short", "String should have at least 1 character");
+        return -1;
+    }
+    if (memchr(json_string_value(x), '\0', json_string_length(x))) {
+        valid_add(v, field, "string_type", "String must not contain NUL characters");
+        return -1;
+    }
+    if (out) *out = json_string_value(x);
+    return 1;
+}
+
+int valid_int(valid *v, json_t *obj, const char *field, bool required, long long lo, long long hi, long long *out) {
+    json_t *x = field_get(v, obj, field, required);
+    if (!x) return 0;
+    long long n;
+    if (json_is_integer(x)) {
+        n = json_integer_value(x);
+    } else if (json_is_real(x) && json_real_value(x) == floor(json_real_value(x)) &&
+               fabs(json_real_value(x)) < 9e15) {
+        n = (long long)json_real_value(x);
+    } else {
+        valid_add(v, field, "int_type", "Input should be a valid integer");
+        return -1;
+    }
+    if (n < lo) {
+        valid_add(v, field, "greater_than_equal", "Input should be greater than or equal to %lld", lo);
+        return -1;
+    }
+    if (n > hi) {
+        valid_add(v, field, "less_than_equal", "Input should be less than or equal to %lld", hi);
+        return -1;
+    }
+    if (out) *out = n;
+    return 1;
+}
+
+int valid_num(valid *v, json_t *obj, const char *field, bool required, double lo, double hi, double *out) {
+    json_t *x = field_get(v, obj, field, required);
+    if (!x) return 0;
+    if (!json_is_number(x)) {
+        valid_add(v, field, "float_type", "Input should be a valid number");
+        return -1;
+    }
+    double d = json_number_value(x);
+    if (d < lo) {
+        valid_add(v, field, "greater_than_equal", "Input should be greater than or equal to %g", lo);
+        return -1;
+    }
+    if (d > hi) {
+        valid_add(v, field, "less_than_equal", "Input should be less than or equal to %g", hi);
+        return -1;
+    }
+    if (out) *out = d;
+    return 1;
+}
+
+int valid_bool(valid *v, json_t *obj, const char *field, bool required, bool *out) {
+    json_t *x = field_get(v, obj, field, required);
+    if (!x) return 0;
+    if (!json_is_boolean(x)) {
+        valid_add(v, field, "bool_type", "Input should be a valid boolean");
+        return -1;
+    }
+    if (out) *out = json_is_true(x);
+    return 1;
+}
+
+int valid_enum(valid *v, json_t *obj, const char *field, bool required, const char *const *choices, const char **out) {
+    const char *s;
+    int rc = valid_str(v, obj, field, required, false, &s);
+    if (rc <= 0) return rc;
+    char list[256] = "";
+    for (int i = 0; choices[i]; i++) {
+        if (!strcmp(s, choices[i])) {
+            if (out) *out = choices[i];
+            return 1;
+        }
+        size_t n = strlen(list);
+        snprintf(list + n, sizeof list - n, "%s'%s'", i ? ", " : "", choices[i]);
+    }
+    valid_add(v, field, "enum", "Input should be one of %s", list);
+    return -1;
+}
+
+bool valid_utf8(const char *s, size_t n) {
+    const unsigned char *p = (const unsigned char *)s, *e = p + n;
+    while (p < e) {
+        unsigned c = *p;
+        if (c < 0x80) { p++; continue; }
+        int len;
+        unsigned min;
+        if ((c & 0xE0) == 0xC0) len = 2, min = 0x80, c &= 0x1F;
+        else if ((c & 0xF0) == 0xE0) len = 3, min = 0x800, c &= 0x0F;
+        else if ((c & 0xF8) == 0xF0) len = 4, min = 0x10000, c &= 0x07;
+        else return false;
+        if (e - p < len) return false;
+        for (int i = 1; i < len; i++) {
+            if ((p[i] & 0xC0) != 0x80) return false;
+            c = (c << 6) | (p[i] & 0x3F);
+        }
+        if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return false;
+        p += len;
+    }
+    return true;
+}

@@ -1,0 +1,45 @@
+/* valid.h - parse JSON request bodies and validate their fields.
+ *
+ * A valid collects every problem found in a body as the 422 detail list that
+ * Simpleton returns: [{"loc":["body","field"],"msg":"...","type":"..."}].
+ * Field readers return 1 when the field is present and valid, 0 when it is
+ * absent (an error is recorded if it was required), -1 when it is invalid
+ * (an error naming the field is recorded). Strings returned point into the
+ * JSON object and live as long as it does. */
+#ifndef SMP_VALID_H
+#define SMP_VALID_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct valid {
+    json_t *errors; /* array; owned */
+} valid;
+
+void valid_init(valid *v);
+void valid_free(valid *v);
+bool valid_ok(const valid *v);
+/* Transfer the detail array to the caller (a new reference). */
+json_t *valid_take(valid *v);
+void valid_add(valid *v, const char *field, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Parse a body. Malformed JSON records a json_invalid error naming line and
+ * column; depth is capped (JSON_MAX_DEPTH). Returns the value or NULL. */
+#define VALID_MAX_DEPTH 64
+json_t *valid_parse(valid *v, const char *data, size_t len);
+/* Parse and require an object at the top. */
+json_t *valid_parse_object(valid *v, const char *data, size_t len);
+
+int valid_str(valid *v, json_t *obj, const char *field, bool required, bool nonempty, const char **out);
+int valid_int(valid *v, json_t *obj, const char *field, bool required, long long lo, long long hi, long long *out);
+int valid_num(valid *v, json_t *obj, const char *field, bool required, double lo, double hi, double *out);
+int valid_bool(valid *v, json_t *obj, const char *field, bool required, bool *out);
+/* One of several strings (an enum); choices is NULL-terminated. */
+int valid_enum(valid *v, json_t *obj, const char *field, bool required, const char *const *choices, const char **out);
+
+/* True if s (n bytes) is well-formed UTF-8. */
+bool valid_utf8(const char *s, size_t n);
+
+#endif

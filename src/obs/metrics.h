@@ -1,0 +1,55 @@
+/* metrics.h - Prometheus registry and text exposition (format 0.0.4).
+ *
+ * Families (all declared at init, so /metrics always lists them):
+ *   simpleton_requests_total{method,endpoint,status}            counter
+ *   simpleton_request_duration_seconds{method,endpoint}          histogram, 5 ms .. 300 s
+ *   simpleton_requests_in_progress                               gauge
+ *   simpleton_errors_total{endpoint,error_type}                  counter
+ *   simpleton_cache_hits_total{cache_type}                       counter
+ *   simpleton_cache_misses_total{cache_type}                     counter
+ *   simpleton_llm_requests_total{model,endpoint}                 counter
+ *   simpleton_llm_tokens_total{model,token_type}                 counter (prompt|completion)
+ *   simpleton_llm_time_to_first_token_seconds{model}             histogram
+ *   simpleton_llm_tokens_per_second{model}                       gauge (last generation)
+ *   simpleton_llm_queue_depth{model}                             gauge
+ *   simpleton_model_load_seconds{model}                          gauge
+ *   simpleton_build_info{version,compiler}                       gauge = 1
+ *   simpleton_heap_bytes                                         gauge (smp_alloc live bytes)
+ *   process_resident_memory_bytes, process_virtual_memory_bytes, process_cpu_seconds_total,
+ *   process_open_fds, process_max_fds, process_start_time_seconds
+ * plus whatever registered collectors append (cache entries, evictions, ...).
+ * `endpoint` is always a route template, never a raw path. All calls are
+ * thread-safe and cheap (a hash lookup under a striped lock). */
+#ifndef SMP_METRICS_H
+#define SMP_METRICS_H
+
+#include <stdbool.h>
+
+#include "core/buf.h"
+
+int metrics_init(const char *version);
+void metrics_free(void);
+
+void metrics_request_done(const char *method, const char *endpoint, int status, double seconds);
+void metrics_in_progress_add(int delta);
+void metrics_error(const char *endpoint, const char *error_type);
+void metrics_cache_event(const char *cache_type, bool hit);
+void metrics_llm_request(const char *model, const char *endpoint);
+void metrics_llm_tokens(const char *model, const char *token_type, long n);
+void metrics_llm_ttft(const char *model, double seconds);
+void metrics_llm_tokens_per_second(const char *model, double tps);
+void metrics_llm_queue_depth(const char *model, long depth);
+void metrics_model_load_seconds(const char *model, double seconds);
+
+/* A collector appends complete families (HELP, TYPE, samples) at render time. */
+typedef void (*metrics_collector)(buf *out, void *ud);
+void metrics_add_collector(metrics_collector fn, void *ud);
+
+/* Render every family into out. Returns 0, or -1 if out hit its cap. */
+int metrics_render(buf *out);
+
+/* Append `name{k="v",...} value\n` with label values escaped (\\, \", \n). */
+void metrics_write_sample(buf *out, const char *name, const char *const *keys, const char *const *vals,
+                          int nlabels, double value);
+
+#endif
