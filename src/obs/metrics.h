@@ -15,6 +15,8 @@
  *   simpleton_model_load_seconds{model}                          gauge
  *   simpleton_build_info{version,compiler}                       gauge = 1
  *   simpleton_heap_bytes                                         gauge (smp_alloc live bytes)
+ *   simpleton_metrics_dropped_total                              counter (samples for label sets
+ *                                                                past the per-family cap of 10,000)
  *   process_resident_memory_bytes, process_virtual_memory_bytes, process_cpu_seconds_total,
  *   process_open_fds, process_max_fds, process_start_time_seconds
  * plus whatever registered collectors append (cache entries, evictions, ...).
@@ -44,6 +46,10 @@ void metrics_model_load_seconds(const char *model, double seconds);
 /* A collector appends complete families (HELP, TYPE, samples) at render time. */
 typedef void (*metrics_collector)(buf *out, void *ud);
 void metrics_add_collector(metrics_collector fn, void *ud);
+
+/* Append the `# HELP` (backslash and newline escaped) and `# TYPE` lines of a
+ * family; type is "counter", "gauge", "histogram", ... For collectors. */
+void metrics_write_header(buf *out, const char *name, const char *type, const char *help);
 
 /* Render every family into out. Returns 0, or -1 if out hit its cap. */
 int metrics_render(buf *out);

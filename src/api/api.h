@@ -1,0 +1,24 @@
+/* api.h - registration of every route family, and the health registry.
+ *
+ * Each route family lives in its own file (health.c, analytics.c, ...) and
+ * exposes one api_<family>_register() called by api_register_all(). Modules
+ * that serve requests (backends, stores) add a health probe so /health and
+ * /analytics/health say what is down. */
+#ifndef SMP_API_H
+#define SMP_API_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+void api_register_all(void);
+
+void api_health_register(void);
+void api_analytics_register(void);
+
+/* A probe fills a new JSON object ({status:"healthy"|"degraded"|"down", ...})
+ * and returns whether the component can serve. kind: "backends" or "models"
+ * or "components". */
+typedef bool (*health_probe)(json_t **out, void *ud);
+void api_health_add_probe(const char *kind, const char *name, health_probe fn, void *ud);
+
+#endif

@@ -1,0 +1,460 @@
+/* server.c - libmicrohttpd glue; see server.h.
+ *
+ * MHD runs a pool of poll threads (HTTP_THREADS). Each request owns an
+ * http_req (below) hung on MHD's per-request pointer. MHD calls the access
+ * handler first with headers only, then once per body piece, then once with
+ * no data: we answer on that last call (answering on the first call would make
+ * MHD close keep-alive connections), except for an early 413 when the
+ * Content-Length already exceeds the cap. */
+#include "server.h"
+
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "core/alloc.h"
+#include "core/buf.h"
+#include "core/errors.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "core/valid.h"
+#include "http/auth.h"
+#include "http/router.h"
+#include "obs/analytics.h"
+#include "obs/metrics.h"
+
+#define MAX_EXTRA_HEADERS 12
+#define ERROR_TEXT_MAX 512
+
+struct http_req {
+    struct MHD_Connection *conn;
+    uint64_t t0;
+    const char *method; /* owned by MHD for the request's life */
+    const char *path;
+    route_match match;
+    int match_rc;
+    http_dialect dialect;
+    char request_id[72];
+    buf body;
+    size_t body_cap;
+    bool too_large;
+    size_t discarded; /* body bytes thrown away past the cap */
+    bool responded;
+    int status;
+    char error_text[ERROR_TEXT_MAX];
+    int error_code;
+    int nextra;
+    struct {
+        char *name, *value;
+    } extra[MAX_EXTRA_HEADERS];
+};
+
+static struct MHD_Daemon *daemon_;
+static const config *cfg;
+static atomic_int in_flight;
+static bool cors_any;
+
+int http_in_flight(void) { return atomic_load(&in_flight); }
+
+/* ---- accessors ---------------------------------------------------------- */
+
+const char *http_method(const http_req *r) { return r->method; }
+const char *http_path(const http_req *r) { return r->path; }
+const char *http_route(const http_req *r) { return r->match.route ? r->match.route->tmpl : "unmatched"; }
+const char *http_request_id(const http_req *r) { return r->request_id; }
+http_dialect http_req_dialect(const http_req *r) { return r->dialect; }
+
+const char *http_header(http_req *r, const char *name) {
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_query(http_req *r, const char *name) {
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *http_param(const http_req *r, const char *name) {
+    for (int i = 0; i < r->match.nparams; i++)
+        if (!strcmp(r->match.params[i].name, name)) return r->match.params[i].value;
+    return NULL;
+}
+
+const char *http_body(const http_req *r, size_t *len) {
+    if (len) *len = r->body.len;
+    return r->body.data ? r->body.data : "";
+}
+
+/* ---- responses ---------------------------------------------------------- */
+
+int http_add_header(http_req *r, const char *name, const char *value) {
+    if (r->nextra >= MAX_EXTRA_HEADERS) return -1;
+    r->extra[r->nextra].name = smp_strdup(name);
+    r->extra[r->nextra].value = smp_strdup(value);
+    r->nextra++;
+    return 0;
+}
+
+/* Is this Origin allowed by CORS_ORIGINS? */
+static bool origin_allowed(const char *origin) {
+    if (!origin) return false;
+    if (cors_any) return true;
+    const char *s = cfg->cors_origins;
+    size_t ol = strlen(origin);
+    while (*s) {
+        while (*s == ' ' || *s == ',') s++;
+        const char *e = s;
+        while (*e && *e != ',') e++;
+        const char *te = e;
+        while (te > s && te[-1] == ' ') te--;
+        if ((size_t)(te - s) == ol && !memcmp(s, origin, ol)) return true;
+        s = e;
+    }
+    return false;
+}
+
+static void add_common_headers(http_req *r, struct MHD_Response *resp) {
+    MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+    const char *origin = http_header(r, "Origin");
+    if (origin_allowed(origin)) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
+        MHD_add_response_header(resp, "Access-Control-Allow-Credentials", "true");
+        MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Request-Id, X-Cache");
+        MHD_add_response_header(resp, "Vary", "Origin");
+    }
+    for (int i = 0; i < r->nextra; i++) MHD_add_response_header(resp, r->extra[i].name, r->extra[i].value);
+}
+
+/* Queue a response that owns data (freed with smp_free by MHD). */
+static void queue_owned(http_req *r, int status, const char *ctype, char *data, size_t len) {
+    if (r->responded) {
+        smp_free(data);
+        return;
+    }
+    struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback(len, data, smp_free);
+    if (!resp) {
+        smp_free(data);
+        return;
+    }
+    if (ctype) MHD_add_response_header(resp, "Content-Type", ctype);
+    add_common_headers(r, resp);
+    r->responded = true;
+    r->status = status;
+    MHD_queue_response(r->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+}
+
+void http_send(http_req *r, int status, const char *ctype, const void *data, size_t len) {
+    char *copy = smp_malloc(len + 1);
+    if (!copy) return;
+    memcpy(copy, data, len);
+    copy[len] = '\0';
+    queue_owned(r, status, ctype, copy, len);
+}
+
+static int dump_cb(const char *s, size_t n, void *ud) { return buf_append(ud, s, n); }
+
+void http_send_json(http_req *r, int status, json_t *body) {
+    buf b;
+    buf_init(&b, 0);
+    int rc = body ? json_dump_callback(body, dump_cb, &b, JSON_COMPACT | JSON_ENSURE_ASCII) : -1;
+    json_decref(body);
+    if (rc != 0) {
+        buf_free(&b);
+        static const char oom[] = "{\"detail\":\"Internal server error: could not encode response\"}";
+        http_send(r, 500, "application/json", oom, sizeof oom - 1);
+        return;
+    }
+    size_t len;
+    char *data = buf_detach(&b, &len);
+    queue_owned(r, status, "application/json", data, len);
+}
+
+static const char *openai_error_type(int status) {
+    switch (status) {
+    case 401: return "authentication_error";
+    case 403: return "permission_error";
+    case 404: return "not_found_error";
+    case 429: return "rate_limit_error";
+    default: return status >= 500 ? "server_error" : "invalid_request_error";
+    }
+}
+
+static void send_error_msg(http_req *r, int code, const char *msg) {
+    if (code < 0) code = -code;
+    int status = smp_err_status(code);
+    snprintf(r->error_text, sizeof r->error_text, "%s", msg);
+    r->error_code = code;
+    json_t *body;
+    switch (r->dialect) {
+    case HTTP_DIALECT_OPENAI:
+        body = json_pack("{s:{s:s,s:s,s:n,s:s}}", "error", "message", msg, "type", openai_error_type(status), "param",
+                         "code", smp_err_name(code));
+        break;
+    case HTTP_DIALECT_OLLAMA:
+        body = json_pack("{s:s}", "error", msg);
+        break;
+    default:
+        body = json_pack("{s:s}", "detail", msg);
+    }
+    if (code == SMP_E_AUTH_MISSING || code == SMP_E_AUTH_INVALID) http_add_header(r, "WWW-Authenticate", "ApiKey");
+    http_send_json(r, status, body);
+}
+
+void http_send_error(http_req *r, int code, const char *fmt, ...) {
+    char msg[ERROR_TEXT_MAX];
+    if (!fmt) {
+        snprintf(msg, sizeof msg, "%s", smp_err_message(code));
+    } else {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+    }
+    send_error_msg(r, code, msg);
+}
+
+void http_send_validation(http_req *r, json_t *detail) {
+    json_t *first = json_array_get(detail, 0);
+    const char *msg = first ? json_string_value(json_object_get(first, "msg")) : "Validation error";
+    json_t *loc = first ? json_object_get(first, "loc") : NULL;
+    const char *field = json_array_size(loc) > 1 ? json_string_value(json_array_get(loc, 1)) : NULL;
+    char text[ERROR_TEXT_MAX];
+    if (field)
+        snprintf(text, sizeof text, "%s: %s", field, msg ? msg : "invalid");
+    else
+        snprintf(text, sizeof text, "%s", msg ? msg : "invalid request body");
+    if (r->dialect != HTTP_DIALECT_SIMPLETON) {
+        json_decref(detail);
+        /* Other dialects answer 400 with their own shape. */
+        send_error_msg(r, SMP_E_BAD_REQUEST, text);
+        return;
+    }
+    snprintf(r->error_text, sizeof r->error_text, "%s", text);
+    r->error_code = SMP_E_VALIDATION;
+    http_send_json(r, 422, json_pack("{s:o}", "detail", detail));
+}
+
+json_t *http_json_object(http_req *r) {
+    valid v;
+    valid_init(&v);
+    json_t *j = valid_parse_object(&v, r->body.data ? r->body.data : "", r->body.len);
+    if (!j) http_send_validation(r, valid_take(&v));
+    valid_free(&v);
+    return j;
+}
+
+/* ---- request life cycle -------------------------------------------------- */
+
+static bool valid_request_id(const char *s) {
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (n >= 64 || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                         c == '_' || c == '.' || c == ':'))
+            return false;
+    }
+    return n > 0;
+}
+
+static http_dialect dialect_of(const char *path) {
+    if (!strncmp(path, "/v1/", 4) || !strcmp(path, "/v1")) return HTTP_DIALECT_OPENAI;
+    if (!strncmp(path, "/api/", 5)) return HTTP_DIALECT_OLLAMA;
+    return HTTP_DIALECT_SIMPLETON;
+}
+
+static http_req *req_new(struct MHD_Connection *c, const char *url, const char *method) {
+    http_req *r = smp_calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->conn = c;
+    r->t0 = util_now_ns();
+    r->method = method;
+    r->path = url;
+    r->dialect = dialect_of(url);
+    const char *rid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
+    if (rid && valid_request_id(rid))
+        snprintf(r->request_id, sizeof r->request_id, "%s", rid);
+    else
+        util_random_hex(16, r->request_id);
+    r->match_rc = router_match(method, url, &r->match);
+    bool upload = r->match.route && (r->match.route->flags & ROUTE_UPLOAD);
+    r->body_cap = (size_t)(upload ? cfg->max_upload_mb : cfg->max_body_mb) << 20;
+    buf_init(&r->body, r->body_cap);
+    return r;
+}
+
+static void req_free(http_req *r) {
+    if (!r) return;
+    buf_free(&r->body);
+    for (int i = 0; i < r->nextra; i++) {
+        smp_free(r->extra[i].name);
+        smp_free(r->extra[i].value);
+    }
+    smp_free(r);
+}
+
+static void send_too_large(http_req *r) {
+    http_add_header(r, "Connection", "close");
+    http_send_error(r, SMP_E_TOO_LARGE, "Request body too large: the limit is %zu MiB (%s)", r->body_cap >> 20,
+                    r->match.route && (r->match.route->flags & ROUTE_UPLOAD) ? "MAX_UPLOAD_MB" : "MAX_BODY_MB");
+}
+
+static void answer_preflight(http_req *r) {
+    const char *origin = http_header(r, "Origin");
+    if (!origin_allowed(origin)) {
+        http_send_error(r, SMP_E_FORBIDDEN, "CORS origin not allowed: %s", origin ? origin : "(none)");
+        return;
+    }
+    const char *req_headers = http_header(r, "Access-Control-Request-Headers");
+    http_add_header(r, "Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS");
+    http_add_header(r, "Access-Control-Allow-Headers", req_headers ? req_headers : "*");
+    http_add_header(r, "Access-Control-Max-Age", "600");
+    http_send(r, 200, "text/plain", "", 0);
+}
+
+static void dispatch(http_req *r) {
+    if (!strcmp(r->method, "OPTIONS") && http_header(r, "Access-Control-Request-Method")) {
+        answer_preflight(r);
+        return;
+    }
+    if (r->match_rc == -SMP_E_NOT_FOUND) {
+        http_send_error(r, SMP_E_NOT_FOUND, "Not Found: %s %s", r->method, r->path);
+        return;
+    }
+    if (r->match_rc == -SMP_E_METHOD_NOT_ALLOWED) {
+        http_add_header(r, "Allow", r->match.allow);
+        http_send_error(r, SMP_E_METHOD_NOT_ALLOWED, "Method Not Allowed: %s %s (allowed: %s)", r->method, r->path,
+                        r->match.allow);
+        return;
+    }
+    if (!(r->match.route->flags & ROUTE_PUBLIC)) {
+        int rc = auth_check(http_header(r, "X-API-Key"), http_header(r, "Authorization"));
+        if (rc != 0) {
+            http_send_error(r, rc, NULL);
+            return;
+        }
+    }
+    r->match.route->handler(r);
+    if (!r->responded) http_send_error(r, SMP_E_INTERNAL, "Internal server error: the handler gave no answer");
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls) {
+    http_req *r = *req_cls;
+    if (!r) {
+        r = req_new(c, url, method);
+        if (!r) return MHD_NO; /* out of memory: drop the connection */
+        *req_cls = r;
+        atomic_fetch_add(&in_flight, 1);
+        if (cfg->monitoring_enabled) metrics_in_progress_add(1);
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        if (cl) {
+            char *end;
+            unsigned long long n = strtoull(cl, &end, 10);
+            if (*end == '\0' && n > r->body_cap) {
+                r->too_large = true;
+                send_too_large(r); /* early: before reading the body */
+            }
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        /* MHD cannot queue a reply while a body is still arriving: a chunked
+         * body past the cap is read and thrown away (answered 413 at its end),
+         * and a client that keeps sending past twice the cap is dropped. */
+        if (!r->too_large && buf_append(&r->body, upload_data, *upload_data_size) != 0) {
+            r->too_large = true;
+            buf_free(&r->body);
+        }
+        if (r->too_large) {
+            r->discarded += *upload_data_size;
+            if (r->discarded > r->body_cap) return MHD_NO;
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (r->too_large && !r->responded) send_too_large(r);
+    if (!r->responded) dispatch(r);
+    return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode toe) {
+    http_req *r = *req_cls;
+    if (!r) return;
+    *req_cls = NULL;
+    double secs = (double)(util_now_ns() - r->t0) / 1e9;
+    int status = r->responded ? r->status : 499; /* 499: the client went away first */
+    const char *endpoint = http_route(r);
+    bool record = cfg->monitoring_enabled && !(r->match.route && (r->match.route->flags & ROUTE_NO_METRICS));
+    if (record) {
+        metrics_request_done(r->method, endpoint, status, secs);
+        if (status >= 400)
+            metrics_error(endpoint, r->error_code ? smp_err_name(r->error_code) : (status >= 500 ? "internal" : "client"));
+        analytics_record(r->method, endpoint, status, secs, status >= 400 && r->error_text[0] ? r->error_text : NULL,
+                         0);
+    }
+    if (cfg->monitoring_enabled) metrics_in_progress_add(-1);
+    if (cfg->access_log)
+        log_info("%s %s %d %.3fms id=%s%s", r->method, r->path, status, secs * 1e3, r->request_id,
+                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
+    atomic_fetch_sub(&in_flight, 1);
+    req_free(r);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == '\n') msg[--n] = '\0';
+    log_debug("http: %s", msg);
+}
+
+int http_server_start(const config *c, int *port, char *err, size_t errlen) {
+    cfg = c;
+    cors_any = !strcmp(c->cors_origins, "*");
+    int threads = (int)c->http_threads;
+    if (threads <= 0) threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads < 2) threads = 2;
+    struct sockaddr_in sa = {0};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)c->port);
+    if (inet_pton(AF_INET, c->host, &sa.sin_addr) != 1) {
+        snprintf(err, errlen, "HOST: '%s' is not an IPv4 address", c->host);
+        return -1;
+    }
+    daemon_ = MHD_start_daemon(
+        MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, (uint16_t)c->port, NULL, NULL,
+        on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)threads, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->connection_timeout,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)64 * 1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_EXTERNAL_LOGGER,
+        on_mhd_log, NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
+    if (!daemon_) {
+        snprintf(err, errlen, "cannot listen on %s:%ld (port in use, or no permission)", c->host, c->port);
+        return -1;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_BIND_PORT);
+    *port = info ? info->port : (int)c->port;
+    return 0;
+}
+
+void http_server_stop(int deadline_s) {
+    if (!daemon_) return;
+    MHD_socket fd = MHD_quiesce_daemon(daemon_);
+    if (fd != MHD_INVALID_SOCKET) close(fd);
+    uint64_t until = util_now_ns() + (uint64_t)deadline_s * 1000000000ull;
+    int waited = 0;
+    while (atomic_load(&in_flight) > 0 && util_now_ns() < until) {
+        if (!waited++) log_info("waiting for %d in-flight request(s)", atomic_load(&in_flight));
+        usleep(20000);
+    }
+    if (atomic_load(&in_flight) > 0) log_warn("shutdown deadline passed with %d request(s) in flight", atomic_load(&in_flight));
+    MHD_stop_daemon(daemon_);
+    daemon_ = NULL;
+}

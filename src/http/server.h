@@ -1,0 +1,65 @@
+/* server.h - the HTTP server (libmicrohttpd) and the request API handlers use.
+ *
+ * One http_req per request: created on the first callback, freed when MHD
+ * reports the request complete. A handler reads the request through the
+ * accessors and answers exactly once with one of the http_send_* calls; a
+ * handler that answers nothing gets a 500. Handlers run on MHD's worker
+ * threads and must not block for long.
+ *
+ * Middleware order: request id -> CORS preflight -> route match (404/405) ->
+ * body size cap (413 from Content-Length before reading) -> auth -> handler;
+ * on completion: metrics + analytics (unless MONITORING_ENABLED=false or the
+ * route opts out) and one access-log line. */
+#ifndef SMP_HTTP_SERVER_H
+#define SMP_HTTP_SERVER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/config.h"
+
+typedef struct http_req http_req;
+
+typedef enum {
+    HTTP_DIALECT_SIMPLETON, /* {"detail": ...} */
+    HTTP_DIALECT_OPENAI,    /* paths under /v1: {"error": {"message","type","param","code"}} */
+    HTTP_DIALECT_OLLAMA,    /* paths under /api: {"error": "..."} */
+} http_dialect;
+
+/* Start listening (routes must be registered first). *port receives the bound
+ * port (useful with PORT=0). */
+int http_server_start(const config *c, int *port, char *err, size_t errlen);
+/* Graceful stop: stop accepting, wait up to deadline_s for in-flight requests,
+ * then close everything. */
+void http_server_stop(int deadline_s);
+int http_in_flight(void);
+
+/* Request accessors. Strings live as long as the request. */
+const char *http_method(const http_req *r);
+const char *http_path(const http_req *r);
+const char *http_route(const http_req *r); /* the matched template */
+const char *http_request_id(const http_req *r);
+http_dialect http_req_dialect(const http_req *r);
+const char *http_header(http_req *r, const char *name);
+const char *http_query(http_req *r, const char *name);
+const char *http_param(const http_req *r, const char *name);
+const char *http_body(const http_req *r, size_t *len);
+
+/* Responses. Extra headers added before the send go out with it. */
+int http_add_header(http_req *r, const char *name, const char *value);
+void http_send(http_req *r, int status, const char *content_type, const void *data, size_t len);
+/* Takes ownership of body (decref'd). */
+void http_send_json(http_req *r, int status, json_t *body);
+/* An error in the request's dialect. code: an smp_err (sign ignored) whose
+ * status is used; fmt NULL: the table's message. */
+void http_send_error(http_req *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* 422 with a detail list (takes ownership); other dialects get a 400 with the
+ * first problem as the message. */
+void http_send_validation(http_req *r, json_t *detail);
+
+/* Parse the body as a JSON object. On failure the 422 is already sent and
+ * NULL returned. The caller owns the result. */
+json_t *http_json_object(http_req *r);
+
+#endif
