@@ -28,6 +28,18 @@ void valid_add(valid *v, const char *field, const char *type, const char *fmt, .
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* Messages may quote client bytes (jansson's error text does): keep the
+     * JSON valid by replacing bytes that are not well-formed UTF-8. */
+    size_t n = strlen(msg);
+    for (size_t i = 0; i < n;) {
+        size_t len = 1;
+        while (len <= 4 && i + len <= n && !valid_utf8(msg + i, len)) len++;
+        if (len > 4 || i + len > n) {
+            msg[i++] = '?';
+            continue;
+        }
+        i += len;
+    }
     json_t *loc = json_array();
     json_array_append_new(loc, json_string("body"));
     if (field) json_array_append_new(loc, json_string(field));

@@ -1,0 +1,99 @@
+/* bench/kernels.c - micro-benchmark of the matvec / matmul kernels per type.
+ *
+ * For each weight type: a 5632 x 2048 matrix (an FFN projection of a 1B-class
+ * model), enough copies that they do not all fit in the last-level cache, then
+ *   decode:  kern_matvec_q (one token), ms per matrix and weight GB/s
+ *   prompt:  kern_matmul_q with 64 tokens, ms per matrix and GFLOP/s
+ * for the reference and the AVX2 kernels, on one thread.
+ *
+ * Not built by default:
+ *   make build/libsimpleton.a && cc -O2 -std=gnu11 -mavx2 -mfma -mf16c -Isrc \
+ *     bench/kernels.c build/libsimpleton.a -lm -lpthread -o build/bench_kernels
+ *   ./build/bench_kernels [type-name ...]      e.g. ./build/bench_kernels Q4_K Q8_0 */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/alloc.h"
+#include "engine/kernels/kernels.h"
+#include "engine/tensor_types.h"
+
+#define ROWS 5632
+#define COLS 2048
+#define NTOK 64
+#define COPY_BYTES (96u << 20) /* spread copies over this much memory */
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static uint64_t rng = 88172645463325252ULL;
+static float frand(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) - 0.5f;
+}
+
+static void bench_type(int t) {
+    size_t rb = kern_row_bytes(t, COLS), mb = rb * ROWS;
+    int copies = (int)(COPY_BYTES / mb) + 1;
+    uint8_t *W = smp_malloc(mb * (size_t)copies);
+    float *row = smp_malloc(COLS * sizeof(float)), *X = smp_malloc((size_t)COLS * NTOK * sizeof(float));
+    float *Y = smp_malloc((size_t)ROWS * NTOK * sizeof(float));
+    if (!W || !row || !X || !Y) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    const kern_type_traits *ref = kern_traits_impl(t, KERN_REF);
+    for (int r = 0; r < ROWS; r++) {
+        for (int i = 0; i < COLS; i++) row[i] = frand() * 0.1f;
+        ref->quantize(row, W + (size_t)r * rb, COLS);
+    }
+    for (int c = 1; c < copies; c++) memcpy(W + (size_t)c * mb, W, mb);
+    for (int i = 0; i < COLS * NTOK; i++) X[i] = frand();
+
+    for (int impl = 0; impl < KERN__COUNT; impl++) {
+        if (impl == KERN_AVX2 && !kern_cpu_has_avx2()) continue;
+        kern_select(impl == KERN_AVX2 ? "avx2" : "ref");
+        size_t ab = kern_act_bytes(t, COLS);
+        uint8_t *act = smp_malloc(ab * NTOK);
+        for (int k = 0; k < NTOK; k++) kern_quantize_act(t, X + (size_t)k * COLS, COLS, act + ab * k);
+
+        int reps = impl == KERN_REF ? 3 : 40;
+        double t0 = now();
+        for (int i = 0; i < reps; i++) kern_matvec_q(t, W + (size_t)(i % copies) * mb, COLS, act, Y, 0, ROWS);
+        double mv = (now() - t0) / reps;
+
+        int preps = impl == KERN_REF ? 1 : 3;
+        t0 = now();
+        for (int i = 0; i < preps; i++)
+            kern_matmul_q(t, W + (size_t)(i % copies) * mb, COLS, act, NTOK, Y, ROWS, 0, ROWS);
+        double mm = (now() - t0) / preps;
+
+        printf("%-5s %-4s  matvec %7.3f ms  %6.2f GB/s   matmul x%d %8.2f ms  %6.1f GFLOP/s  (%.2f ms/token)\n",
+               tt_name(t), kern_impl_name(impl), mv * 1e3, mb / mv / 1e9, NTOK, mm * 1e3,
+               2.0 * ROWS * COLS * NTOK / mm / 1e9, mm * 1e3 / NTOK);
+        fflush(stdout);
+        smp_free(act);
+    }
+    smp_free(W);
+    smp_free(row);
+    smp_free(X);
+    smp_free(Y);
+}
+
+int main(int argc, char **argv) {
+    const int types[] = {TT_F32, TT_F16, TT_BF16, TT_Q8_0, TT_Q4_0, TT_Q4_1, TT_Q5_0, TT_Q5_1,
+                         TT_Q2_K, TT_Q3_K, TT_Q4_K, TT_Q5_K, TT_Q6_K};
+    printf("matrix %d x %d, one thread, matmul with %d tokens\n", ROWS, COLS, NTOK);
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        int want = argc < 2;
+        for (int a = 1; a < argc; a++) want |= !strcmp(argv[a], tt_name(types[i]));
+        if (want) bench_type(types[i]);
+    }
+    return 0;
+}
