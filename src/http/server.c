@@ -6,9 +6,13 @@
  * no data: we answer on that last call (answering on the first call would make
  * MHD close keep-alive connections), except for an early 413 when the
  * Content-Length already exceeds the cap. */
+#define _GNU_SOURCE /* POLLRDHUP */
 #include "server.h"
 
 #include <microhttpd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -54,11 +58,23 @@ struct http_req {
     struct {
         char *name, *value;
     } extra[MAX_EXTRA_HEADERS];
+    /* Asynchronous answers (see http_detach). mu guards everything below and
+     * the MHD calls that suspend, queue on and resume a detached connection. */
+    pthread_mutex_t mu;
+    atomic_int refs;    /* MHD's (dropped on completion) + a worker's + a stream response's */
+    bool detached;      /* a worker answers */
+    bool suspended;     /* MHD_suspend_connection in effect */
+    bool closed;        /* MHD reported the request complete */
+    bool streaming;
+    bool stream_ended;
+    buf stream;         /* produced, not yet sent */
+    size_t stream_off;
 };
 
 static struct MHD_Daemon *daemon_;
 static const config *cfg;
 static atomic_int in_flight;
+static atomic_bool aborting; /* shutdown deadline passed: workers should give up */
 static bool cors_any;
 
 int http_in_flight(void) { return atomic_load(&in_flight); }
@@ -145,7 +161,20 @@ static void queue_owned(http_req *r, int status, const char *ctype, char *data, 
     add_common_headers(r, resp);
     r->responded = true;
     r->status = status;
-    MHD_queue_response(r->conn, (unsigned)status, resp);
+    if (r->detached) {
+        /* From a worker: queue while suspended, then wake the connection. */
+        pthread_mutex_lock(&r->mu);
+        if (!r->closed) {
+            MHD_queue_response(r->conn, (unsigned)status, resp);
+            if (r->suspended) {
+                r->suspended = false;
+                MHD_resume_connection(r->conn);
+            }
+        }
+        pthread_mutex_unlock(&r->mu);
+    } else {
+        MHD_queue_response(r->conn, (unsigned)status, resp);
+    }
     MHD_destroy_response(resp);
 }
 
@@ -249,6 +278,115 @@ json_t *http_json_object(http_req *r) {
     return j;
 }
 
+static void req_free(http_req *r);
+
+/* ---- asynchronous answers ------------------------------------------------ */
+
+void http_detach(http_req *r) {
+    atomic_fetch_add(&r->refs, 1);
+    pthread_mutex_lock(&r->mu);
+    r->detached = true;
+    r->suspended = true;
+    MHD_suspend_connection(r->conn);
+    pthread_mutex_unlock(&r->mu);
+}
+
+void http_release(http_req *r) {
+    if (r && atomic_fetch_sub(&r->refs, 1) == 1) req_free(r);
+}
+
+bool http_client_gone(http_req *r) {
+    if (atomic_load(&aborting)) return true;
+    pthread_mutex_lock(&r->mu);
+    bool closed = r->closed;
+    pthread_mutex_unlock(&r->mu);
+    if (closed) return true;
+    /* A suspended connection is not watched by MHD: look at the socket. */
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return false;
+    struct pollfd p = {.fd = ci->connect_fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, 0) <= 0) return false;
+    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) return true;
+    char c;
+    return recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
+/* MHD pulls stream bytes here (on its thread). Nothing ready: park the
+ * connection until http_stream_write or _end wakes it. */
+static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max) {
+    http_req *r = cls;
+    ssize_t n;
+    pthread_mutex_lock(&r->mu);
+    size_t avail = r->stream.len - r->stream_off;
+    if (avail) {
+        n = (ssize_t)(avail < max ? avail : max);
+        memcpy(out, r->stream.data + r->stream_off, (size_t)n);
+        r->stream_off += (size_t)n;
+        if (r->stream_off == r->stream.len) {
+            buf_reset(&r->stream);
+            r->stream_off = 0;
+        }
+    } else if (r->stream_ended) {
+        n = MHD_CONTENT_READER_END_OF_STREAM;
+    } else {
+        r->suspended = true;
+        MHD_suspend_connection(r->conn);
+        n = 0;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+static void stream_free(void *cls) { http_release(cls); }
+
+int http_stream_begin(http_req *r, int status, const char *ctype) {
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, r, stream_free);
+    if (!resp) return -1;
+    atomic_fetch_add(&r->refs, 1); /* held by the response until stream_free */
+    MHD_add_response_header(resp, "Content-Type", ctype);
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    add_common_headers(r, resp);
+    r->responded = true;
+    r->status = status;
+    pthread_mutex_lock(&r->mu);
+    r->streaming = true;
+    int rc = -1;
+    if (!r->closed) {
+        MHD_queue_response(r->conn, (unsigned)status, resp);
+        if (r->suspended) {
+            r->suspended = false;
+            MHD_resume_connection(r->conn);
+        }
+        rc = 0;
+    }
+    pthread_mutex_unlock(&r->mu);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
+static int stream_push(http_req *r, const void *data, size_t len, bool end) {
+    int rc = 0;
+    pthread_mutex_lock(&r->mu);
+    if (r->closed) {
+        rc = -1;
+    } else {
+        if (len && buf_append(&r->stream, data, len) != 0) rc = -1;
+        if (end) r->stream_ended = true;
+        if (r->suspended) {
+            r->suspended = false;
+            MHD_resume_connection(r->conn);
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
+int http_stream_write(http_req *r, const void *data, size_t len) { return stream_push(r, data, len, false); }
+
+void http_stream_end(http_req *r) { stream_push(r, NULL, 0, true); }
+
 /* ---- request life cycle -------------------------------------------------- */
 
 static bool valid_request_id(const char *s) {
@@ -285,12 +423,17 @@ static http_req *req_new(struct MHD_Connection *c, const char *url, const char *
     bool upload = r->match.route && (r->match.route->flags & ROUTE_UPLOAD);
     r->body_cap = (size_t)(upload ? cfg->max_upload_mb : cfg->max_body_mb) << 20;
     buf_init(&r->body, r->body_cap);
+    buf_init(&r->stream, 0);
+    pthread_mutex_init(&r->mu, NULL);
+    atomic_init(&r->refs, 1);
     return r;
 }
 
 static void req_free(http_req *r) {
     if (!r) return;
     buf_free(&r->body);
+    buf_free(&r->stream);
+    pthread_mutex_destroy(&r->mu);
     for (int i = 0; i < r->nextra; i++) {
         smp_free(r->extra[i].name);
         smp_free(r->extra[i].value);
@@ -340,7 +483,7 @@ static void dispatch(http_req *r) {
         }
     }
     r->match.route->handler(r);
-    if (!r->responded) http_send_error(r, SMP_E_INTERNAL, "Internal server error: the handler gave no answer");
+    if (!r->responded && !r->detached) http_send_error(r, SMP_E_INTERNAL, "Internal server error: the handler gave no answer");
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -404,7 +547,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, en
         log_info("%s %s %d %.3fms id=%s%s", r->method, r->path, status, secs * 1e3, r->request_id,
                  toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
     atomic_fetch_sub(&in_flight, 1);
-    req_free(r);
+    pthread_mutex_lock(&r->mu);
+    r->closed = true;
+    pthread_mutex_unlock(&r->mu);
+    http_release(r);
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
@@ -454,7 +600,13 @@ void http_server_stop(int deadline_s) {
         if (!waited++) log_info("waiting for %d in-flight request(s)", atomic_load(&in_flight));
         usleep(20000);
     }
-    if (atomic_load(&in_flight) > 0) log_warn("shutdown deadline passed with %d request(s) in flight", atomic_load(&in_flight));
+    if (atomic_load(&in_flight) > 0) {
+        log_warn("shutdown deadline passed with %d request(s) in flight: cancelling them", atomic_load(&in_flight));
+        atomic_store(&aborting, true);
+        /* Workers notice through http_client_gone and answer promptly. */
+        until = util_now_ns() + 10000000000ull;
+        while (atomic_load(&in_flight) > 0 && util_now_ns() < until) usleep(20000);
+    }
     MHD_stop_daemon(daemon_);
     daemon_ = NULL;
 }

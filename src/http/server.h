@@ -58,6 +58,24 @@ void http_send_error(http_req *r, int code, const char *fmt, ...) __attribute__(
  * first problem as the message. */
 void http_send_validation(http_req *r, json_t *detail);
 
+/* Answering later, from another thread (a worker):
+ *   http_detach(r)   in the handler: parks the connection; the request stays
+ *                    alive until http_release. Then hand r to a worker and
+ *                    return. The worker answers once (http_send_* or a
+ *                    stream) and calls http_release(r).
+ *   http_client_gone true when the client disconnected or the server is
+ *                    shutting down past its deadline: stop work early.
+ * Streaming (from a worker, after http_detach):
+ *   http_stream_begin(r, 200, "text/event-stream"), then http_stream_write
+ *   per piece (sent at once, chunked), then http_stream_end. write returns -1
+ *   once the client is gone. */
+void http_detach(http_req *r);
+void http_release(http_req *r);
+bool http_client_gone(http_req *r);
+int http_stream_begin(http_req *r, int status, const char *content_type);
+int http_stream_write(http_req *r, const void *data, size_t len);
+void http_stream_end(http_req *r);
+
 /* Parse the body as a JSON object. On failure the 422 is already sent and
  * NULL returned. The caller owns the result. */
 json_t *http_json_object(http_req *r);
