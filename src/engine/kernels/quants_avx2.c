@@ -1,0 +1,716 @@
+/* quants_avx2.c - AVX2 + FMA + F16C versions of the dot products, activation
+ * quantizers and fp16/bf16 row conversions declared in quants.h.
+ *
+ * Each function computes what its quants_ref.c twin computes; the unit tests
+ * (tests/unit/test_quants.c) hold them to it. Integer parts are exact, so the
+ * dots differ from the reference only in the order of float additions; the
+ * activation quantizers produce identical bytes.
+ *
+ * Common pattern for the quantized dots: unpack 32 weights into a 256-bit
+ * vector of bytes, multiply with 32 int8 activations by _mm256_maddubs_epi16
+ * (unsigned x signed bytes -> 16 pairwise int16 sums; weights are made
+ * unsigned, or sign-moved onto the activations, to fit that instruction), then
+ * _mm256_madd_epi16 against ones or a sub-block scale -> 8 int32 lanes. Float
+ * work happens once per block (32 elements) or super-block (256).
+ * Decode reads every weight byte once, so the goal is for the arithmetic to
+ * keep up with memory: F32/F16/BF16/Q8_0/Q6_K do on one core; Q4_K/Q5_K come
+ * close; Q4_0/Q4_1/Q5_0/Q5_1/Q2_K/Q3_K are still compute-bound (numbers in
+ * bench/kernels.c). The dot4 kernels at the end serve prompt processing. */
+#include <immintrin.h>
+
+#include "engine/kernels/quants.h"
+
+#if !defined(__AVX2__) || !defined(__FMA__) || !defined(__F16C__)
+#error "quants_avx2.c needs -mavx2 -mfma -mf16c"
+#endif
+
+/* ------------------------------------------------------------- helpers */
+
+static inline float f16(uint16_t h) {
+    return _cvtsh_ss(h);
+}
+
+static inline float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline int hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* unsigned bytes ux (at most 128) times signed bytes y, summed in groups of 4
+ * -> 8 int32 (the int16 pair sums cannot saturate: 2*128*127 < 32768). */
+static inline __m256i dot_u8_i8(__m256i ux, __m256i y) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(ux, y), _mm256_set1_epi16(1));
+}
+
+/* signed x signed: move x's sign onto y. y must not hold -128 (activation
+ * quantizers stay within -127..127). */
+static inline __m256i dot_i8_i8(__m256i x, __m256i y) {
+    return dot_u8_i8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+}
+
+/* 16 bytes of nibbles -> 32 bytes: low nibbles in the low lane (elements
+ * 0..15), high nibbles in the high lane (16..31). */
+static inline __m256i nibbles_32(const uint8_t *p) {
+    __m128i raw = _mm_loadu_si128((const __m128i *)p);
+    __m256i both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+    return _mm256_and_si256(both, _mm256_set1_epi8(15));
+}
+
+/* 32 bits -> 32 bytes, byte e = 0xFF if bit e is set. */
+static inline __m256i bits_to_bytes(const uint8_t *p) {
+    uint32_t bits;
+    memcpy(&bits, p, 4);
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                            2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), spread);
+    const __m256i sel = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(v, sel), sel);
+}
+
+static inline __m256i load256(const void *p) {
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+
+/* K-quants with 16-element sub-blocks: a 32-element chunk spans sub-blocks j
+ * (low 128-bit lane) and j+1 (high lane). sc16 holds 16 int16 scales, 0..7 in
+ * the low lane and 8..15 in the high lane; half_scales(sc16)[h] repeats lane h
+ * in both lanes, and pair_scales(half, k) then gives scale 8h+2k across the
+ * low lane and 8h+2k+1 across the high lane. */
+static inline void half_scales(__m256i sc16, __m256i half[2]) {
+    half[0] = _mm256_permute2x128_si256(sc16, sc16, 0x00);
+    half[1] = _mm256_permute2x128_si256(sc16, sc16, 0x11);
+}
+
+static inline __m256i pair_scales(__m256i lane, int k) {
+    __m256i mask = _mm256_set_m128i(_mm_set1_epi16((short)((4 * k + 2) | (4 * k + 3) << 8)),
+                                    _mm_set1_epi16((short)((4 * k) | (4 * k + 1) << 8)));
+    return _mm256_shuffle_epi8(lane, mask);
+}
+
+/* ------------------------------------------------- F32 / F16 / BF16 rows */
+
+void quants_dequant_f16_avx2(const void *src, float *dst, int64_t n) {
+    const uint16_t *h = src;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+    for (; i < n; i++) dst[i] = f16(h[i]);
+}
+
+void quants_quant_f16_avx2(const float *src, void *dst, int64_t n) {
+    uint16_t *h = dst;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(h + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) h[i] = _cvtss_sh(src[i], _MM_FROUND_TO_NEAREST_INT);
+}
+
+static inline __m256 bf16x8(const uint16_t *p) {
+    __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+
+void quants_dequant_bf16_avx2(const void *src, float *dst, int64_t n) {
+    const uint16_t *h = src;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, bf16x8(h + i));
+    for (; i < n; i++) dst[i] = quants_bf16_to_f32(h[i]);
+}
+
+/* Four independent accumulators hide the FMA latency (named variables, not
+ * an array: GCC keeps an array in memory and serializes on it). LOAD8(p) turns
+ * 8 weights at p into 8 floats. */
+#define DOT_FLOAT_BODY(LOAD8, TO_F32)                                                     \
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                        \
+    __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();                        \
+    int i = 0;                                                                            \
+    for (; i + 32 <= n; i += 32) {                                                        \
+        acc0 = _mm256_fmadd_ps(LOAD8(x + i), _mm256_loadu_ps(y + i), acc0);               \
+        acc1 = _mm256_fmadd_ps(LOAD8(x + i + 8), _mm256_loadu_ps(y + i + 8), acc1);       \
+        acc2 = _mm256_fmadd_ps(LOAD8(x + i + 16), _mm256_loadu_ps(y + i + 16), acc2);     \
+        acc3 = _mm256_fmadd_ps(LOAD8(x + i + 24), _mm256_loadu_ps(y + i + 24), acc3);     \
+    }                                                                                     \
+    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(LOAD8(x + i), _mm256_loadu_ps(y + i), acc0); \
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3))); \
+    for (; i < n; i++) sum += TO_F32(x[i]) * y[i];                                        \
+    return sum
+
+static inline __m256 f32x8(const float *p) {
+    return _mm256_loadu_ps(p);
+}
+
+static inline __m256 f16x8(const uint16_t *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+static inline float f32_id(float v) {
+    return v;
+}
+
+float quants_dot_f32_avx2(int n, const void *w, const void *a) {
+    const float *x = w, *y = a;
+    DOT_FLOAT_BODY(f32x8, f32_id);
+}
+
+float quants_dot_f16_avx2(int n, const void *w, const void *a) {
+    const uint16_t *x = w;
+    const float *y = a;
+    DOT_FLOAT_BODY(f16x8, f16);
+}
+
+float quants_dot_bf16_avx2(int n, const void *w, const void *a) {
+    const uint16_t *x = w;
+    const float *y = a;
+    DOT_FLOAT_BODY(bf16x8, quants_bf16_to_f32);
+}
+
+/* ------------------------------------------------- activation quantizers */
+
+static inline float absmax8x4(const float *x) {
+    const __m256 nosign = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 m = _mm256_and_ps(_mm256_loadu_ps(x), nosign);
+    for (int k = 1; k < 4; k++) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(x + 8 * k), nosign));
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* roundf(): ties away from zero, exactly: t = trunc(v); if |v - t| >= 0.5
+ * step t one away from zero (v - t is exact for |v| < 2^23). */
+static inline __m256 round_away(__m256 v) {
+    __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 nosign = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 frac = _mm256_and_ps(_mm256_sub_ps(v, t), nosign);
+    __m256 step = _mm256_or_ps(_mm256_set1_ps(1.0f), _mm256_andnot_ps(nosign, v));
+    __m256 ge = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+    return _mm256_add_ps(t, _mm256_and_ps(ge, step));
+}
+
+/* 32 floats * id, rounded (away), clamped to +-127, packed into 32 int8 in order. */
+static inline __m256i quant32(const float *x, __m256 id, int away) {
+    __m256i q[4];
+    const __m256 lo = _mm256_set1_ps(-127.f), hi = _mm256_set1_ps(127.f);
+    for (int k = 0; k < 4; k++) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), id);
+        v = away ? round_away(v) : _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+        q[k] = _mm256_cvtps_epi32(v);
+    }
+    /* packs interleave 128-bit lanes; the final permute restores element order */
+    __m256i p01 = _mm256_packs_epi32(q[0], q[1]);
+    __m256i p23 = _mm256_packs_epi32(q[2], q[3]);
+    __m256i p = _mm256_packs_epi16(p01, p23);
+    return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+void quants_quant_q8_0_avx2(const float *src, void *dst, int64_t n) {
+    block_q8_0 *b = dst;
+    for (int64_t i = 0; i < n / QK8_0; i++, src += QK8_0) {
+        float d = absmax8x4(src) / 127;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        b[i].d = quants_f32_to_f16(d);
+        _mm256_storeu_si256((__m256i *)b[i].qs, quant32(src, _mm256_set1_ps(id), 1));
+    }
+}
+
+void quants_quant_q8_1_avx2(const float *src, void *dst, int64_t n) {
+    block_q8_1 *b = dst;
+    for (int64_t i = 0; i < n / QK8_1; i++, src += QK8_1) {
+        float d = absmax8x4(src) / 127;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        __m256i q = quant32(src, _mm256_set1_ps(id), 1);
+        _mm256_storeu_si256((__m256i *)b[i].qs, q);
+        int sum = hsum_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q), _mm256_set1_epi16(1)));
+        b[i].d = quants_f32_to_f16(d);
+        b[i].s = quants_f32_to_f16((float)sum * d);
+    }
+}
+
+void quants_quant_q8_K_avx2(const float *src, void *dst, int64_t n) {
+    block_q8_K *b = dst;
+    for (int64_t i = 0; i < n / QK_K; i++, src += QK_K) {
+        float amax = 0;
+        for (int k = 0; k < 8; k++) {
+            float m = absmax8x4(src + 32 * k);
+            amax = m > amax ? m : amax;
+        }
+        if (amax == 0 || amax != amax) {
+            memset(&b[i], 0, sizeof b[i]);
+            continue;
+        }
+        float iscale = 127.f / amax;
+        for (int k = 0; k < 8; k++) {
+            __m256i q = quant32(src + 32 * k, _mm256_set1_ps(iscale), 0);
+            _mm256_storeu_si256((__m256i *)(b[i].qs + 32 * k), q);
+            /* 16-element sums: widen to int16, add pairs, then reduce per lane */
+            __m256i s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), q); /* 16 sums of 2 */
+            __m256i s32 = _mm256_madd_epi16(s16, _mm256_set1_epi16(1)); /* 8 sums of 4 */
+            int32_t t[8];
+            _mm256_storeu_si256((__m256i *)t, s32);
+            b[i].bsums[2 * k] = (int16_t)(t[0] + t[1] + t[2] + t[3]);
+            b[i].bsums[2 * k + 1] = (int16_t)(t[4] + t[5] + t[6] + t[7]);
+        }
+        b[i].d = 1 / iscale;
+    }
+}
+
+/* ---------------------------------------- 32-element blocks against Q8_0/1 */
+
+/* Scales of 4 consecutive 32-element blocks: fp16 d of weight and activation
+ * blocks (stride bytes apart) converted together, multiplied, and each product
+ * spread over a whole vector by bcast4(). */
+static inline __m128 scales4(const void *x, size_t xs, const void *y, size_t ys) {
+    const uint8_t *px = x, *py = y;
+    uint64_t hx = 0, hy = 0;
+    for (int k = 0; k < 4; k++) {
+        uint16_t a, b;
+        memcpy(&a, px + k * xs, 2);
+        memcpy(&b, py + k * ys, 2);
+        hx |= (uint64_t)a << 16 * k;
+        hy |= (uint64_t)b << 16 * k;
+    }
+    return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)hx)), _mm_cvtph_ps(_mm_cvtsi64_si128((long long)hy)));
+}
+
+static inline __m256 bcast4(__m128 s, int k) {
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(s), _mm256_set1_epi32(k));
+}
+
+/* Loop shape shared by Q8_0, Q4_0 and Q5_0 (all against Q8_0 activations):
+ * QVEC(b) yields block b's 32 weights as signed bytes. */
+#define DOT_Q8_0_FAMILY(BLOCK, QVEC)                                                          \
+    const BLOCK *x = w;                                                                      \
+    const block_q8_0 *y = a;                                                                 \
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                           \
+    int nb = n / QK8_0, i = 0;                                                               \
+    for (; i + 4 <= nb; i += 4) {                                                            \
+        __m128 d4 = scales4(&x[i].d, sizeof(BLOCK), &y[i].d, sizeof(block_q8_0));            \
+        __m256i p0 = dot_i8_i8(QVEC(&x[i]), load256(y[i].qs));                               \
+        __m256i p1 = dot_i8_i8(QVEC(&x[i + 1]), load256(y[i + 1].qs));                       \
+        __m256i p2 = dot_i8_i8(QVEC(&x[i + 2]), load256(y[i + 2].qs));                       \
+        __m256i p3 = dot_i8_i8(QVEC(&x[i + 3]), load256(y[i + 3].qs));                       \
+        acc0 = _mm256_fmadd_ps(bcast4(d4, 0), _mm256_cvtepi32_ps(p0), acc0);                 \
+        acc1 = _mm256_fmadd_ps(bcast4(d4, 1), _mm256_cvtepi32_ps(p1), acc1);                 \
+        acc0 = _mm256_fmadd_ps(bcast4(d4, 2), _mm256_cvtepi32_ps(p2), acc0);                 \
+        acc1 = _mm256_fmadd_ps(bcast4(d4, 3), _mm256_cvtepi32_ps(p3), acc1);                 \
+    }                                                                                        \
+    for (; i < nb; i++) {                                                                    \
+        __m256i p = dot_i8_i8(QVEC(&x[i]), load256(y[i].qs));                                \
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * f16(y[i].d)), _mm256_cvtepi32_ps(p), acc0); \
+    }                                                                                        \
+    return hsum_ps(_mm256_add_ps(acc0, acc1))
+
+static inline __m256i q8_0_vec(const block_q8_0 *b) {
+    return load256(b->qs);
+}
+
+static inline __m256i q4_0_vec(const block_q4_0 *b) {
+    return _mm256_sub_epi8(nibbles_32(b->qs), _mm256_set1_epi8(8));
+}
+
+float quants_dot_q8_0_avx2(int n, const void *w, const void *a) {
+    DOT_Q8_0_FAMILY(block_q8_0, q8_0_vec);
+}
+
+float quants_dot_q4_0_avx2(int n, const void *w, const void *a) {
+    DOT_Q8_0_FAMILY(block_q4_0, q4_0_vec);
+}
+
+/* q = nibble | fifth bit << 4 (0..31). */
+static inline __m256i q5_unsigned(const uint8_t *qs, const uint8_t *qh) {
+    __m256i hbit = _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(16));
+    return _mm256_or_si256(nibbles_32(qs), hbit);
+}
+
+static inline __m256i q5_0_vec(const block_q5_0 *b) {
+    return _mm256_sub_epi8(q5_unsigned(b->qs, b->qh), _mm256_set1_epi8(16));
+}
+
+float quants_dot_q5_0_avx2(int n, const void *w, const void *a) {
+    DOT_Q8_0_FAMILY(block_q5_0, q5_0_vec);
+}
+
+/* Q4_1 / Q5_1 against Q8_1: unsigned weights, plus the offset term m * s per
+ * block (s = activation block sum, stored by the quantizer). */
+#define DOT_Q8_1_FAMILY(BLOCK, QVEC)                                                          \
+    const BLOCK *x = w;                                                                      \
+    const block_q8_1 *y = a;                                                                 \
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                           \
+    __m128 accm = _mm_setzero_ps();                                                          \
+    int nb = n / QK8_1, i = 0;                                                               \
+    for (; i + 4 <= nb; i += 4) {                                                            \
+        __m128 d4 = scales4(&x[i].d, sizeof(BLOCK), &y[i].d, sizeof(block_q8_1));            \
+        accm = _mm_add_ps(accm, scales4(&x[i].m, sizeof(BLOCK), &y[i].s, sizeof(block_q8_1))); \
+        __m256i p0 = dot_u8_i8(QVEC(&x[i]), load256(y[i].qs));                               \
+        __m256i p1 = dot_u8_i8(QVEC(&x[i + 1]), load256(y[i + 1].qs));                       \
+        __m256i p2 = dot_u8_i8(QVEC(&x[i + 2]), load256(y[i + 2].qs));                       \
+        __m256i p3 = dot_u8_i8(QVEC(&x[i + 3]), load256(y[i + 3].qs));                       \
+        acc0 = _mm256_fmadd_ps(bcast4(d4, 0), _mm256_cvtepi32_ps(p0), acc0);                 \
+        acc1 = _mm256_fmadd_ps(bcast4(d4, 1), _mm256_cvtepi32_ps(p1), acc1);                 \
+        acc0 = _mm256_fmadd_ps(bcast4(d4, 2), _mm256_cvtepi32_ps(p2), acc0);                 \
+        acc1 = _mm256_fmadd_ps(bcast4(d4, 3), _mm256_cvtepi32_ps(p3), acc1);                 \
+    }                                                                                        \
+    float summ = 0;                                                                          \
+    for (; i < nb; i++) {                                                                    \
+        __m256i p = dot_u8_i8(QVEC(&x[i]), load256(y[i].qs));                                \
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * f16(y[i].d)), _mm256_cvtepi32_ps(p), acc0); \
+        summ += f16(x[i].m) * f16(y[i].s);                                                   \
+    }                                                                                        \
+    accm = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));                                      \
+    accm = _mm_add_ss(accm, _mm_movehdup_ps(accm));                                          \
+    return hsum_ps(_mm256_add_ps(acc0, acc1)) + _mm_cvtss_f32(accm) + summ
+
+static inline __m256i q4_1_vec(const block_q4_1 *b) {
+    return nibbles_32(b->qs);
+}
+
+static inline __m256i q5_1_vec(const block_q5_1 *b) {
+    return q5_unsigned(b->qs, b->qh);
+}
+
+float quants_dot_q4_1_avx2(int n, const void *w, const void *a) {
+    DOT_Q8_1_FAMILY(block_q4_1, q4_1_vec);
+}
+
+float quants_dot_q5_1_avx2(int n, const void *w, const void *a) {
+    DOT_Q8_1_FAMILY(block_q5_1, q5_1_vec);
+}
+
+/* ------------------------------------------------- K-quants against Q8_K
+ * Per super-block the integer sum (scales included) is exact in int32 lanes;
+ * one FMA per super-block folds it into the float accumulator. */
+
+float quants_dot_q2_K_avx2(int n, const void *w, const void *a) {
+    const block_q2_K *x = w;
+    const block_q8_K *y = a;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK_K; i++) {
+        __m128i sc8 = _mm_loadu_si128((const __m128i *)x[i].scales);
+        __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(sc8, _mm_set1_epi8(15)));
+        /* mins: sum_j (scales[j] >> 4) * bsums[j] */
+        __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), _mm_set1_epi8(15)));
+        __m256i summ = _mm256_madd_epi16(mn16, load256(y[i].bsums));
+        __m256i half[2];
+        half_scales(sc16, half);
+        __m256i sum0 = _mm256_setzero_si256(), sum1 = _mm256_setzero_si256();
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256i q = load256(x[i].qs + 32 * h);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
+                __m256i p = _mm256_maddubs_epi16(q2, load256(y[i].qs + 128 * h + 32 * k));
+                p = _mm256_madd_epi16(p, pair_scales(half[h], k));
+                if (k & 1) sum1 = _mm256_add_epi32(sum1, p);
+                else sum0 = _mm256_add_epi32(sum0, p);
+            }
+        }
+        __m256i sumi = _mm256_add_epi32(sum0, sum1);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * f16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * f16(x[i].dmin)), _mm256_cvtepi32_ps(summ), accm);
+    }
+    return hsum_ps(acc) - hsum_ps(accm);
+}
+
+/* The 16 six-bit scales of Q3_K, minus 32, as int16 (layout in quants.h):
+ * low nibbles from bytes 0..7 (scales 0..7 low half, 8..15 high half), top two
+ * bits from bytes 8..11 at bit 2*(j/4) of byte 8 + j%4. */
+static inline __m256i q3_scales(const uint8_t *s) {
+    uint32_t u[3], o[4];
+    memcpy(u, s, 12);
+    o[0] = (u[0] & 0x0f0f0f0f) | (u[2] & 0x03030303) << 4;
+    o[1] = (u[1] & 0x0f0f0f0f) | ((u[2] >> 2) & 0x03030303) << 4;
+    o[2] = ((u[0] >> 4) & 0x0f0f0f0f) | ((u[2] >> 4) & 0x03030303) << 4;
+    o[3] = ((u[1] >> 4) & 0x0f0f0f0f) | ((u[2] >> 6) & 0x03030303) << 4;
+    __m128i v = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)o), _mm_set1_epi8(32));
+    return _mm256_cvtepi8_epi16(v);
+}
+
+float quants_dot_q3_K_avx2(int n, const void *w, const void *a) {
+    const block_q3_K *x = w;
+    const block_q8_K *y = a;
+    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK_K; i++) {
+        __m256i sc16 = q3_scales(x[i].scales);
+        /* q3 = low2 - 4*(1 - hbit): sum(q3*y) = sum(low2*y) - sum(4*(!hbit)*y) */
+        __m256i nh = _mm256_xor_si256(load256(x[i].hmask), _mm256_set1_epi8(-1));
+        __m256i half[2];
+        half_scales(sc16, half);
+        __m256i sum0 = _mm256_setzero_si256(), sum1 = _mm256_setzero_si256();
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256i q = load256(x[i].qs + 32 * h);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                __m256i yy = load256(y[i].qs + 128 * h + 32 * k);
+                __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
+                __m256i sub = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(nh, 4 * h + k), one), 2);
+                __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q2, yy), _mm256_maddubs_epi16(sub, yy));
+                p = _mm256_madd_epi16(p, pair_scales(half[h], k));
+                if (k & 1) sum1 = _mm256_add_epi32(sum1, p);
+                else sum0 = _mm256_add_epi32(sum0, p);
+            }
+        }
+        __m256i sumi = _mm256_add_epi32(sum0, sum1);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * f16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum_ps(acc);
+}
+
+/* The 12 scale bytes of Q4_K / Q5_K rearranged with 32-bit integer ops into
+ * 16 bytes: sc[0..7] then m[0..7] (6-bit values, layout in quants.h). */
+static inline __m128i k4_scales_mins(const uint8_t *s) {
+    uint32_t u[3], o[4];
+    memcpy(u, s, 12);
+    o[0] = u[0] & 0x3f3f3f3f;                                              /* sc 0..3 */
+    o[1] = (u[2] & 0x0f0f0f0f) | ((u[0] >> 6) & 0x03030303) << 4;          /* sc 4..7 */
+    o[2] = u[1] & 0x3f3f3f3f;                                              /* m 0..3 */
+    o[3] = ((u[2] >> 4) & 0x0f0f0f0f) | ((u[1] >> 6) & 0x03030303) << 4;   /* m 4..7 */
+    return _mm_loadu_si128((const __m128i *)o);
+}
+
+/* Shuffle masks that broadcast int16 element k of each 128-bit lane. */
+static inline __m256i bcast16_mask(int k) {
+    return _mm256_set1_epi16((short)(2 * k | (2 * k + 1) << 8));
+}
+
+/* sum_j m[j] * (sum of activations over 32-element sub-block j), 4 int32 lanes */
+static inline __m128i k4_mins_dot(__m128i sm, const block_q8_K *y) {
+    __m128i mins = _mm_cvtepu8_epi16(_mm_unpackhi_epi64(sm, sm));
+    __m128i b0 = _mm_loadu_si128((const __m128i *)y->bsums);
+    __m128i b1 = _mm_loadu_si128((const __m128i *)(y->bsums + 8));
+    return _mm_madd_epi16(mins, _mm_hadd_epi16(b0, b1));
+}
+
+/* One super-block of Q4_K (q5 = NULL) or Q5_K: int32 lanes of sum sc*q*y. */
+static inline __m256i k4_block_dot(const uint8_t *qs, const uint8_t *qh, __m128i sm, const int8_t *yq) {
+    const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
+    __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm)); /* sc[0..7] in both lanes */
+    __m256i hbits = qh ? load256(qh) : _mm256_setzero_si256();
+    __m256i sum0 = _mm256_setzero_si256(), sum1 = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        __m256i raw = load256(qs + 32 * c);
+        __m256i lo = _mm256_and_si256(raw, m4);
+        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        if (qh) { /* fifth bits: bit 2c for the low nibbles, 2c+1 for the high */
+            lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * c), one), 4));
+            hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * c + 1), one), 4));
+        }
+        __m256i plo = _mm256_maddubs_epi16(lo, load256(yq + 64 * c));
+        __m256i phi = _mm256_maddubs_epi16(hi, load256(yq + 64 * c + 32));
+        sum0 = _mm256_add_epi32(sum0, _mm256_madd_epi16(plo, _mm256_shuffle_epi8(sc16, bcast16_mask(2 * c))));
+        sum1 = _mm256_add_epi32(sum1, _mm256_madd_epi16(phi, _mm256_shuffle_epi8(sc16, bcast16_mask(2 * c + 1))));
+    }
+    return _mm256_add_epi32(sum0, sum1);
+}
+
+float quants_dot_q4_K_avx2(int n, const void *w, const void *a) {
+    const block_q4_K *x = w;
+    const block_q8_K *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    __m128 accm = _mm_setzero_ps();
+    for (int i = 0; i < n / QK_K; i++) {
+        __m128i sm = k4_scales_mins(x[i].scales);
+        __m256i sumi = k4_block_dot(x[i].qs, NULL, sm, y[i].qs);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * f16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+        accm = _mm_fmadd_ps(_mm_set1_ps(y[i].d * f16(x[i].dmin)), _mm_cvtepi32_ps(k4_mins_dot(sm, &y[i])), accm);
+    }
+    __m128 m = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    return hsum_ps(acc) - _mm_cvtss_f32(m);
+}
+
+float quants_dot_q5_K_avx2(int n, const void *w, const void *a) {
+    const block_q5_K *x = w;
+    const block_q8_K *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    __m128 accm = _mm_setzero_ps();
+    for (int i = 0; i < n / QK_K; i++) {
+        __m128i sm = k4_scales_mins(x[i].scales);
+        __m256i sumi = k4_block_dot(x[i].qs, x[i].qh, sm, y[i].qs);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * f16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+        accm = _mm_fmadd_ps(_mm_set1_ps(y[i].d * f16(x[i].dmin)), _mm_cvtepi32_ps(k4_mins_dot(sm, &y[i])), accm);
+    }
+    __m128 m = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    return hsum_ps(acc) - _mm_cvtss_f32(m);
+}
+
+float quants_dot_q6_K_avx2(int n, const void *w, const void *a) {
+    const block_q6_K *x = w;
+    const block_q8_K *y = a;
+    const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK_K; i++) {
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
+        /* the q - 32 offset: 32 * sum_j sc_j * bsum_j, taken off the int lanes */
+        __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(sc16, load256(y[i].bsums)), 5);
+        __m256i half[2];
+        half_scales(sc16, half);
+        __m256i sum0 = _mm256_setzero_si256(), sum1 = _mm256_setzero_si256();
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256i ql0 = load256(x[i].ql + 64 * h);
+            __m256i ql1 = load256(x[i].ql + 64 * h + 32);
+            __m256i qh = load256(x[i].qh + 32 * h);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                __m256i src = (k & 1) ? ql1 : ql0;
+                __m256i lo4 = _mm256_and_si256(k < 2 ? src : _mm256_srli_epi16(src, 4), m4);
+                __m256i hi2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), m2), 4);
+                __m256i q = _mm256_or_si256(lo4, hi2); /* 0..63 */
+                __m256i p = _mm256_maddubs_epi16(q, load256(y[i].qs + 128 * h + 32 * k));
+                p = _mm256_madd_epi16(p, pair_scales(half[h], k));
+                if (k & 1) sum1 = _mm256_add_epi32(sum1, p);
+                else sum0 = _mm256_add_epi32(sum0, p);
+            }
+        }
+        __m256i sumi = _mm256_sub_epi32(_mm256_add_epi32(sum0, sum1), corr);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * f16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum_ps(acc);
+}
+
+/* ---------------------------------------- one weight row, four activations
+ * Prompt processing multiplies each weight row with many activation rows; the
+ * dot4 kernels unpack each super-block once and use it for 4 of them. Per
+ * token they perform exactly the operations of the single-row kernel, in the
+ * same order, so results are bit-identical to four vec_dot calls. */
+
+static inline float hsum4_ps(__m128 v) {
+    v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    v = _mm_add_ss(v, _mm_movehdup_ps(v));
+    return _mm_cvtss_f32(v);
+}
+
+/* Q4_K (qh NULL) or Q5_K super-block against 4 activation blocks. */
+static inline void k4_block_dot4(const uint8_t *qs, const uint8_t *qh, __m128i sm, const block_q8_K *y0,
+                                 const block_q8_K *y1, const block_q8_K *y2, const block_q8_K *y3, __m256i out[4]) {
+    const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
+    __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+    __m256i hbits = qh ? load256(qh) : _mm256_setzero_si256();
+    __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        __m256i raw = load256(qs + 32 * c);
+        __m256i lo = _mm256_and_si256(raw, m4);
+        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        if (qh) {
+            lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * c), one), 4));
+            hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * c + 1), one), 4));
+        }
+        __m256i sclo = _mm256_shuffle_epi8(sc16, bcast16_mask(2 * c));
+        __m256i schi = _mm256_shuffle_epi8(sc16, bcast16_mask(2 * c + 1));
+#define K4_TOK(Y, S)                                                                               \
+    S = _mm256_add_epi32(S, _mm256_add_epi32(                                                      \
+                                _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(Y->qs + 64 * c)), sclo), \
+                                _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load256(Y->qs + 64 * c + 32)), schi)))
+        K4_TOK(y0, s0);
+        K4_TOK(y1, s1);
+        K4_TOK(y2, s2);
+        K4_TOK(y3, s3);
+#undef K4_TOK
+    }
+    out[0] = s0;
+    out[1] = s1;
+    out[2] = s2;
+    out[3] = s3;
+}
+
+#define DOT4_K4(BLOCK, QH)                                                                          \
+    const BLOCK *x = w;                                                                            \
+    const block_q8_K *y0 = a, *y1 = (const block_q8_K *)((const char *)a + as);                     \
+    const block_q8_K *y2 = (const block_q8_K *)((const char *)a + 2 * as);                          \
+    const block_q8_K *y3 = (const block_q8_K *)((const char *)a + 3 * as);                          \
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;                      \
+    __m128 am0 = _mm_setzero_ps(), am1 = am0, am2 = am0, am3 = am0;                                \
+    for (int i = 0; i < n / QK_K; i++) {                                                           \
+        __m128i sm = k4_scales_mins(x[i].scales);                                                  \
+        __m256i s[4];                                                                              \
+        k4_block_dot4(x[i].qs, QH, sm, &y0[i], &y1[i], &y2[i], &y3[i], s);                         \
+        float dx = f16(x[i].d), mx = f16(x[i].dmin);                                               \
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(y0[i].d * dx), _mm256_cvtepi32_ps(s[0]), acc0);      \
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(y1[i].d * dx), _mm256_cvtepi32_ps(s[1]), acc1);      \
+        acc2 = _mm256_fmadd_ps(_mm256_set1_ps(y2[i].d * dx), _mm256_cvtepi32_ps(s[2]), acc2);      \
+        acc3 = _mm256_fmadd_ps(_mm256_set1_ps(y3[i].d * dx), _mm256_cvtepi32_ps(s[3]), acc3);      \
+        am0 = _mm_fmadd_ps(_mm_set1_ps(y0[i].d * mx), _mm_cvtepi32_ps(k4_mins_dot(sm, &y0[i])), am0); \
+        am1 = _mm_fmadd_ps(_mm_set1_ps(y1[i].d * mx), _mm_cvtepi32_ps(k4_mins_dot(sm, &y1[i])), am1); \
+        am2 = _mm_fmadd_ps(_mm_set1_ps(y2[i].d * mx), _mm_cvtepi32_ps(k4_mins_dot(sm, &y2[i])), am2); \
+        am3 = _mm_fmadd_ps(_mm_set1_ps(y3[i].d * mx), _mm_cvtepi32_ps(k4_mins_dot(sm, &y3[i])), am3); \
+    }                                                                                              \
+    out[0] = hsum_ps(acc0) - hsum4_ps(am0);                                                        \
+    out[1] = hsum_ps(acc1) - hsum4_ps(am1);                                                        \
+    out[2] = hsum_ps(acc2) - hsum4_ps(am2);                                                        \
+    out[3] = hsum_ps(acc3) - hsum4_ps(am3)
+
+void quants_dot4_q4_K_avx2(int n, const void *w, const void *a, size_t as, float out[4]) {
+    DOT4_K4(block_q4_K, NULL);
+}
+
+void quants_dot4_q5_K_avx2(int n, const void *w, const void *a, size_t as, float out[4]) {
+    DOT4_K4(block_q5_K, x[i].qh);
+}
+
+void quants_dot4_q6_K_avx2(int n, const void *w, const void *a, size_t as, float out[4]) {
+    const block_q6_K *x = w;
+    const block_q8_K *y0 = a, *y1 = (const block_q8_K *)((const char *)a + as);
+    const block_q8_K *y2 = (const block_q8_K *)((const char *)a + 2 * as);
+    const block_q8_K *y3 = (const block_q8_K *)((const char *)a + 3 * as);
+    const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    for (int i = 0; i < n / QK_K; i++) {
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
+        __m256i half[2];
+        half_scales(sc16, half);
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256i ql0 = load256(x[i].ql + 64 * h);
+            __m256i ql1 = load256(x[i].ql + 64 * h + 32);
+            __m256i qh = load256(x[i].qh + 32 * h);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                __m256i src = (k & 1) ? ql1 : ql0;
+                __m256i lo4 = _mm256_and_si256(k < 2 ? src : _mm256_srli_epi16(src, 4), m4);
+                __m256i hi2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), m2), 4);
+                __m256i q = _mm256_or_si256(lo4, hi2);
+                __m256i sc = pair_scales(half[h], k);
+#define Q6_TOK(Y, S) \
+    S = _mm256_add_epi32(S, _mm256_madd_epi16(_mm256_maddubs_epi16(q, load256(Y[i].qs + 128 * h + 32 * k)), sc))
+                Q6_TOK(y0, s0);
+                Q6_TOK(y1, s1);
+                Q6_TOK(y2, s2);
+                Q6_TOK(y3, s3);
+#undef Q6_TOK
+            }
+        }
+        float dx = f16(x[i].d);
+#define Q6_FIN(Y, S, ACC)                                                                              \
+    ACC = _mm256_fmadd_ps(_mm256_set1_ps(Y[i].d * dx),                                                \
+                          _mm256_cvtepi32_ps(_mm256_sub_epi32(S, _mm256_slli_epi32(                   \
+                                                                    _mm256_madd_epi16(sc16, load256(Y[i].bsums)), 5))), \
+                          ACC)
+        Q6_FIN(y0, s0, acc0);
+        Q6_FIN(y1, s1, acc1);
+        Q6_FIN(y2, s2, acc2);
+        Q6_FIN(y3, s3, acc3);
+#undef Q6_FIN
+    }
+    out[0] = hsum_ps(acc0);
+    out[1] = hsum_ps(acc1);
+    out[2] = hsum_ps(acc2);
+    out[3] = hsum_ps(acc3);
+}
+
