@@ -28,6 +28,13 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 SRCS     := $(filter-out src/main.c,$(wildcard src/*/*.c src/*/*/*.c))
 OBJS     := $(SRCS:%.c=$(BUILD)/%.o)
+
+# The default model is built into the binary when the shared assets are there.
+EMBED_MODEL ?= ../shared/models/stories260K.gguf
+ifneq ($(wildcard $(EMBED_MODEL)),)
+  OBJS += $(BUILD)/embedded_model.o
+  $(BUILD)/src/engine/embedded.o: CFLAGS += -DSMP_HAVE_EMBEDDED_MODEL
+endif
 LIB      := $(BUILD)/libsimpleton.a
 BIN      := $(BUILD)/simpleton
 UNIT_SRC := $(wildcard tests/unit/*.c)
@@ -49,6 +56,11 @@ check-pkgs:
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(BUILD)/embedded_model.o: $(EMBED_MODEL)
+	@mkdir -p $(BUILD)
+	printf '.section .rodata\n.balign 64\n.global smp_embedded_start\nsmp_embedded_start:\n.incbin "%s"\n.global smp_embedded_end\nsmp_embedded_end:\n.section .note.GNU-stack,"",@progbits\n' "$(abspath $<)" > $(BUILD)/embedded_model.S
+	$(CC) -c $(BUILD)/embedded_model.S -o $@
 
 $(LIB): $(OBJS)
 	@rm -f $@
@@ -75,7 +87,7 @@ run: deps
 
 test: test-deps
 	@$(MAKE) --no-print-directory simpleton $(UNIT_BIN) $(FUZZ_REPLAY)
-	@$(MAKE) --no-print-directory unit fuzz-replay integration
+	@$(MAKE) --no-print-directory unit fuzz-replay integration e2e
 
 unit: $(UNIT_BIN)
 	$(UNIT_BIN)
@@ -85,6 +97,12 @@ fuzz-replay: $(FUZZ_REPLAY)
 
 integration: simpleton
 	SIMPLETON_BIN=$(abspath $(BIN)) node --test --test-concurrency=1 tests/integration/
+
+tests/e2e/node_modules/.package-lock.json: tests/e2e/package.json tests/e2e/package-lock.json
+	cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error
+
+e2e: simpleton tests/e2e/node_modules/.package-lock.json
+	SIMPLETON_BIN=$(abspath $(BIN)) node --test --test-concurrency=1 tests/e2e/
 
 bench: simpleton
 	bench/http/run.sh

@@ -8,11 +8,15 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/textgen.h"
+#include "backend/httpc.h"
+#include "backend/registry.h"
 #include "cache/cache.h"
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/version.h"
+#include "engine/cli_engine.h"
 #include "http/auth.h"
 #include "http/server.h"
 #include "obs/analytics.h"
@@ -27,6 +31,7 @@ static void usage(FILE *f) {
             "  version            print the version\n"
             "  help               this text\n",
             SIMPLETON_VERSION);
+    cli_engine_usage(f);
 }
 
 static int cmd_serve(int argc, char **argv) {
@@ -70,6 +75,18 @@ static int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "simpleton: cannot start the cache\n");
         goto out;
     }
+    if (httpc_global_init() != 0) {
+        fprintf(stderr, "simpleton: cannot initialise libcurl\n");
+        goto out;
+    }
+    if (registry_init(&cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "simpleton: %s\n", err);
+        goto out;
+    }
+    if (textgen_init((int)cfg.request_workers, 1024) != 0) {
+        fprintf(stderr, "simpleton: cannot start request workers\n");
+        goto out;
+    }
     api_register_all();
     if (http_server_start(&cfg, &port, err, sizeof err) != 0) {
         fprintf(stderr, "simpleton: %s\n", err);
@@ -85,6 +102,8 @@ static int cmd_serve(int argc, char **argv) {
     log_info("stopped");
     rc = 0;
 out:
+    textgen_free();
+    registry_free();
     cache_shutdown();
     analytics_free();
     metrics_free();
@@ -102,6 +121,7 @@ int main(int argc, char **argv) {
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 2, argv + 2);
+    if (cli_engine_has(cmd)) return cli_engine_main(cmd, argc - 2, argv + 2);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("simpleton %s\n", SIMPLETON_VERSION);
         return 0;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "backend/registry.h"
 #include "cache/cache.h"
 #include "core/config.h"
 #include "core/errors.h"
@@ -92,9 +93,11 @@ static void cache_delete(http_req *r) {
 
 static void health(http_req *r) {
     json_t *cache = cache_health_json();
-    bool degraded = cache_degraded();
-    json_t *body = json_pack("{s:s,s:{s:o,s:o,s:{}}}", "status", degraded ? "degraded" : "healthy", "components",
-                             "monitoring", analytics_health(), "cache", cache, "backends");
+    bool any_backend = false;
+    json_t *backends = registry_health(&any_backend);
+    bool degraded = cache_degraded() || !any_backend;
+    json_t *body = json_pack("{s:s,s:{s:o,s:o,s:o}}", "status", degraded ? "degraded" : "healthy", "components",
+                             "monitoring", analytics_health(), "cache", cache, "backends", backends);
     http_send_json(r, 200, body);
 }
 

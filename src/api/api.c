@@ -4,4 +4,9 @@
 void api_register_all(void) {
     api_health_register();
     api_analytics_register();
+    api_inference_register();
+    api_embeddings_register();
+    api_models_register();
+    api_openai_register();
+    api_ollama_register();
 }

@@ -14,6 +14,16 @@ void api_register_all(void);
 
 void api_health_register(void);
 void api_analytics_register(void);
+void api_inference_register(void);
+void api_embeddings_register(void);
+void api_models_register(void);
+void api_openai_register(void);
+void api_ollama_register(void);
+
+/* Shared parsers (inference.c). */
+struct valid;
+struct textjob;
+int api_parse_messages(struct valid *v, struct textjob *j, json_t *body);
 
 /* A probe fills a new JSON object ({status:"healthy"|"degraded"|"down", ...})
  * and returns whether the component can serve. kind: "backends" or "models"

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "backend/registry.h"
 #include "cache/cache.h"
 #include "core/alloc.h"
 #include "core/buf.h"
@@ -38,16 +39,27 @@ static void root(http_req *r) {
 
 static void health(http_req *r) {
     json_t *kinds = json_object();
-    json_object_set_new(kinds, "backends", json_object());
-    json_object_set_new(kinds, "models", json_object());
-    bool serving = true;
-    for (int i = 0; i < nprobes; i++) {
+    bool any_backend = false;
+    json_object_set_new(kinds, "backends", registry_health(&any_backend));
+    json_t *models = json_object();
+    json_t *all = registry_list_models();
+    size_t i;
+    json_t *m;
+    json_array_foreach(all, i, m) {
+        const char *n = json_string_value(json_object_get(m, "name"));
+        if (n) json_object_set_new(models, n, json_pack("{s:O,s:O}", "backend", json_object_get(m, "backend"), "kind",
+                                                        json_object_get(m, "kind")));
+    }
+    json_decref(all);
+    json_object_set_new(kinds, "models", models);
+    bool serving = any_backend;
+    for (int p = 0; p < nprobes; p++) {
         json_t *o = NULL;
-        bool ok = probes[i].fn(&o, probes[i].ud);
-        if (!ok && strcmp(probes[i].kind, "components")) serving = false;
-        json_t *k = json_object_get(kinds, probes[i].kind);
-        if (!k) json_object_set_new(kinds, probes[i].kind, k = json_object());
-        json_object_set_new(k, probes[i].name, o ? o : json_object());
+        bool ok = probes[p].fn(&o, probes[p].ud);
+        if (!ok && strcmp(probes[p].kind, "components")) serving = false;
+        json_t *k = json_object_get(kinds, probes[p].kind);
+        if (!k) json_object_set_new(kinds, probes[p].kind, k = json_object());
+        json_object_set_new(k, probes[p].name, o ? o : json_object());
     }
     bool cache_ok = !cache_degraded();
     json_t *comp = json_object_get(kinds, "components");

@@ -74,6 +74,7 @@ int buf_printf(buf *b, const char *fmt, ...) {
 
 char *buf_detach(buf *b, size_t *len) {
     if (!b->data && buf_reserve(b, 0) != 0) return NULL;
+    b->data[b->len] = '\0';
     char *p = b->data;
     if (len) *len = b->len;
     b->data = NULL;

@@ -20,6 +20,9 @@
     X(BOOL, access_log, "ACCESS_LOG", "true", 0, 0, "One log line per request")                       \
     X(STR, cors_origins, "CORS_ORIGINS", "*", 0, 0, "Comma-separated allowed CORS origins, or * for any") \
     X(URL, ollama_base_url, "OLLAMA_BASE_URL", "", 0, 0, "Ollama server to forward to (e.g. http://localhost:11434); empty: none") \
+    X(STR, ollama_api_key, "OLLAMA_API_KEY", "", 0, 0, "Bearer key sent to OLLAMA_BASE_URL (for an Ollama behind an authenticating proxy, or another Simpleton)") \
+    X(INT, upstream_timeout, "UPSTREAM_TIMEOUT", "300", 1, 86400, "Seconds a forwarded generation may stay silent before it fails (503)") \
+    X(INT, upstream_embed_timeout, "UPSTREAM_EMBED_TIMEOUT", "120", 1, 86400, "Seconds a forwarded embeddings request may take") \
     X(URL, openai_base_url, "OPENAI_BASE_URL", "", 0, 0, "OpenAI-compatible server to forward to (e.g. http://localhost:8080/v1); empty: none") \
     X(STR, openai_api_key, "OPENAI_API_KEY", "", 0, 0, "Key sent to OPENAI_BASE_URL")                  \
     X(STR, default_inference_model, "DEFAULT_INFERENCE_MODEL", "qwen2.5:7b", 0, 0, "Model for generate/chat when a request names none") \
@@ -27,6 +30,12 @@
     X(STR, default_vision_model, "DEFAULT_VISION_MODEL", "llava", 0, 0, "Model for /vision/* when a request names none") \
     X(STR, default_audio_model, "DEFAULT_AUDIO_MODEL", "base", 0, 0, "Whisper model for /audio/*: tiny, base, small, medium, large or a file name") \
     X(STR, models_dir, "MODELS_DIR", "models", 0, 0, "Folder of GGUF and Whisper model files")       \
+    X(STR, ollama_models, "OLLAMA_MODELS", "", 0, 0, "Ollama model store to serve models from in place (empty: ~/.ollama/models when it exists)") \
+    X(INT, context_size, "CONTEXT_SIZE", "4096", 64, 1048576, "Context (prompt + answer tokens) of a loaded model, capped by what it was trained for") \
+    X(INT, model_queue_max, "MODEL_QUEUE_MAX", "16", 1, 100000, "Requests waiting for one local model before new ones get 503") \
+    X(INT, request_workers, "REQUEST_WORKERS", "32", 1, 4096, "Threads that serve model requests (local and forwarded)") \
+    X(STR, model_backends, "MODEL_BACKENDS", "", 0, 0, "Explicit routing, comma-separated model=backend pairs (e.g. llava=ollama,gpt-4o=openai)") \
+    X(STR, backend_order, "BACKEND_ORDER", "local,ollama,openai", 0, 0, "Order in which backends are asked for a model, and fall back when one is unreachable") \
     X(STR, data_dir, "DATA_DIR", "data", 0, 0, "Folder for the generated API key, vector store and downloads") \
     X(INT, threads, "THREADS", "0", 0, 1024, "Compute threads for the engine (0: number of cores)")  \
     X(INT, http_threads, "HTTP_THREADS", "0", 0, 1024, "HTTP worker threads (0: number of cores, at least 2)") \

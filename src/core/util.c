@@ -1,6 +1,7 @@
 /* util.c - see util.h. */
 #include "util.h"
 
+#include <math.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -161,4 +162,60 @@ size_t util_b64_encode(const unsigned char *in, size_t len, char *out) {
     }
     out[o] = '\0';
     return o;
+}
+
+int util_fmt_float(float xf, char *out) {
+    static const double p10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14,
+                                 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    double x = xf;
+    char *o = out;
+    if (!isfinite(x) || x == 0) {
+        *o++ = '0';
+        *o = '\0';
+        return 1;
+    }
+    if (x < 0) {
+        *o++ = '-';
+        x = -x;
+    }
+    /* x = m * 10^(e-8) with m a 9-digit integer. */
+    int be;
+    frexp(x, &be); /* x = f * 2^be, f in [0.5, 1): log10(x) is within one of this */
+    int e = (int)floor((be - 1) * 0.30102999566398120);
+    int sh = 8 - e;
+    double scaled = sh >= 0 ? (sh < 23 ? x * p10[sh] : x * pow(10, sh)) : (-sh < 23 ? x / p10[-sh] : x / pow(10, -sh));
+    uint64_t m = (uint64_t)(scaled + 0.5);
+    if (m >= 1000000000ull) { /* the estimate was one low, or rounding carried */
+        m = (uint64_t)(scaled / 10 + 0.5);
+        e++;
+        if (m >= 1000000000ull) m /= 10, e++;
+    } else if (m < 100000000ull) { /* the estimate was one high */
+        m = (uint64_t)(scaled * 10 + 0.5);
+        e--;
+    }
+    char d[9];
+    for (int i = 8; i >= 0; i--, m /= 10) d[i] = (char)('0' + m % 10);
+    int nd = 9;
+    while (nd > 1 && d[nd - 1] == '0') nd--;
+    if (e >= 0 && e < 9) { /* ddd.ddd */
+        for (int i = 0; i <= e; i++) *o++ = i < nd ? d[i] : '0';
+        if (nd > e + 1) {
+            *o++ = '.';
+            for (int i = e + 1; i < nd; i++) *o++ = d[i];
+        }
+    } else if (e < 0 && e >= -5) { /* 0.000ddd */
+        *o++ = '0';
+        *o++ = '.';
+        for (int i = -1; i > e; i--) *o++ = '0';
+        for (int i = 0; i < nd; i++) *o++ = d[i];
+    } else { /* d.ddde±x */
+        *o++ = d[0];
+        if (nd > 1) {
+            *o++ = '.';
+            for (int i = 1; i < nd; i++) *o++ = d[i];
+        }
+        o += sprintf(o, "e%d", e);
+    }
+    *o = '\0';
+    return (int)(o - out);
 }

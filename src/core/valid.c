@@ -81,7 +81,9 @@ json_t *valid_parse(valid *v, const char *data, size_t len) {
     json_error_t e;
     json_t *j = json_loadb(data, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &e);
     if (!j) {
-        valid_add(v, NULL, "json_invalid", "JSON decode error at line %d column %d: %s", e.line, e.column, e.text);
+        bool utf8 = strstr(e.text, "decode byte") || strstr(e.text, "UTF-8");
+        valid_add(v, NULL, "json_invalid", "JSON decode error at line %d column %d: %s%s", e.line, e.column,
+                  utf8 ? "invalid UTF-8: " : "", e.text);
         return NULL;
     }
     if (depth_of(j, VALID_MAX_DEPTH) > VALID_MAX_DEPTH) {

@@ -191,7 +191,7 @@ static int dump_cb(const char *s, size_t n, void *ud) { return buf_append(ud, s,
 void http_send_json(http_req *r, int status, json_t *body) {
     buf b;
     buf_init(&b, 0);
-    int rc = body ? json_dump_callback(body, dump_cb, &b, JSON_COMPACT | JSON_ENSURE_ASCII) : -1;
+    int rc = body ? json_dump_callback(body, dump_cb, &b, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(9)) : -1;
     json_decref(body);
     if (rc != 0) {
         buf_free(&b);
@@ -339,7 +339,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max) {
 
 static void stream_free(void *cls) { http_release(cls); }
 
-int http_stream_begin(http_req *r, int status, const char *ctype) {
+int http_stream_begin(http_req *r, int status, const char *ctype, const void *first, size_t first_len) {
     struct MHD_Response *resp =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, r, stream_free);
     if (!resp) return -1;
@@ -353,6 +353,7 @@ int http_stream_begin(http_req *r, int status, const char *ctype) {
     pthread_mutex_lock(&r->mu);
     r->streaming = true;
     int rc = -1;
+    if (first_len) buf_append(&r->stream, first, first_len);
     if (!r->closed) {
         MHD_queue_response(r->conn, (unsigned)status, resp);
         if (r->suspended) {

@@ -66,13 +66,14 @@ void http_send_validation(http_req *r, json_t *detail);
  *   http_client_gone true when the client disconnected or the server is
  *                    shutting down past its deadline: stop work early.
  * Streaming (from a worker, after http_detach):
- *   http_stream_begin(r, 200, "text/event-stream"), then http_stream_write
+ *   http_stream_begin(r, 200, "text/event-stream", first, len) (the first bytes
+ *   go out with the headers), then http_stream_write
  *   per piece (sent at once, chunked), then http_stream_end. write returns -1
  *   once the client is gone. */
 void http_detach(http_req *r);
 void http_release(http_req *r);
 bool http_client_gone(http_req *r);
-int http_stream_begin(http_req *r, int status, const char *content_type);
+int http_stream_begin(http_req *r, int status, const char *content_type, const void *first, size_t first_len);
 int http_stream_write(http_req *r, const void *data, size_t len);
 void http_stream_end(http_req *r);
 

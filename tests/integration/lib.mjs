@@ -23,6 +23,8 @@ export function freePort() {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// Like sleep, but never keeps the process alive on its own.
+const idleSleep = (ms) => new Promise((r) => setTimeout(r, ms).unref());
 
 // Start `simpleton serve` with a clean environment plus `env`. Resolves once
 // the "listening on" line appears (the server picks its port: PORT=0).
@@ -51,13 +53,13 @@ export async function startServer(env = {}, { expectFail = false, dataDir } = {}
   }));
   srv.stop = async (signal = 'SIGTERM') => {
     if (!srv.exited) proc.kill(signal);
-    const r = await Promise.race([srv.exitPromise, sleep(15000).then(() => null)]);
+    const r = await Promise.race([srv.exitPromise, idleSleep(15000).then(() => null)]);
     if (!r) proc.kill('SIGKILL');
     if (!dataDir) rmSync(dir, { recursive: true, force: true });
     return r;
   };
   if (expectFail) {
-    await Promise.race([srv.exitPromise, sleep(10000)]);
+    await Promise.race([srv.exitPromise, idleSleep(10000)]);
     return srv;
   }
   const deadline = Date.now() + 15000;
@@ -73,6 +75,14 @@ export async function startServer(env = {}, { expectFail = false, dataDir } = {}
   }
   await srv.stop('SIGKILL');
   throw new Error(`server did not start: ${srv.stderr}`);
+}
+
+// Wait (up to ms) until the server's log matches re; the access-log line of a
+// request is written just after its answer, so a test may see the answer first.
+export async function waitLog(srv, re, ms = 3000) {
+  const end = Date.now() + ms;
+  while (!re.test(srv.stderr) && Date.now() < end) await sleep(20);
+  return re.test(srv.stderr);
 }
 
 // fetch with the test key unless headers say otherwise.

@@ -156,3 +156,36 @@ TEST(error_table) {
     CHECK_STR(smp_err_name(-SMP_E_VALIDATION), "validation");
     CHECK_INT(smp_err_status(9999), 500);
 }
+
+TEST(fmt_float_round_trips) {
+    char b[32];
+    util_fmt_float(0.5f, b);
+    CHECK_STR(b, "0.5");
+    util_fmt_float(-123.25f, b);
+    CHECK_STR(b, "-123.25");
+    util_fmt_float(1e-7f, b);
+    CHECK_STR(b, "1.00000001e-7");
+    util_fmt_float(0.00012f, b);
+    CHECK_STR(b, "0.000119999997");
+    util_fmt_float(0.f, b);
+    CHECK_STR(b, "0");
+    util_fmt_float(100.f, b);
+    CHECK_STR(b, "100");
+    /* Every value read back must give the same float. */
+    unsigned seed = 12345;
+    for (int i = 0; i < 200000; i++) {
+        seed = seed * 1103515245u + 12345u;
+        unsigned bits = seed ^ (seed << 7);
+        float f;
+        memcpy(&f, &bits, 4);
+        if (!isfinite(f)) continue;
+        int n = util_fmt_float(f, b);
+        REQUIRE(n > 0 && n < 24);
+        float back = strtof(b, NULL);
+        if (back != f) {
+            fprintf(stderr, "  %a printed as %s reads back as %a\n", (double)f, b, (double)back);
+            CHECK(back == f);
+            return;
+        }
+    }
+}

@@ -356,21 +356,25 @@ float quants_dot_q5_0_ref(int n, const void *w, const void *a) {
 float quants_dot_q4_1_ref(int n, const void *w, const void *a) {
     const block_q4_1 *x = w;
     const block_q8_1 *y = a;
-    float sum = 0;
+    /* The d-terms and the m-terms are summed apart, as the GGUF ecosystem's
+     * kernels do: the order changes the float rounding of the result. */
+    float sumd = 0, summ = 0;
     for (int i = 0; i < n / QK4_1; i++) {
         int sumi = 0;
         for (int j = 0; j < 16; j++)
             sumi += (x[i].qs[j] & 15) * y[i].qs[j] + (x[i].qs[j] >> 4) * y[i].qs[j + 16];
-        sum += (float)sumi * (quants_f16_to_f32(x[i].d) * quants_f16_to_f32(y[i].d)) +
-               quants_f16_to_f32(x[i].m) * quants_f16_to_f32(y[i].s);
+        sumd += (float)sumi * (quants_f16_to_f32(x[i].d) * quants_f16_to_f32(y[i].d));
+        summ += quants_f16_to_f32(x[i].m) * quants_f16_to_f32(y[i].s);
     }
-    return sum;
+    return sumd + summ;
 }
 
 float quants_dot_q5_1_ref(int n, const void *w, const void *a) {
     const block_q5_1 *x = w;
     const block_q8_1 *y = a;
-    float sum = 0;
+    /* The d-terms and the m-terms are summed apart, as the GGUF ecosystem's
+     * kernels do: the order changes the float rounding of the result. */
+    float sumd = 0, summ = 0;
     for (int i = 0; i < n / QK5_1; i++) {
         uint32_t qh = load_u32(x[i].qh);
         int sumi = 0;
@@ -379,10 +383,10 @@ float quants_dot_q5_1_ref(int n, const void *w, const void *a) {
             int q1 = (x[i].qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4;
             sumi += q0 * y[i].qs[j] + q1 * y[i].qs[j + 16];
         }
-        sum += (float)sumi * (quants_f16_to_f32(x[i].d) * quants_f16_to_f32(y[i].d)) +
-               quants_f16_to_f32(x[i].m) * quants_f16_to_f32(y[i].s);
+        sumd += (float)sumi * (quants_f16_to_f32(x[i].d) * quants_f16_to_f32(y[i].d));
+        summ += quants_f16_to_f32(x[i].m) * quants_f16_to_f32(y[i].s);
     }
-    return sum;
+    return sumd + summ;
 }
 
 /* ============================================== K-quants: unpacking helpers

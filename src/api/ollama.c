@@ -1,0 +1,100 @@
+/* ollama.c - the Ollama dialect's text routes: POST /api/generate and
+ * POST /api/chat (NDJSON streaming, on by default as in Ollama). */
+#include <string.h>
+
+#include "api/api.h"
+#include "api/textgen.h"
+#include "core/alloc.h"
+#include "core/util.h"
+#include "core/valid.h"
+#include "http/router.h"
+#include "http/server.h"
+
+/* options: {temperature, top_p, top_k, min_p, repeat_penalty, presence_penalty,
+ * frequency_penalty, seed, num_predict, stop}. */
+static void parse_options(valid *v, json_t *b, backend_gen_req *q) {
+    q->temperature = 0.8; /* Ollama's default */
+    json_t *o = json_object_get(b, "options");
+    if (!o || json_is_null(o)) return;
+    if (!json_is_object(o)) {
+        valid_add(v, "options", "dict_type", "options should be an object");
+        return;
+    }
+    double d;
+    long long n;
+    if (valid_num(v, o, "temperature", false, 0, 2, &d) == 1) q->temperature = d;
+    if (valid_num(v, o, "top_p", false, 0, 1, &d) == 1) q->top_p = d;
+    if (valid_int(v, o, "top_k", false, 0, 1000000, &n) == 1) q->top_k = (int)n;
+    if (valid_num(v, o, "min_p", false, 0, 1, &d) == 1) q->min_p = d;
+    if (valid_num(v, o, "repeat_penalty", false, 0, 10, &d) == 1) q->repeat_penalty = d;
+    if (valid_num(v, o, "presence_penalty", false, -2, 2, &d) == 1) q->presence_penalty = d;
+    if (valid_num(v, o, "frequency_penalty", false, -2, 2, &d) == 1) q->frequency_penalty = d;
+    if (valid_int(v, o, "seed", false, INT64_MIN, INT64_MAX, &n) == 1) q->has_seed = true, q->seed = (uint64_t)n;
+    if (valid_int(v, o, "num_predict", false, -2, 1 << 20, &n) == 1) q->max_tokens = n > 0 ? (int)n : 0;
+    textgen_parse_stop(v, o, "stop", q);
+}
+
+static bool finish(http_req *r, valid *v, textjob *j) {
+    if (valid_ok(v)) {
+        valid_free(v);
+        return true;
+    }
+    http_send_validation(r, valid_take(v));
+    valid_free(v);
+    textjob_free(j);
+    return false;
+}
+
+static void generate(http_req *r) {
+    json_t *b = http_json_object(r);
+    if (!b) return;
+    textjob *j = textjob_new(r, TG_OLLAMA_GENERATE, b);
+    if (!j) return http_send_error(r, -1, "out of memory");
+    valid v;
+    valid_init(&v);
+    backend_gen_req *q = textjob_req(j);
+    const char *model = NULL;
+    bool stream = true;
+    valid_str(&v, b, "model", true, true, &model);
+    valid_str(&v, b, "prompt", false, false, &q->prompt);
+    valid_str(&v, b, "system", false, false, &q->system);
+    valid_bool(&v, b, "stream", false, &stream);
+    valid_bool(&v, b, "raw", false, &q->raw);
+    parse_options(&v, b, q);
+    textgen_parse_ids(&v, j, b, "context");
+    if (!finish(r, &v, j)) return;
+    if (!q->prompt || !*q->prompt) {
+        /* Ollama answers an empty prompt by (pre)loading the model. */
+        char ts[40];
+        util_iso8601(util_wall_seconds(), ts, sizeof ts);
+        http_send_json(r, 200, json_pack("{s:s,s:s,s:s,s:b,s:s}", "model", model, "created_at", ts, "response", "",
+                                         "done", 1, "done_reason", "load"));
+        textjob_free(j);
+        return;
+    }
+    textjob_set_stream(j, stream);
+    textjob_start(j, model);
+}
+
+static void chat(http_req *r) {
+    json_t *b = http_json_object(r);
+    if (!b) return;
+    textjob *j = textjob_new(r, TG_OLLAMA_CHAT, b);
+    if (!j) return http_send_error(r, -1, "out of memory");
+    valid v;
+    valid_init(&v);
+    const char *model = NULL;
+    bool stream = true;
+    valid_str(&v, b, "model", true, true, &model);
+    valid_bool(&v, b, "stream", false, &stream);
+    parse_options(&v, b, textjob_req(j));
+    api_parse_messages(&v, j, b);
+    if (!finish(r, &v, j)) return;
+    textjob_set_stream(j, stream);
+    textjob_start(j, model);
+}
+
+void api_ollama_register(void) {
+    router_add("POST", "/api/generate", generate, 0, "Ollama: generate (stream: NDJSON, default on)");
+    router_add("POST", "/api/chat", chat, 0, "Ollama: chat (stream: NDJSON, default on)");
+}

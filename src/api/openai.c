@@ -1,0 +1,181 @@
+/* openai.c - the OpenAI dialect's text routes: POST /v1/chat/completions and
+ * POST /v1/completions (streamed as SSE ending with "data: [DONE]"). */
+#include <string.h>
+
+#include "api/api.h"
+#include "api/textgen.h"
+#include "core/alloc.h"
+#include "core/buf.h"
+#include "core/util.h"
+#include "core/valid.h"
+#include "http/router.h"
+#include "http/server.h"
+
+static void parse_common(valid *v, json_t *b, textjob *j, const char **model, bool *stream) {
+    backend_gen_req *q = textjob_req(j);
+    double d;
+    long long n;
+    q->temperature = 1.0; /* OpenAI's default */
+    valid_str(v, b, "model", false, false, model);
+    valid_bool(v, b, "stream", false, stream);
+    if (valid_num(v, b, "temperature", false, 0, 2, &d) == 1) q->temperature = d;
+    if (valid_num(v, b, "top_p", false, 0, 1, &d) == 1) q->top_p = d;
+    if (valid_num(v, b, "presence_penalty", false, -2, 2, &d) == 1) q->presence_penalty = d;
+    if (valid_num(v, b, "frequency_penalty", false, -2, 2, &d) == 1) q->frequency_penalty = d;
+    if (valid_int(v, b, "max_tokens", false, 1, 1 << 20, &n) == 1) q->max_tokens = (int)n;
+    if (valid_int(v, b, "max_completion_tokens", false, 1, 1 << 20, &n) == 1) q->max_tokens = (int)n;
+    if (valid_int(v, b, "seed", false, INT64_MIN, INT64_MAX, &n) == 1) q->has_seed = true, q->seed = (uint64_t)n;
+    if (valid_int(v, b, "n", false, 1, 1, &n) < 0) {
+        json_decref(valid_take(v)); /* replace the generic message with a clear one */
+        valid_add(v, "n", "unsupported", "Only n=1 is supported");
+    }
+    textgen_parse_stop(v, b, "stop", q);
+    json_t *so = json_object_get(b, "stream_options");
+    if (json_is_object(so) && json_is_true(json_object_get(so, "include_usage"))) textjob_set_include_usage(j, true);
+}
+
+/* content: a string, or a list of parts {type:"text",text} and
+ * {type:"image_url",image_url:{url:"data:image/...;base64,..."}}. */
+static int parse_content(valid *v, textjob *j, json_t *content, backend_msg *m, int idx) {
+    char field[48];
+    snprintf(field, sizeof field, "messages.%d.content", idx);
+    if (json_is_string(content) || json_is_null(content) || !content) {
+        m->content = content && json_is_string(content) ? json_string_value(content) : "";
+        return 1;
+    }
+    if (!json_is_array(content)) {
+        valid_add(v, field, "string_type", "Input should be a string or a list of content parts");
+        return -1;
+    }
+    buf text;
+    buf_init(&text, 0);
+    size_t n = json_array_size(content), i;
+    unsigned char **imgs = smp_calloc(n ? n : 1, sizeof *imgs);
+    size_t *lens = smp_calloc(n ? n : 1, sizeof *lens);
+    textjob_own(j, imgs);
+    textjob_own(j, lens);
+    int nimg = 0;
+    json_t *p;
+    json_array_foreach(content, i, p) {
+        const char *type = json_string_value(json_object_get(p, "type"));
+        if (type && !strcmp(type, "text") && json_is_string(json_object_get(p, "text"))) {
+            if (text.len) buf_putc(&text, '\n');
+            buf_puts(&text, json_string_value(json_object_get(p, "text")));
+        } else if (type && !strcmp(type, "image_url")) {
+            json_t *iu = json_object_get(p, "image_url");
+            const char *url = json_is_string(iu) ? json_string_value(iu) : json_string_value(json_object_get(iu, "url"));
+            const char *comma = url && !strncmp(url, "data:", 5) ? strchr(url, ',') : NULL;
+            if (!comma) {
+                valid_add(v, field, "url", "Only data: URLs with base64 images are accepted (no server-side fetching)");
+                buf_free(&text);
+                return -1;
+            }
+            size_t sl = strlen(comma + 1);
+            unsigned char *d = smp_malloc(util_b64_decoded_max(sl) + 1);
+            char err[128];
+            long dl = d ? util_b64_decode(comma + 1, sl, d, err, sizeof err) : -1;
+            if (dl <= 0) {
+                smp_free(d);
+                valid_add(v, field, "base64", "Invalid base64 image data: %s", dl == 0 ? "empty" : err);
+                buf_free(&text);
+                return -1;
+            }
+            textjob_own(j, d);
+            imgs[nimg] = d;
+            lens[nimg++] = (size_t)dl;
+        } else {
+            valid_add(v, field, "content_part", "Unknown content part: expected type 'text' or 'image_url'");
+            buf_free(&text);
+            return -1;
+        }
+    }
+    char *s = buf_detach(&text, NULL);
+    textjob_own(j, s);
+    m->content = s ? s : "";
+    m->images = (const unsigned char *const *)imgs;
+    m->image_lens = lens;
+    m->n_images = nimg;
+    return 1;
+}
+
+static const char *const roles[] = {"system", "developer", "user", "assistant", "tool", NULL};
+
+static void chat_completions(http_req *r) {
+    json_t *b = http_json_object(r);
+    if (!b) return;
+    textjob *j = textjob_new(r, TG_OPENAI_CHAT, b);
+    if (!j) return http_send_error(r, -1, "out of memory");
+    valid v;
+    valid_init(&v);
+    const char *model = NULL;
+    bool stream = false;
+    parse_common(&v, b, j, &model, &stream);
+    json_t *msgs = json_object_get(b, "messages");
+    if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
+        valid_add(&v, "messages", msgs ? "list_type" : "missing", "messages must be a non-empty list");
+    } else {
+        size_t n = json_array_size(msgs), i;
+        backend_msg *out = textjob_messages(j, (int)n);
+        json_t *m;
+        json_array_foreach(msgs, i, m) {
+            const char *role = json_string_value(json_object_get(m, "role"));
+            int k = 0;
+            while (role && roles[k] && strcmp(roles[k], role)) k++;
+            if (!role || !roles[k]) {
+                char f[40];
+                snprintf(f, sizeof f, "messages.%zu.role", i);
+                valid_add(&v, f, "enum", "Unknown role '%.40s'", role ? role : "(none)");
+                break;
+            }
+            out[i].role = !strcmp(role, "developer") ? "system" : role;
+            if (parse_content(&v, j, json_object_get(m, "content"), &out[i], (int)i) < 0) break;
+        }
+    }
+    if (!valid_ok(&v)) {
+        http_send_validation(r, valid_take(&v));
+        valid_free(&v);
+        textjob_free(j);
+        return;
+    }
+    valid_free(&v);
+    textjob_set_stream(j, stream);
+    textjob_start(j, model);
+}
+
+static void completions(http_req *r) {
+    json_t *b = http_json_object(r);
+    if (!b) return;
+    textjob *j = textjob_new(r, TG_OPENAI_COMPLETION, b);
+    if (!j) return http_send_error(r, -1, "out of memory");
+    valid v;
+    valid_init(&v);
+    const char *model = NULL;
+    bool stream = false;
+    backend_gen_req *q = textjob_req(j);
+    q->max_tokens = 16; /* OpenAI's default for completions */
+    parse_common(&v, b, j, &model, &stream);
+    q->raw = true;
+    json_t *p = json_object_get(b, "prompt");
+    if (json_is_array(p) && json_array_size(p) == 1) p = json_array_get(p, 0);
+    if (!json_is_string(p))
+        valid_add(&v, "prompt", p ? "string_type" : "missing",
+                  p ? "prompt must be a string (or a list holding one string)" : "Field required");
+    else if (!json_string_length(p))
+        valid_add(&v, "prompt", "string_too_short", "prompt must not be empty");
+    else
+        q->prompt = json_string_value(p);
+    if (!valid_ok(&v)) {
+        http_send_validation(r, valid_take(&v));
+        valid_free(&v);
+        textjob_free(j);
+        return;
+    }
+    valid_free(&v);
+    textjob_set_stream(j, stream);
+    textjob_start(j, model);
+}
+
+void api_openai_register(void) {
+    router_add("POST", "/v1/chat/completions", chat_completions, 0, "OpenAI: chat completions (stream: SSE)");
+    router_add("POST", "/v1/completions", completions, 0, "OpenAI: text completions (stream: SSE)");
+}

@@ -1,0 +1,444 @@
+/* textgen.c - see textgen.h. Frame formats:
+ *   Simpleton  SSE  data: {"model","created_at","response"|"message","done":false}  ... final done:true + stats
+ *   OpenAI     SSE  data: {chat.completion.chunk | text_completion} ... data: [DONE]
+ *   Ollama     NDJSON {"model","created_at","response"|"message","done":false} ... final done:true + stats */
+#include "api/textgen.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend/registry.h"
+#include "core/alloc.h"
+#include "core/errors.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "core/valid.h"
+#include "core/workq.h"
+#include "obs/metrics.h"
+
+#define MAX_OWNED 16
+
+struct textjob {
+    http_req *r;
+    textjob_kind kind;
+    json_t *body;
+    backend_gen_req req;
+    backend_msg *msgs;
+    void *owned[MAX_OWNED];
+    int nowned;
+    int32_t *ids;
+    char model[200];
+    bool stream, include_usage, started, cacheable;
+    cache_type ctype;
+    char cache_key[CACHE_KEY_MAX];
+    char id[48];
+    long created;
+    char created_at[40];
+};
+
+static workq *pool;
+
+int textgen_init(int workers, int queue) { return workq_new(workers, (size_t)queue, &pool); }
+
+void textgen_free(void) {
+    workq_free(pool);
+    pool = NULL;
+}
+
+textjob *textjob_new(http_req *r, textjob_kind kind, json_t *body) {
+    textjob *j = smp_calloc(1, sizeof *j);
+    if (!j) {
+        json_decref(body);
+        return NULL;
+    }
+    j->r = r;
+    j->kind = kind;
+    j->body = body;
+    j->req.temperature = 0.7;
+    j->req.top_p = 1.0;
+    j->req.repeat_penalty = 1.0;
+    j->created = (long)time(NULL);
+    util_iso8601(util_wall_seconds(), j->created_at, sizeof j->created_at);
+    char hex[33];
+    util_random_hex(12, hex);
+    snprintf(j->id, sizeof j->id, "%s%s", kind == TG_OPENAI_COMPLETION ? "cmpl-" : "chatcmpl-", hex);
+    return j;
+}
+
+backend_gen_req *textjob_req(textjob *j) { return &j->req; }
+
+backend_msg *textjob_messages(textjob *j, int n) {
+    smp_free(j->msgs);
+    j->msgs = smp_calloc((size_t)(n ? n : 1), sizeof *j->msgs);
+    j->req.messages = j->msgs;
+    j->req.n_messages = n;
+    return j->msgs;
+}
+
+void textjob_own(textjob *j, void *p) {
+    if (j->nowned < MAX_OWNED) j->owned[j->nowned++] = p;
+    else smp_free(p);
+}
+
+void textjob_set_stream(textjob *j, bool stream) { j->stream = stream; }
+void textjob_set_include_usage(textjob *j, bool on) { j->include_usage = on; }
+
+void textjob_free(textjob *j) {
+    if (!j) return;
+    json_decref(j->body);
+    smp_free(j->msgs);
+    smp_free(j->ids);
+    for (int i = 0; i < j->nowned; i++) smp_free(j->owned[i]);
+    smp_free(j);
+}
+
+static bool is_chat(const textjob *j) {
+    return j->kind == TG_SIMPLETON_CHAT || j->kind == TG_OPENAI_CHAT || j->kind == TG_OLLAMA_CHAT;
+}
+
+/* ---- parsing helpers ------------------------------------------------------ */
+
+int textgen_parse_stop(valid *v, json_t *obj, const char *field, backend_gen_req *req) {
+    json_t *x = json_object_get(obj, field);
+    if (!x || json_is_null(x)) return 0;
+    if (json_is_string(x)) {
+        if (json_string_length(x)) req->stop[req->n_stop++] = json_string_value(x);
+        return 1;
+    }
+    if (!json_is_array(x) || json_array_size(x) > BACKEND_MAX_STOP) {
+        valid_add(v, field, "list_type", "Input should be a string or a list of at most %d strings", BACKEND_MAX_STOP);
+        return -1;
+    }
+    size_t i;
+    json_t *s;
+    json_array_foreach(x, i, s) {
+        if (!json_is_string(s)) {
+            valid_add(v, field, "string_type", "Every stop sequence should be a string");
+            return -1;
+        }
+        if (json_string_length(s) > 256) {
+            valid_add(v, field, "string_too_long", "A stop sequence may be at most 256 bytes");
+            return -1;
+        }
+        if (json_string_length(s)) req->stop[req->n_stop++] = json_string_value(s);
+    }
+    return 1;
+}
+
+int textgen_parse_ids(valid *v, textjob *j, json_t *obj, const char *field) {
+    json_t *x = json_object_get(obj, field);
+    if (!x || json_is_null(x)) return 0;
+    if (!json_is_array(x) || json_array_size(x) > 1000000) {
+        valid_add(v, field, "list_type", "Input should be a list of token ids");
+        return -1;
+    }
+    size_t n = json_array_size(x), i;
+    j->ids = smp_malloc((n ? n : 1) * sizeof *j->ids);
+    if (!j->ids) {
+        valid_add(v, field, "too_long", "Too many token ids");
+        return -1;
+    }
+    json_t *e;
+    json_array_foreach(x, i, e) {
+        if (!json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) > INT32_MAX) {
+            valid_add(v, field, "int_type", "Every token id should be a non-negative integer");
+            return -1;
+        }
+        j->ids[i] = (int32_t)json_integer_value(e);
+    }
+    j->req.context = j->ids;
+    j->req.n_context = (int)n;
+    return 1;
+}
+
+void textgen_send_backend_error(http_req *r, int rc, const char *msg) {
+    if (rc == -SMP_E_TOO_MANY) {
+        http_add_header(r, "Retry-After", "2");
+        http_send_error(r, SMP_E_UNAVAILABLE, "%s", msg);
+        return;
+    }
+    if (rc == -SMP_E_NOT_IMPLEMENTED) rc = -SMP_E_BAD_REQUEST;
+    http_send_error(r, rc, "%s", msg);
+}
+
+/* ---- frames ----------------------------------------------------------------- */
+
+static json_t *piece_json(textjob *j, const char *piece, size_t len) {
+    json_t *text = json_stringn(piece, len);
+    switch (j->kind) {
+    case TG_OPENAI_CHAT: {
+        json_t *delta = json_pack("{s:o}", "content", text);
+        if (!j->started) json_object_set_new(delta, "role", json_string("assistant"));
+        return json_pack("{s:s,s:s,s:i,s:s,s:[{s:i,s:o,s:n}]}", "id", j->id, "object", "chat.completion.chunk",
+                         "created", (int)j->created, "model", j->model, "choices", "index", 0, "delta", delta,
+                         "finish_reason");
+    }
+    case TG_OPENAI_COMPLETION:
+        return json_pack("{s:s,s:s,s:i,s:s,s:[{s:i,s:o,s:n,s:n}]}", "id", j->id, "object", "text_completion",
+                         "created", (int)j->created, "model", j->model, "choices", "index", 0, "text", text,
+                         "logprobs", "finish_reason");
+    default: {
+        char ts[40];
+        util_iso8601(util_wall_seconds(), ts, sizeof ts);
+        if (is_chat(j))
+            return json_pack("{s:s,s:s,s:{s:s,s:o},s:b}", "model", j->model, "created_at", ts, "message", "role",
+                             "assistant", "content", text, "done", 0);
+        return json_pack("{s:s,s:s,s:o,s:b}", "model", j->model, "created_at", ts, "response", text, "done", 0);
+    }
+    }
+}
+
+/* One frame: "data: {...}\n\n" (SSE) or "{...}\n" (NDJSON). */
+static int frame_bytes(textjob *j, json_t *o, buf *b) {
+    char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+    json_decref(o);
+    if (!s) return -1;
+    bool sse = j->kind != TG_OLLAMA_GENERATE && j->kind != TG_OLLAMA_CHAT;
+    int rc = (sse ? buf_puts(b, "data: ") : 0) || buf_puts(b, s) || buf_puts(b, sse ? "\n\n" : "\n");
+    smp_free(s);
+    return rc;
+}
+
+static int write_frame(textjob *j, json_t *o) {
+    buf b;
+    buf_init(&b, 0);
+    int rc = frame_bytes(j, o, &b);
+    if (rc == 0) rc = http_stream_write(j->r, b.data, b.len);
+    buf_free(&b);
+    return rc;
+}
+
+static int open_stream(textjob *j, const char *ctype, json_t *first) {
+    buf b;
+    buf_init(&b, 0);
+    int rc = first ? frame_bytes(j, first, &b) : 0;
+    if (rc == 0) rc = http_stream_begin(j->r, 200, ctype, b.data, b.len);
+    buf_free(&b);
+    return rc;
+}
+
+static int on_token(void *ud, const char *piece, size_t len) {
+    textjob *j = ud;
+    json_t *f = piece_json(j, piece, len);
+    if (!j->started) {
+        /* The first frame goes out with the headers (one wake-up, not two). */
+        bool ndjson = j->kind == TG_OLLAMA_GENERATE || j->kind == TG_OLLAMA_CHAT;
+        j->started = true;
+        return open_stream(j, ndjson ? "application/x-ndjson" : "text/event-stream", f) != 0;
+    }
+    return write_frame(j, f) != 0;
+}
+
+static bool job_cancelled(void *ud) { return http_client_gone(((textjob *)ud)->r); }
+
+static const char *finish_reason(const backend_gen_result *res) {
+    return !strcmp(res->done_reason, "length") ? "length" : "stop";
+}
+
+/* The complete (non-streamed) answer, or the final stream frame's stats. */
+static json_t *stats_json(textjob *j, const backend_gen_result *res, const char *text, bool final_frame) {
+    json_t *o;
+    switch (j->kind) {
+    case TG_OPENAI_CHAT:
+    case TG_OPENAI_COMPLETION: {
+        json_t *usage = json_pack("{s:i,s:i,s:i}", "prompt_tokens", res->prompt_tokens, "completion_tokens",
+                                  res->completion_tokens, "total_tokens", res->prompt_tokens + res->completion_tokens);
+        json_t *choice;
+        if (j->kind == TG_OPENAI_CHAT)
+            choice = final_frame ? json_pack("{s:i,s:{},s:s}", "index", 0, "delta", "finish_reason", finish_reason(res))
+                                 : json_pack("{s:i,s:{s:s,s:s},s:n,s:s}", "index", 0, "message", "role", "assistant",
+                                             "content", text, "logprobs", "finish_reason", finish_reason(res));
+        else
+            choice = json_pack("{s:i,s:s,s:n,s:s}", "index", 0, "text", final_frame ? "" : text, "logprobs",
+                               "finish_reason", finish_reason(res));
+        const char *object = j->kind == TG_OPENAI_CHAT ? (final_frame ? "chat.completion.chunk" : "chat.completion")
+                                                        : "text_completion";
+        o = json_pack("{s:s,s:s,s:i,s:s,s:[o],s:s}", "id", j->id, "object", object, "created", (int)j->created,
+                      "model", j->model, "choices", choice, "system_fingerprint", "simpleton");
+        if (!final_frame) json_object_set_new(o, "usage", usage);
+        else json_decref(usage);
+        return o;
+    }
+    default:
+        break;
+    }
+    o = json_pack("{s:s,s:s,s:b,s:s}", "model", j->model, "created_at", j->created_at, "done", 1, "done_reason",
+                  finish_reason(res));
+    if (is_chat(j))
+        json_object_set_new(o, "message", json_pack("{s:s,s:s}", "role", "assistant", "content", final_frame ? "" : text));
+    else
+        json_object_set_new(o, "response", json_string(final_frame ? "" : text));
+    if (!is_chat(j)) {
+        json_t *ctx = json_array();
+        for (int i = 0; i < res->n_context; i++) json_array_append_new(ctx, json_integer(res->context[i]));
+        json_object_set_new(o, "context", ctx);
+    }
+    json_object_set_new(o, "total_duration", json_integer((json_int_t)res->total_ns));
+    json_object_set_new(o, "load_duration", json_integer((json_int_t)res->load_ns));
+    json_object_set_new(o, "prompt_eval_count", json_integer(res->prompt_tokens));
+    json_object_set_new(o, "prompt_eval_duration", json_integer((json_int_t)res->prompt_ns));
+    json_object_set_new(o, "eval_count", json_integer(res->completion_tokens));
+    json_object_set_new(o, "eval_duration", json_integer((json_int_t)res->eval_ns));
+    return o;
+}
+
+static void stream_finish(textjob *j, const backend_gen_result *res) {
+    if (!j->started) { /* nothing was generated: open the stream now */
+        bool ndjson = j->kind == TG_OLLAMA_GENERATE || j->kind == TG_OLLAMA_CHAT;
+        json_t *first = j->kind == TG_OPENAI_CHAT ? piece_json(j, "", 0) : NULL;
+        j->started = true;
+        if (open_stream(j, ndjson ? "application/x-ndjson" : "text/event-stream", first) != 0) return;
+    }
+    write_frame(j, stats_json(j, res, "", true));
+    if (j->kind == TG_OPENAI_CHAT || j->kind == TG_OPENAI_COMPLETION) {
+        if (j->include_usage)
+            write_frame(j, json_pack("{s:s,s:s,s:i,s:s,s:[],s:{s:i,s:i,s:i}}", "id", j->id, "object",
+                                     j->kind == TG_OPENAI_CHAT ? "chat.completion.chunk" : "text_completion", "created",
+                                     (int)j->created, "model", j->model, "choices", "usage", "prompt_tokens",
+                                     res->prompt_tokens, "completion_tokens", res->completion_tokens, "total_tokens",
+                                     res->prompt_tokens + res->completion_tokens));
+        http_stream_write(j->r, "data: [DONE]\n\n", 14);
+    }
+    http_stream_end(j->r);
+}
+
+static void stream_error(textjob *j, int rc, const char *msg) {
+    json_t *e;
+    if (j->kind == TG_OPENAI_CHAT || j->kind == TG_OPENAI_COMPLETION)
+        e = json_pack("{s:{s:s,s:s,s:n,s:n}}", "error", "message", msg, "type", "server_error", "param", "code");
+    else if (j->kind == TG_OLLAMA_GENERATE || j->kind == TG_OLLAMA_CHAT)
+        e = json_pack("{s:s}", "error", msg);
+    else
+        e = json_pack("{s:s,s:i}", "error", msg, "status", smp_err_status(rc));
+    write_frame(j, e);
+    http_stream_end(j->r);
+}
+
+static const char *endpoint_label(textjob_kind k) {
+    switch (k) {
+    case TG_SIMPLETON_GENERATE: return "/inference/generate";
+    case TG_SIMPLETON_CHAT: return "/inference/chat";
+    case TG_OPENAI_CHAT: return "/v1/chat/completions";
+    case TG_OPENAI_COMPLETION: return "/v1/completions";
+    case TG_OLLAMA_GENERATE: return "/api/generate";
+    default: return "/api/chat";
+    }
+}
+
+static int dump_cb(const char *s, size_t n, void *ud) { return buf_append(ud, s, n); }
+
+static void run_job(void *arg) {
+    textjob *j = arg;
+    http_req *r = j->r;
+    j->req.cancelled = job_cancelled;
+    j->req.cancel_ud = j;
+    backend_gen_result res;
+    memset(&res, 0, sizeof res);
+    const char *served_by = "";
+    char err[1024] = "";
+    int rc = registry_generate(&j->req, j->stream ? on_token : NULL, j, &res, &served_by, err, sizeof err);
+    metrics_llm_request(j->model, endpoint_label(j->kind));
+    if (rc < 0) {
+        if (j->started) stream_error(j, rc, err);
+        else textgen_send_backend_error(r, rc, err);
+        goto out;
+    }
+    metrics_llm_tokens(j->model, "prompt", res.prompt_tokens);
+    metrics_llm_tokens(j->model, "completion", res.completion_tokens);
+    if (j->stream) {
+        if (rc == 0) stream_finish(j, &res);
+        else if (j->started) http_stream_end(r); /* cancelled: the client is gone */
+        else http_send_error(r, SMP_E_UNAVAILABLE, "generation cancelled");
+        goto out;
+    }
+    if (rc == BACKEND_CANCELLED) {
+        http_send_error(r, SMP_E_UNAVAILABLE, "generation cancelled: the server is shutting down or the client left");
+        goto out;
+    }
+    json_t *o = stats_json(j, &res, res.text ? res.text : "", false);
+    buf b;
+    buf_init(&b, 0);
+    if (json_dump_callback(o, dump_cb, &b, JSON_COMPACT | JSON_ENSURE_ASCII) == 0) {
+        if (j->cacheable) cache_put(j->ctype, j->cache_key, b.data, b.len, 0);
+        if (j->cacheable) http_add_header(r, "X-Cache", "MISS");
+        http_add_header(r, "X-Served-By", served_by);
+        http_send(r, 200, "application/json", b.data, b.len);
+    } else {
+        http_send_error(r, SMP_E_NOMEM, NULL);
+    }
+    json_decref(o);
+    buf_free(&b);
+out:
+    backend_gen_result_free(&res);
+    textjob_free(j);
+    http_release(r);
+}
+
+int textgen_submit(http_req *r, void (*fn)(void *), void *arg) {
+    http_detach(r);
+    int rc = workq_submit(pool, fn, arg);
+    if (rc != 0) {
+        http_add_header(r, "Retry-After", "2");
+        http_send_error(r, SMP_E_UNAVAILABLE, "Server busy: too many requests queued; try again shortly");
+        http_release(r);
+    }
+    return rc;
+}
+
+/* Every field that changes the output goes into the key. */
+static void make_cache_key(textjob *j) {
+    const backend_gen_req *q = &j->req;
+    json_t *k = json_pack("{s:s,s:s,s:f,s:f,s:i,s:f,s:f,s:f,s:f,s:i,s:b}", "kind", endpoint_label(j->kind), "model",
+                          j->model, "temperature", q->temperature, "top_p", q->top_p, "top_k", q->top_k, "min_p",
+                          q->min_p, "repeat_penalty", q->repeat_penalty, "presence", q->presence_penalty, "frequency",
+                          q->frequency_penalty, "max_tokens", q->max_tokens, "raw", q->raw);
+    if (q->has_seed) json_object_set_new(k, "seed", json_integer((json_int_t)q->seed));
+    if (q->prompt) json_object_set_new(k, "prompt", json_string(q->prompt));
+    if (q->system) json_object_set_new(k, "system", json_string(q->system));
+    json_t *stop = json_array();
+    for (int i = 0; i < q->n_stop; i++) json_array_append_new(stop, json_string(q->stop[i]));
+    json_object_set_new(k, "stop", stop);
+    json_t *ctx = json_array();
+    for (int i = 0; i < q->n_context; i++) json_array_append_new(ctx, json_integer(q->context[i]));
+    json_object_set_new(k, "context", ctx);
+    json_t *msgs = json_array();
+    for (int i = 0; i < q->n_messages; i++) {
+        json_t *m = json_pack("{s:s,s:s}", "role", q->messages[i].role, "content",
+                              q->messages[i].content ? q->messages[i].content : "");
+        json_t *imgs = json_array();
+        for (int k2 = 0; k2 < q->messages[i].n_images; k2++) {
+            char hex[65];
+            util_sha256_hex(q->messages[i].images[k2], q->messages[i].image_lens[k2], hex);
+            json_array_append_new(imgs, json_string(hex));
+        }
+        json_object_set_new(m, "images", imgs);
+        json_array_append_new(msgs, m);
+    }
+    json_object_set_new(k, "messages", msgs);
+    cache_key(j->ctype, k, j->cache_key);
+    json_decref(k);
+}
+
+void textjob_start(textjob *j, const char *requested_model) {
+    http_req *r = j->r;
+    registry_model_name(requested_model, MODEL_KIND_INFERENCE, j->model, sizeof j->model);
+    j->req.model = j->model;
+    j->ctype = is_chat(j) ? CACHE_CHAT : CACHE_INFERENCE;
+    const char *cc = http_header(r, "Cache-Control");
+    bool bypass = cc && (strstr(cc, "no-cache") || strstr(cc, "no-store"));
+    j->cacheable = !j->stream && cache_enabled() && !bypass;
+    if (j->cacheable) {
+        make_cache_key(j);
+        char *hit;
+        size_t len;
+        if (cache_get(j->ctype, j->cache_key, &hit, &len) == 1) {
+            http_add_header(r, "X-Cache", "HIT");
+            http_send(r, 200, "application/json", hit, len);
+            smp_free(hit);
+            textjob_free(j);
+            return;
+        }
+    }
+    if (textgen_submit(r, run_job, j) != 0) textjob_free(j);
+}

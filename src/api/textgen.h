@@ -1,0 +1,61 @@
+/* textgen.h - one generate/chat request from any dialect, run on a worker.
+ *
+ * A route handler parses and validates its dialect's body into a textjob
+ * (textjob_new + filling job->req), then calls textjob_start, which answers
+ * from the cache when it can, or parks the connection and queues the job.
+ * The worker asks the registry (routing, fallback), streams frames in the
+ * job's dialect as tokens arrive (the HTTP response starts with the first
+ * token, so errors before it still get a proper status), then the final
+ * frame or the whole JSON answer, which is cached when allowed. */
+#ifndef SMP_TEXTGEN_H
+#define SMP_TEXTGEN_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "backend/backend.h"
+#include "cache/cache.h"
+#include "http/server.h"
+
+typedef enum {
+    TG_SIMPLETON_GENERATE,
+    TG_SIMPLETON_CHAT,
+    TG_OPENAI_CHAT,
+    TG_OPENAI_COMPLETION,
+    TG_OLLAMA_GENERATE,
+    TG_OLLAMA_CHAT,
+} textjob_kind;
+
+typedef struct textjob textjob;
+
+/* body: the parsed request (ownership passes to the job; req's strings may
+ * point into it). */
+textjob *textjob_new(http_req *r, textjob_kind kind, json_t *body);
+backend_gen_req *textjob_req(textjob *j);
+/* Message array of n entries owned by the job (zeroed). */
+backend_msg *textjob_messages(textjob *j, int n);
+/* Keep a buffer alive as long as the job (decoded images). */
+void textjob_own(textjob *j, void *p);
+void textjob_set_stream(textjob *j, bool stream);
+void textjob_set_include_usage(textjob *j, bool on);
+/* Resolve the model name (default when empty) and go. Takes the job. */
+void textjob_start(textjob *j, const char *requested_model);
+void textjob_free(textjob *j);
+
+/* Shared worker pool for every long request (text, embeddings, ...). */
+int textgen_init(int workers, int queue);
+void textgen_free(void);
+/* Park r and run fn(arg) on a worker; on a full queue answers 503 itself and
+ * returns non-zero (the caller frees arg). */
+int textgen_submit(http_req *r, void (*fn)(void *), void *arg);
+
+/* Parse a "stop" value (string or list of strings) into req. Returns 1 ok,
+ * 0 absent, -1 invalid (error recorded on v). */
+struct valid;
+int textgen_parse_stop(struct valid *v, json_t *obj, const char *field, backend_gen_req *req);
+/* Parse "context"-style arrays of token ids (owned by the job). */
+int textgen_parse_ids(struct valid *v, textjob *j, json_t *obj, const char *field);
+/* Send an error for a backend code in r's dialect (404/422/502/503 + Retry-After). */
+void textgen_send_backend_error(http_req *r, int rc, const char *msg);
+
+#endif

@@ -1,0 +1,687 @@
+/* local.c - the engine behind backend.h; see local.h.
+ *
+ * Data structures: a catalogue of known models (name -> where its bytes are),
+ * rebuilt from disk when a name is not found (at most once a second), and a
+ * small table of loaded models. A loaded model holds the model, its
+ * tokenizer, its chat family and one session (KV cache) that requests take
+ * turns on, guarded by `busy` + a condition variable; `waiting` counts the
+ * queue. Loaded entries are reference counted so an LRU unload never frees a
+ * model in use. */
+#include "backend/local.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/errors.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "engine/chat.h"
+#include "engine/embedded.h"
+#include "engine/generate.h"
+#include "engine/gguf.h"
+#include "engine/model.h"
+#include "engine/tokenizer.h"
+#include "obs/metrics.h"
+
+#define MAX_CATALOG 512
+
+typedef struct {
+    char name[160];      /* how users name it */
+    char alias[160];     /* general.name, or "" */
+    char path[1024];     /* file, or "" for the built-in model */
+    char family[32];     /* general.architecture */
+    long long size;
+    double mtime;
+    bool embedding_only; /* bert-style: no generation (not served yet) */
+} cat_entry;
+
+typedef struct loaded {
+    char name[160];
+    model *m;
+    tokenizer *tok;
+    model_ctx *ctx;
+    chat_family family;
+    char bos_text[64], eos_text[64];
+    int refs;            /* requests holding it */
+    bool busy;           /* the session is in use */
+    int waiting;
+    uint64_t last_used;
+    double load_seconds;
+    struct loaded *next;
+} loaded;
+
+typedef struct {
+    const config *cfg;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    cat_entry *cat;
+    int ncat;
+    uint64_t scanned_at;
+    loaded *models;
+    int nloaded;
+    char ollama_dir[1024];
+} local_state;
+
+/* ---- catalogue ---------------------------------------------------------- */
+
+static void read_meta(cat_entry *e, const gguf *g) {
+    gguf_str s;
+    if (gguf_get_str(g, "general.name", &s) && s.len < sizeof e->alias) {
+        memcpy(e->alias, s.ptr, s.len);
+        e->alias[s.len] = '\0';
+    }
+    if (gguf_get_str(g, "general.architecture", &s) && s.len < sizeof e->family) {
+        memcpy(e->family, s.ptr, s.len);
+        e->family[s.len] = '\0';
+    }
+    e->embedding_only = !strcmp(e->family, "bert") || !strcmp(e->family, "nomic-bert");
+}
+
+static void add_file(local_state *st, const char *name, const char *path) {
+    if (st->ncat >= MAX_CATALOG) return;
+    for (int i = 0; i < st->ncat; i++)
+        if (!strcmp(st->cat[i].name, name)) return; /* first one wins */
+    struct stat sb;
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) return;
+    gguf *g;
+    char err[256];
+    if (gguf_open(path, &g, err, sizeof err) != 0) {
+        log_warn("models: skipping %s: %s", path, err);
+        return;
+    }
+    cat_entry *e = &st->cat[st->ncat++];
+    memset(e, 0, sizeof *e);
+    snprintf(e->name, sizeof e->name, "%s", name);
+    snprintf(e->path, sizeof e->path, "%s", path);
+    e->size = (long long)sb.st_size;
+    e->mtime = (double)sb.st_mtim.tv_sec;
+    read_meta(e, g);
+    gguf_close(g);
+}
+
+static void scan_models_dir(local_state *st) {
+    DIR *d = opendir(st->cfg->models_dir);
+    if (!d) return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (n < 6 || strcmp(de->d_name + n - 5, ".gguf")) continue;
+        char name[160], path[1024];
+        snprintf(name, sizeof name, "%.*s", (int)(n - 5), de->d_name);
+        snprintf(path, sizeof path, "%s/%s", st->cfg->models_dir, de->d_name);
+        add_file(st, name, path);
+    }
+    closedir(d);
+}
+
+/* Ollama store: manifests/<host>/<namespace>/<model>/<tag> is JSON whose
+ * layer of mediaType application/vnd.ollama.image.model names the blob
+ * blobs/sha256-<hex>. Models of the "library" namespace are named
+ * "model:tag", others "namespace/model:tag". */
+static void scan_ollama(local_state *st) {
+    if (!st->ollama_dir[0]) return;
+    char root[1100];
+    snprintf(root, sizeof root, "%s/manifests/registry.ollama.ai", st->ollama_dir);
+    DIR *ns = opendir(root);
+    if (!ns) return;
+    struct dirent *a;
+    while ((a = readdir(ns))) {
+        if (a->d_name[0] == '.') continue;
+        char p1[1400];
+        snprintf(p1, sizeof p1, "%s/%s", root, a->d_name);
+        DIR *md = opendir(p1);
+        if (!md) continue;
+        struct dirent *b;
+        while ((b = readdir(md))) {
+            if (b->d_name[0] == '.') continue;
+            char p2[1700];
+            snprintf(p2, sizeof p2, "%s/%s", p1, b->d_name);
+            DIR *td = opendir(p2);
+            if (!td) continue;
+            struct dirent *c;
+            while ((c = readdir(td))) {
+                if (c->d_name[0] == '.') continue;
+                char mf[2000];
+                snprintf(mf, sizeof mf, "%s/%s", p2, c->d_name);
+                json_error_t je;
+                json_t *j = json_load_file(mf, 0, &je);
+                if (!j) continue;
+                size_t i;
+                json_t *layer;
+                json_array_foreach(json_object_get(j, "layers"), i, layer) {
+                    const char *mt = json_string_value(json_object_get(layer, "mediaType"));
+                    const char *dg = json_string_value(json_object_get(layer, "digest"));
+                    if (!mt || !dg || strcmp(mt, "application/vnd.ollama.image.model") || strncmp(dg, "sha256:", 7))
+                        continue;
+                    char name[160], blob[1200];
+                    int nn = !strcmp(a->d_name, "library")
+                                 ? snprintf(name, sizeof name, "%s:%s", b->d_name, c->d_name)
+                                 : snprintf(name, sizeof name, "%s/%s:%s", a->d_name, b->d_name, c->d_name);
+                    int nb = snprintf(blob, sizeof blob, "%s/blobs/sha256-%s", st->ollama_dir, dg + 7);
+                    if (nn < (int)sizeof name && nb < (int)sizeof blob) add_file(st, name, blob);
+                }
+                json_decref(j);
+            }
+            closedir(td);
+        }
+        closedir(md);
+    }
+    closedir(ns);
+}
+
+static void scan(local_state *st) {
+    st->ncat = 0;
+    scan_models_dir(st);
+    scan_ollama(st);
+    size_t len;
+    const unsigned char *emb = embedded_model(&len);
+    if (emb && st->ncat < MAX_CATALOG) {
+        gguf *g;
+        char err[128];
+        if (gguf_open_mem(emb, len, &g, err, sizeof err) == 0) {
+            bool dup = false;
+            for (int i = 0; i < st->ncat; i++) dup |= !strcmp(st->cat[i].name, embedded_model_name());
+            if (!dup) {
+                cat_entry *e = &st->cat[st->ncat++];
+                memset(e, 0, sizeof *e);
+                snprintf(e->name, sizeof e->name, "%s", embedded_model_name());
+                e->size = (long long)len;
+                read_meta(e, g);
+            }
+            gguf_close(g);
+        }
+    }
+    st->scanned_at = util_now_ns();
+}
+
+/* "qwen2.5:7b" matches "qwen2.5:7b"; "qwen2.5" matches "qwen2.5:latest"; a
+ * file name with or without ".gguf"; general.name case-insensitively. */
+static const cat_entry *find_entry(local_state *st, const char *name) {
+    char want[200];
+    snprintf(want, sizeof want, "%s", name);
+    size_t n = strlen(want);
+    if (n > 5 && !strcmp(want + n - 5, ".gguf")) want[n - 5] = '\0';
+    for (int i = 0; i < st->ncat; i++)
+        if (!strcmp(st->cat[i].name, want)) return &st->cat[i];
+    if (!strchr(want, ':')) {
+        char tagged[220];
+        snprintf(tagged, sizeof tagged, "%s:latest", want);
+        for (int i = 0; i < st->ncat; i++)
+            if (!strcmp(st->cat[i].name, tagged)) return &st->cat[i];
+    }
+    for (int i = 0; i < st->ncat; i++)
+        if (st->cat[i].alias[0] && !strcasecmp(st->cat[i].alias, want)) return &st->cat[i];
+    return NULL;
+}
+
+/* Under st->mu. Rescans (at most once a second) when the name is unknown. */
+static const cat_entry *lookup(local_state *st, const char *name) {
+    const cat_entry *e = find_entry(st, name);
+    if (!e && util_now_ns() - st->scanned_at > 1000000000ull) {
+        scan(st);
+        e = find_entry(st, name);
+    }
+    return e;
+}
+
+/* ---- loading ------------------------------------------------------------- */
+
+static void loaded_free(loaded *l) {
+    if (!l) return;
+    model_ctx_free(l->ctx);
+    model_free(l->m);
+    tok_free(l->tok);
+    smp_free(l);
+}
+
+static void token_text(const tokenizer *t, int32_t id, char *out, size_t n) {
+    size_t len = 0;
+    const char *s = id >= 0 ? tok_text(t, id, &len) : NULL;
+    snprintf(out, n, "%.*s", s ? (int)len : 0, s ? s : "");
+}
+
+/* Load outside the lock (slow); returns a new entry or NULL with err. */
+static loaded *load_model(local_state *st, const cat_entry *e, char *err, size_t errlen) {
+    uint64_t t0 = util_now_ns();
+    loaded *l = smp_calloc(1, sizeof *l);
+    if (!l) {
+        snprintf(err, errlen, "out of memory loading %s", e->name);
+        return NULL;
+    }
+    snprintf(l->name, sizeof l->name, "%s", e->name);
+    model_opts mo = {.n_ctx = (int)st->cfg->context_size, .n_threads = (int)st->cfg->threads};
+    char merr[384];
+    gguf *g = NULL;
+    int rc;
+    if (e->path[0]) {
+        rc = gguf_open(e->path, &g, merr, sizeof merr);
+    } else {
+        size_t len;
+        const unsigned char *emb = embedded_model(&len);
+        rc = gguf_open_mem(emb, len, &g, merr, sizeof merr);
+    }
+    if (rc == 0) rc = tok_load(g, &l->tok, merr, sizeof merr);
+    if (rc == 0) {
+        rc = model_load_gguf(g, true, &mo, &l->m, merr, sizeof merr);
+        g = NULL;
+    }
+    if (rc == 0) rc = model_ctx_new(l->m, 0, &l->ctx, merr, sizeof merr);
+    if (rc != 0) {
+        gguf_close(g);
+        snprintf(err, errlen, "local: cannot load model '%s': %s", e->name, merr);
+        loaded_free(l);
+        return NULL;
+    }
+    gguf_str tmpl;
+    char tbuf[8192] = "";
+    if (gguf_get_str(model_gguf(l->m), "tokenizer.chat_template", &tmpl))
+        snprintf(tbuf, sizeof tbuf, "%.*s", (int)(tmpl.len < sizeof tbuf - 1 ? tmpl.len : sizeof tbuf - 1), tmpl.ptr);
+    l->family = chat_detect(tbuf[0] ? tbuf : NULL);
+    token_text(l->tok, tok_bos(l->tok), l->bos_text, sizeof l->bos_text);
+    token_text(l->tok, tok_eos(l->tok), l->eos_text, sizeof l->eos_text);
+    l->load_seconds = (double)(util_now_ns() - t0) / 1e9;
+    metrics_model_load_seconds(e->name, l->load_seconds);
+    log_info("local: loaded %s (%s, chat template: %s) in %.3f s", e->name, model_arch_name(l->m),
+             chat_family_name(l->family), l->load_seconds);
+    return l;
+}
+
+/* Unload idle models past MAX_LOADED_MODELS, least recently used first.
+ * Under st->mu; returns the entries to free outside it. */
+static loaded *evict(local_state *st) {
+    loaded *freed = NULL;
+    while (st->nloaded > st->cfg->max_loaded_models) {
+        loaded **victim = NULL;
+        for (loaded **pp = &st->models; *pp; pp = &(*pp)->next)
+            if ((*pp)->refs == 0 && (!victim || (*pp)->last_used < (*victim)->last_used)) victim = pp;
+        if (!victim) break; /* all in use: stay over the limit until they finish */
+        loaded *v = *victim;
+        *victim = v->next;
+        st->nloaded--;
+        log_info("local: unloading %s (MAX_LOADED_MODELS=%ld)", v->name, st->cfg->max_loaded_models);
+        v->next = freed;
+        freed = v;
+    }
+    return freed;
+}
+
+static void free_list(loaded *l) {
+    while (l) {
+        loaded *n = l->next;
+        loaded_free(l);
+        l = n;
+    }
+}
+
+static int list_names(local_state *st, char *out, size_t n) {
+    size_t o = 0;
+    out[0] = '\0';
+    for (int i = 0; i < st->ncat && o + 2 < n; i++)
+        o += (size_t)snprintf(out + o, n - o, "%s%s", i ? ", " : "", st->cat[i].name);
+    return st->ncat;
+}
+
+/* Take a model for one request: load if needed, then wait for its session.
+ * Returns the entry with refs held and busy set. */
+static int acquire(local_state *st, const char *name, loaded **out, bool *loaded_now, char *err, size_t errlen) {
+    pthread_mutex_lock(&st->mu);
+    const cat_entry *e = lookup(st, name);
+    if (!e) {
+        char names[1024];
+        list_names(st, names, sizeof names);
+        pthread_mutex_unlock(&st->mu);
+        snprintf(err, errlen, "model '%s' not found. Available models: %s", name, names[0] ? names : "(none)");
+        return -SMP_E_NOT_FOUND;
+    }
+    if (e->embedding_only) {
+        pthread_mutex_unlock(&st->mu);
+        snprintf(err, errlen, "local: model '%s' (%s) is an encoder-only embedding model, which the engine does not run yet",
+                 name, e->family);
+        return -SMP_E_NOT_IMPLEMENTED;
+    }
+    cat_entry ent = *e;
+    loaded *l = st->models;
+    while (l && strcmp(l->name, ent.name)) l = l->next;
+    *loaded_now = false;
+    if (!l) {
+        pthread_mutex_unlock(&st->mu);
+        loaded *fresh = load_model(st, &ent, err, errlen);
+        if (!fresh) return -SMP_E_UNAVAILABLE;
+        pthread_mutex_lock(&st->mu);
+        l = st->models; /* another request may have loaded it meanwhile */
+        while (l && strcmp(l->name, ent.name)) l = l->next;
+        if (l) {
+            pthread_mutex_unlock(&st->mu);
+            loaded_free(fresh);
+            pthread_mutex_lock(&st->mu);
+        } else {
+            l = fresh;
+            l->next = st->models;
+            st->models = l;
+            st->nloaded++;
+            *loaded_now = true;
+        }
+    }
+    if (l->waiting >= st->cfg->model_queue_max) {
+        pthread_mutex_unlock(&st->mu);
+        snprintf(err, errlen, "local: model '%s' has %d requests waiting (MODEL_QUEUE_MAX); try again shortly",
+                 ent.name, l->waiting);
+        return -SMP_E_TOO_MANY;
+    }
+    l->refs++;
+    l->waiting++;
+    metrics_llm_queue_depth(l->name, l->waiting);
+    while (l->busy) pthread_cond_wait(&st->cv, &st->mu);
+    l->waiting--;
+    metrics_llm_queue_depth(l->name, l->waiting);
+    l->busy = true;
+    l->last_used = util_now_ns();
+    loaded *freed = evict(st);
+    pthread_mutex_unlock(&st->mu);
+    free_list(freed);
+    *out = l;
+    return 0;
+}
+
+static void release(local_state *st, loaded *l) {
+    pthread_mutex_lock(&st->mu);
+    l->busy = false;
+    l->refs--;
+    l->last_used = util_now_ns();
+    loaded *freed = evict(st);
+    pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    free_list(freed);
+}
+
+/* ---- operations ------------------------------------------------------------ */
+
+typedef struct {
+    backend_token_fn on_token;
+    void *ud;
+    const backend_gen_req *req;
+} stream_ctx;
+
+static int on_text(void *ud, const char *text, size_t len) {
+    stream_ctx *sc = ud;
+    return sc->on_token ? sc->on_token(sc->ud, text, len) : 0;
+}
+
+static bool is_cancelled(void *ud) {
+    stream_ctx *sc = ud;
+    return sc->req->cancelled && sc->req->cancelled(sc->req->cancel_ud);
+}
+
+/* The prompt text for a request, rendered with the model's chat template. */
+static int build_prompt(const loaded *l, const backend_gen_req *req, buf *out, bool *templated, char *err,
+                        size_t errlen) {
+    *templated = false;
+    if (req->messages) {
+        chat_msg *msgs = smp_calloc((size_t)req->n_messages, sizeof *msgs);
+        if (!msgs) return -SMP_E_NOMEM;
+        for (int i = 0; i < req->n_messages; i++) msgs[i] = (chat_msg){req->messages[i].role, req->messages[i].content};
+        int rc = chat_render(l->family, msgs, req->n_messages, true, l->bos_text, l->eos_text, out, err, errlen);
+        smp_free(msgs);
+        *templated = l->family != CHAT_FAMILY_NONE;
+        return rc;
+    }
+    if (req->raw || l->family == CHAT_FAMILY_NONE) {
+        /* Plain completion: the system text, if any, goes first. */
+        if (req->system && *req->system && (buf_puts(out, req->system) || buf_puts(out, "\n\n"))) return -SMP_E_NOMEM;
+        return buf_puts(out, req->prompt ? req->prompt : "") ? -SMP_E_NOMEM : 0;
+    }
+    chat_msg msgs[2];
+    int n = 0;
+    if (req->system && *req->system) msgs[n++] = (chat_msg){"system", req->system};
+    msgs[n++] = (chat_msg){"user", req->prompt ? req->prompt : ""};
+    *templated = true;
+    return chat_render(l->family, msgs, n, true, l->bos_text, l->eos_text, out, err, errlen);
+}
+
+static int local_generate(backend *b, const backend_gen_req *req, backend_token_fn on_token, void *ud,
+                          backend_gen_result *out, char *err, size_t errlen) {
+    local_state *st = b->state;
+    memset(out, 0, sizeof *out);
+    uint64_t t0 = util_now_ns();
+    loaded *l;
+    bool fresh;
+    int rc = acquire(st, req->model, &l, &fresh, err, errlen);
+    if (rc != 0) return rc;
+    uint64_t t_loaded = util_now_ns();
+    buf prompt;
+    buf_init(&prompt, 0);
+    int32_t *ids = NULL, *all = NULL;
+    size_t n = 0;
+    bool templated;
+    rc = build_prompt(l, req, &prompt, &templated, err, errlen);
+    if (rc != 0) goto done;
+    /* Continuing from a previous answer's context: its ids come first, and
+     * the new text is encoded without a second BOS. */
+    rc = tok_encode(l->tok, prompt.data ? prompt.data : "", prompt.len, req->n_context == 0, templated, &ids, &n);
+    if (rc != 0) {
+        snprintf(err, errlen, "local: cannot tokenize the prompt");
+        goto done;
+    }
+    size_t total = (size_t)req->n_context + n;
+    all = smp_malloc((total ? total : 1) * sizeof *all);
+    if (!all) {
+        rc = -SMP_E_NOMEM;
+        goto done;
+    }
+    for (int i = 0; i < req->n_context; i++) {
+        if (req->context[i] < 0 || req->context[i] >= tok_n_vocab(l->tok)) {
+            snprintf(err, errlen, "context: token id %d is outside the model's vocabulary (0..%d)", req->context[i],
+                     tok_n_vocab(l->tok) - 1);
+            rc = -SMP_E_VALIDATION;
+            goto done;
+        }
+        all[i] = req->context[i];
+    }
+    if (n) memcpy(all + req->n_context, ids, n * sizeof *ids);
+    stream_ctx sc = {on_token, ud, req};
+    gen_params gp = {
+        .sampling = {.temperature = (float)req->temperature,
+                     .top_k = req->top_k,
+                     .top_p = (float)req->top_p,
+                     .min_p = (float)req->min_p,
+                     .repeat_penalty = (float)req->repeat_penalty,
+                     .repeat_last_n = 64,
+                     .presence_penalty = (float)req->presence_penalty,
+                     .frequency_penalty = (float)req->frequency_penalty,
+                     .seed = req->has_seed ? req->seed : SAMPLER_SEED_RANDOM},
+        .max_tokens = req->max_tokens,
+        .on_text = on_text,
+        .cancelled = is_cancelled,
+        .ud = &sc,
+    };
+    const char *stops[BACKEND_MAX_STOP + 8];
+    int ns = 0;
+    for (int i = 0; i < req->n_stop; i++) stops[ns++] = req->stop[i];
+    if (templated) {
+        int nf;
+        const char *const *fs = chat_stop_strings(l->family, &nf);
+        for (int i = 0; i < nf && ns < (int)(sizeof stops / sizeof stops[0]); i++) stops[ns++] = fs[i];
+    }
+    gp.stop = stops;
+    gp.n_stop = ns;
+    gen_result gr;
+    char gerr[256];
+    rc = gen_run(l->ctx, l->tok, all, (int)total, &gp, &gr, gerr, sizeof gerr);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s", gerr);
+        goto done;
+    }
+    out->text = buf_detach(&gr.text, &out->text_len);
+    out->context = gr.tokens;
+    out->n_context = gr.n_tokens;
+    gr.tokens = NULL;
+    out->prompt_tokens = gr.n_prompt;
+    out->completion_tokens = gr.n_gen;
+    out->prompt_ns = gr.prompt_ns;
+    out->eval_ns = gr.gen_ns;
+    out->load_ns = fresh ? t_loaded - t0 : 0;
+    out->total_ns = util_now_ns() - t0;
+    out->done_reason = gr.done_reason;
+    metrics_llm_ttft(req->model, (double)(t_loaded - t0 + gr.first_token_ns) / 1e9);
+    if (gr.n_gen > 0 && gr.gen_ns > 0) metrics_llm_tokens_per_second(req->model, gr.n_gen / (gr.gen_ns / 1e9));
+    gen_result_free(&gr);
+    if (!strcmp(out->done_reason, "cancelled")) rc = BACKEND_CANCELLED;
+done:
+    release(st, l);
+    buf_free(&prompt);
+    smp_free(ids);
+    smp_free(all);
+    return rc;
+}
+
+static int local_embed(backend *b, const char *model_name, const char *const *texts, int n, float **vecs, int *dim,
+                       int *prompt_tokens, char *err, size_t errlen) {
+    local_state *st = b->state;
+    loaded *l;
+    bool fresh;
+    int rc = acquire(st, model_name, &l, &fresh, err, errlen);
+    if (rc != 0) return rc;
+    int d = model_n_embd(l->m);
+    float *v = smp_malloc((size_t)(n ? n : 1) * (size_t)d * sizeof *v);
+    int ntok = 0;
+    if (!v) {
+        rc = -SMP_E_NOMEM;
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        int32_t *ids;
+        size_t k;
+        rc = tok_encode(l->tok, texts[i], strlen(texts[i]), true, false, &ids, &k);
+        if (rc != 0) {
+            snprintf(err, errlen, "local: cannot tokenize input %d", i);
+            goto done;
+        }
+        if ((int)k > model_ctx_n_ctx(l->ctx)) {
+            snprintf(err, errlen, "input %d is %zu tokens; the model's context holds %d", i, k,
+                     model_ctx_n_ctx(l->ctx));
+            smp_free(ids);
+            rc = -SMP_E_VALIDATION;
+            goto done;
+        }
+        rc = model_ctx_embed(l->ctx, ids, (int)k, v + (size_t)i * (size_t)d);
+        smp_free(ids);
+        ntok += (int)k;
+        if (rc != 0) {
+            snprintf(err, errlen, "local: %s", model_ctx_error(l->ctx));
+            goto done;
+        }
+    }
+    *vecs = v;
+    v = NULL;
+    *dim = d;
+    if (prompt_tokens) *prompt_tokens = ntok;
+done:
+    smp_free(v);
+    release(st, l);
+    return rc;
+}
+
+static int local_list(backend *b, json_t **out, char *err, size_t errlen) {
+    local_state *st = b->state;
+    pthread_mutex_lock(&st->mu);
+    if (util_now_ns() - st->scanned_at > 1000000000ull) scan(st);
+    json_t *arr = json_array();
+    for (int i = 0; i < st->ncat; i++) {
+        const cat_entry *e = &st->cat[i];
+        char when[40], digest[65];
+        util_iso8601(e->mtime ? e->mtime : util_wall_seconds(), when, sizeof when);
+        char key[1300];
+        snprintf(key, sizeof key, "%s|%lld|%.0f", e->path[0] ? e->path : e->name, e->size, e->mtime);
+        util_sha256_hex(key, strlen(key), digest);
+        json_array_append_new(arr, json_pack("{s:s,s:I,s:s,s:s,s:s,s:s,s:b}", "name", e->name, "size",
+                                             (json_int_t)e->size, "modified_at", when, "digest", digest, "kind",
+                                             e->embedding_only ? "embedding" : "llm", "family",
+                                             e->family, "builtin", !e->path[0]));
+    }
+    pthread_mutex_unlock(&st->mu);
+    *out = arr;
+    return 0;
+}
+
+static int local_has_model(backend *b, const char *name) {
+    local_state *st = b->state;
+    pthread_mutex_lock(&st->mu);
+    int found = lookup(st, name) != NULL;
+    pthread_mutex_unlock(&st->mu);
+    return found;
+}
+
+static bool local_health(backend *b, json_t **out) {
+    local_state *st = b->state;
+    pthread_mutex_lock(&st->mu);
+    json_t *loaded_names = json_array();
+    for (loaded *l = st->models; l; l = l->next) json_array_append_new(loaded_names, json_string(l->name));
+    int n = st->ncat;
+    pthread_mutex_unlock(&st->mu);
+    *out = json_pack("{s:s,s:i,s:o,s:s}", "status", n ? "healthy" : "down", "models_available", n, "models_loaded",
+                     loaded_names, "models_dir", st->cfg->models_dir);
+    return n > 0;
+}
+
+static void local_destroy(backend *b) {
+    if (!b) return;
+    local_state *st = b->state;
+    free_list(st->models);
+    pthread_mutex_destroy(&st->mu);
+    pthread_cond_destroy(&st->cv);
+    smp_free(st->cat);
+    smp_free(st);
+    smp_free(b);
+}
+
+static const backend_ops local_ops = {
+    .name = "local",
+    .generate = local_generate,
+    .embed = local_embed,
+    .list_models = local_list,
+    .has_model = local_has_model,
+    .health = local_health,
+    .destroy = local_destroy,
+};
+
+const char *local_builtin_model(void) { return embedded_model_name(); }
+
+backend *local_backend_new(const config *c, char *err, size_t errlen) {
+    backend *b = smp_calloc(1, sizeof *b);
+    local_state *st = smp_calloc(1, sizeof *st);
+    cat_entry *cat = smp_calloc(MAX_CATALOG, sizeof *cat);
+    if (!b || !st || !cat) {
+        smp_free(b);
+        smp_free(st);
+        smp_free(cat);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    st->cfg = c;
+    st->cat = cat;
+    pthread_mutex_init(&st->mu, NULL);
+    pthread_cond_init(&st->cv, NULL);
+    if (c->ollama_models && *c->ollama_models) {
+        snprintf(st->ollama_dir, sizeof st->ollama_dir, "%s", c->ollama_models);
+    } else if (getenv("HOME")) {
+        char p[1024];
+        snprintf(p, sizeof p, "%s/.ollama/models", getenv("HOME"));
+        struct stat sb;
+        if (stat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) snprintf(st->ollama_dir, sizeof st->ollama_dir, "%s", p);
+    }
+    scan(st);
+    log_info("local: %d model(s) available (MODELS_DIR=%s%s%s)", st->ncat, c->models_dir,
+             st->ollama_dir[0] ? ", Ollama store " : "", st->ollama_dir);
+    b->ops = &local_ops;
+    b->state = st;
+    return b;
+}

@@ -1,0 +1,597 @@
+/* openai.c - the OpenAI-compatible backend: forwards chat, completions,
+ * embeddings and the model list to any server that speaks OpenAI's API
+ * (OpenAI, vLLM, llama.cpp server, LM Studio, Ollama's /v1, ...).
+ *
+ * Data structure: the backend state is an httpc (base URL with its /v1
+ * prefix, bearer key, pool of curl handles) and the timeouts; a generation
+ * keeps its parse state (gen_ctx) on the caller's stack.
+ *
+ * Requests:
+ *   chat      POST /chat/completions {model, messages, stream:true,
+ *             stream_options:{include_usage:true}, temperature, top_p?,
+ *             max_tokens?, stop?, seed?, presence_penalty?, frequency_penalty?,
+ *             top_k? min_p? repeat_penalty? (extensions that llama.cpp and
+ *             vLLM read, sent only when set)}. A message with images becomes
+ *             content parts: [{"type":"text","text":...},
+ *             {"type":"image_url","image_url":{"url":"data:<mime>;base64,..."}}].
+ *             req->system becomes a leading system message unless the
+ *             messages already start with one.
+ *   generate  POST /completions {model, prompt, ...same options}; req->system
+ *             is put before the prompt, separated by a blank line; context
+ *             token ids have no OpenAI equivalent and are not sent.
+ *   embed     POST /embeddings {model, input:[...], encoding_format:"float"}
+ *             -> data[i].embedding placed by data[i].index
+ *   models    GET /models -> data[].id (kind guessed from the id)
+ *   health    GET /models
+ *
+ * The stream is SSE: "data: {json}" lines, blank lines between events,
+ * "data: [DONE]" at the end; other fields (event:, id:, comments) are
+ * ignored. Pieces come from choices[0].delta.content (chat) or
+ * choices[0].text (completions); finish_reason "length" maps to "length";
+ * usage (prompt_tokens, completion_tokens) comes from the chunk that carries
+ * it. The answer is complete at [DONE] or after a finish_reason. A server
+ * that ignores stream:true and sends one JSON answer is understood too
+ * (choices[0].message.content / choices[0].text, delivered as one piece). Durations
+ * are measured here: prompt_ns is the time to the first piece, eval_ns the
+ * rest. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend/openai.h"
+#include "core/alloc.h"
+#include "core/buf.h"
+#include "core/errors.h"
+#include "core/util.h"
+
+typedef struct {
+    httpc *http;
+    httpc_timeouts t;
+} openai;
+
+static int dump_cb(const char *p, size_t n, void *ud) { return buf_append(ud, p, n); }
+
+static int dump_json(json_t *j, buf *out) {
+    buf_init(out, 0);
+    return j && json_dump_callback(j, dump_cb, out, JSON_COMPACT) == 0 ? 0 : -1;
+}
+
+const char *openai_image_mime(const unsigned char *p, size_t n) {
+    if (n >= 8 && !memcmp(p, "\x89PNG\r\n\x1a\n", 8)) return "image/png";
+    if (n >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF) return "image/jpeg";
+    if (n >= 6 && (!memcmp(p, "GIF87a", 6) || !memcmp(p, "GIF89a", 6))) return "image/gif";
+    if (n >= 12 && !memcmp(p, "RIFF", 4) && !memcmp(p + 8, "WEBP", 4)) return "image/webp";
+    if (n >= 2 && p[0] == 'B' && p[1] == 'M') return "image/bmp";
+    if (n >= 4 && (!memcmp(p, "II*\0", 4) || !memcmp(p, "MM\0*", 4))) return "image/tiff";
+    return "application/octet-stream";
+}
+
+/* ---- request bodies ---- */
+
+static json_t *image_part(const unsigned char *p, size_t n) {
+    const char *mime = openai_image_mime(p, n);
+    size_t pre = strlen("data:") + strlen(mime) + strlen(";base64,");
+    char *url = smp_malloc(pre + 4 * ((n + 2) / 3) + 1);
+    if (!url) return NULL;
+    snprintf(url, pre + 1, "data:%s;base64,", mime);
+    size_t len = pre + util_b64_encode(p, n, url + pre);
+    json_t *part = json_object();
+    json_t *iu = json_object();
+    json_object_set_new(iu, "url", json_stringn_nocheck(url, len));
+    json_object_set_new(part, "type", json_string("image_url"));
+    json_object_set_new(part, "image_url", iu);
+    smp_free(url);
+    return part;
+}
+
+static json_t *message_json(const char *role, const char *content, const backend_msg *m) {
+    json_t *o = json_object();
+    json_object_set_new(o, "role", json_string(role ? role : "user"));
+    if (!m || m->n_images <= 0) {
+        json_object_set_new(o, "content", json_string(content ? content : ""));
+        return o;
+    }
+    json_t *parts = json_array();
+    json_object_set_new(o, "content", parts);
+    if (content && content[0]) {
+        json_t *t = json_object();
+        json_object_set_new(t, "type", json_string("text"));
+        json_object_set_new(t, "text", json_string(content));
+        json_array_append_new(parts, t);
+    }
+    for (int i = 0; i < m->n_images; i++) {
+        json_t *p = image_part(m->images[i], m->image_lens[i]);
+        if (!p) {
+            json_decref(o);
+            return NULL;
+        }
+        json_array_append_new(parts, p);
+    }
+    return o;
+}
+
+static json_t *gen_body(const backend_gen_req *r, bool chat) {
+    json_t *o = json_object();
+    json_object_set_new(o, "model", json_string(r->model));
+    if (chat) {
+        json_t *msgs = json_array();
+        json_object_set_new(o, "messages", msgs);
+        if (r->system && r->system[0] && !(r->n_messages > 0 && r->messages[0].role &&
+                                            !strcmp(r->messages[0].role, "system")))
+            json_array_append_new(msgs, message_json("system", r->system, NULL));
+        for (int i = 0; i < r->n_messages; i++) {
+            json_t *m = message_json(r->messages[i].role, r->messages[i].content, &r->messages[i]);
+            if (!m) {
+                json_decref(o);
+                return NULL;
+            }
+            json_array_append_new(msgs, m);
+        }
+    } else {
+        const char *p = r->prompt ? r->prompt : "";
+        if (r->system && r->system[0]) {
+            buf b;
+            buf_init(&b, 0);
+            if (buf_printf(&b, "%s\n\n%s", r->system, p) != 0) {
+                buf_free(&b);
+                json_decref(o);
+                return NULL;
+            }
+            json_object_set_new(o, "prompt", json_string(b.data));
+            buf_free(&b);
+        } else {
+            json_object_set_new(o, "prompt", json_string(p));
+        }
+    }
+    json_object_set_new(o, "stream", json_true());
+    json_t *so = json_object();
+    json_object_set_new(so, "include_usage", json_true());
+    json_object_set_new(o, "stream_options", so);
+    json_object_set_new(o, "temperature", json_real(r->temperature));
+    if (r->top_p > 0 && r->top_p < 1) json_object_set_new(o, "top_p", json_real(r->top_p));
+    if (r->max_tokens > 0) json_object_set_new(o, "max_tokens", json_integer(r->max_tokens));
+    if (r->has_seed) json_object_set_new(o, "seed", json_integer((json_int_t)(r->seed & INT64_MAX)));
+    if (r->presence_penalty != 0) json_object_set_new(o, "presence_penalty", json_real(r->presence_penalty));
+    if (r->frequency_penalty != 0) json_object_set_new(o, "frequency_penalty", json_real(r->frequency_penalty));
+    if (r->top_k > 0) json_object_set_new(o, "top_k", json_integer(r->top_k));
+    if (r->min_p > 0) json_object_set_new(o, "min_p", json_real(r->min_p));
+    if (r->repeat_penalty > 0 && r->repeat_penalty != 1) json_object_set_new(o, "repeat_penalty", json_real(r->repeat_penalty));
+    if (r->n_stop > 0) {
+        json_t *s = json_array();
+        for (int i = 0; i < r->n_stop && i < BACKEND_MAX_STOP; i++)
+            if (r->stop[i]) json_array_append_new(s, json_string(r->stop[i]));
+        json_object_set_new(o, "stop", s);
+    }
+    return o;
+}
+
+/* ---- the stream ---- */
+
+typedef struct {
+    bool chat;
+    backend_token_fn on_token;
+    void *ud;
+    buf text;
+    int pieces;
+    bool finished; /* a finish_reason arrived */
+    bool done;     /* [DONE] arrived */
+    bool cancelled;
+    int events;    /* "data:" lines seen */
+    buf plain;     /* other lines while no event came: a server that ignored stream:true */
+    int code;
+    char *err;
+    size_t errlen;
+    uint64_t t0, first_ns;
+    backend_gen_result *out;
+} gen_ctx;
+
+static int invalid(gen_ctx *g, const char *what, const char *line, size_t len) {
+    snprintf(g->err, g->errlen, "Backend error: openai sent an invalid response: %s (in: %.*s)", what,
+             (int)(len > 80 ? 80 : len), line);
+    g->code = -SMP_E_BACKEND;
+    return -1;
+}
+
+static int json_int(json_t *j) {
+    if (json_is_integer(j) && json_integer_value(j) > 0 && json_integer_value(j) < INT32_MAX)
+        return (int)json_integer_value(j);
+    return 0;
+}
+
+/* One chunk of the stream (whole = false) or a whole non-streamed answer. */
+static int handle_json(gen_ctx *g, json_t *j, bool whole, const char *line, size_t len) {
+    json_t *e = json_object_get(j, "error");
+    if (e) {
+        const char *m = json_is_string(e) ? json_string_value(e) : json_string_value(json_object_get(e, "message"));
+        snprintf(g->err, g->errlen, "Backend error: openai returned an error: %s", m ? m : "(no message)");
+        g->code = -SMP_E_BACKEND;
+        return -1;
+    }
+    json_t *usage = json_object_get(j, "usage");
+    if (json_is_object(usage)) {
+        g->out->prompt_tokens = json_int(json_object_get(usage, "prompt_tokens"));
+        g->out->completion_tokens = json_int(json_object_get(usage, "completion_tokens"));
+    }
+    json_t *choices = json_object_get(j, "choices");
+    if (choices && !json_is_array(choices)) return invalid(g, "\"choices\" is not a list", line, len);
+    json_t *c0 = json_array_get(choices, 0);
+    if (!c0) return whole ? invalid(g, "no choices", line, len) : 0; /* the usage chunk has no choices */
+    json_t *piece = !g->chat ? json_object_get(c0, "text")
+                             : json_object_get(json_object_get(c0, whole ? "message" : "delta"), "content");
+    if (piece && !json_is_null(piece) && !json_is_string(piece)) return invalid(g, "the text is not a string", line, len);
+    size_t plen = json_string_length(piece);
+    if (plen > 0) {
+        if (!g->first_ns) g->first_ns = util_now_ns();
+        if (buf_append(&g->text, json_string_value(piece), plen) != 0) {
+            snprintf(g->err, g->errlen, "openai: out of memory");
+            g->code = -SMP_E_NOMEM;
+            return -1;
+        }
+        g->pieces++;
+        if (g->on_token && g->on_token(g->ud, json_string_value(piece), plen) != 0) {
+            g->cancelled = true;
+            return 1;
+        }
+    }
+    const char *fr = json_string_value(json_object_get(c0, "finish_reason"));
+    if (fr || whole) {
+        g->finished = true;
+        g->out->done_reason = fr && !strcmp(fr, "length") ? "length" : "stop";
+    }
+    return 0;
+}
+
+static int sse_line(void *ud, const char *line, size_t len) {
+    gen_ctx *g = ud;
+    if (g->done) return 0;
+    if (strncmp(line, "data:", 5)) {
+        /* blank, event:, id:, retry:, ": comment"; anything else may be a
+         * plain JSON answer from a server that does not stream. */
+        bool sse = len == 0 || line[0] == ':' || !strncmp(line, "event:", 6) || !strncmp(line, "id:", 3) ||
+                   !strncmp(line, "retry:", 6);
+        if (!sse && g->events == 0 && (buf_append(&g->plain, line, len) != 0 || buf_putc(&g->plain, '\n') != 0))
+            return invalid(g, "answer too long", line, len);
+        return 0;
+    }
+    g->events++;
+    const char *d = line + 5;
+    size_t dl = len - 5;
+    while (dl > 0 && (*d == ' ' || *d == '\t')) d++, dl--;
+    if (dl == 6 && !memcmp(d, "[DONE]", 6)) {
+        g->done = true;
+        return 0;
+    }
+    json_error_t je;
+    json_t *j = json_loadb(d, dl, 0, &je);
+    if (!j || !json_is_object(j)) {
+        json_decref(j);
+        return invalid(g, j ? "not an object" : je.text, line, len);
+    }
+    int rc = handle_json(g, j, false, line, len);
+    json_decref(j);
+    return rc;
+}
+
+/* The body had no SSE events: take it as one non-streamed answer. */
+static int plain_answer(gen_ctx *g) {
+    if (g->plain.len == 0) {
+        snprintf(g->err, g->errlen, "Backend error: openai sent an invalid response: an empty body");
+        g->code = -SMP_E_BACKEND;
+        return -1;
+    }
+    json_error_t je;
+    json_t *j = json_loadb(g->plain.data, g->plain.len, 0, &je);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return invalid(g, j ? "not an object" : je.text, g->plain.data, g->plain.len);
+    }
+    int rc = handle_json(g, j, true, g->plain.data, g->plain.len);
+    json_decref(j);
+    return rc;
+}
+
+static int openai_generate(backend *b, const backend_gen_req *req, backend_token_fn on_token, void *ud,
+                           backend_gen_result *out, char *err, size_t errlen) {
+    openai *s = b->state;
+    memset(out, 0, sizeof *out);
+    bool chat = req->messages != NULL;
+    gen_ctx g = {.chat = chat, .on_token = on_token, .ud = ud, .err = err, .errlen = errlen, .out = out,
+                 .t0 = util_now_ns()};
+    buf_init(&g.text, 0);
+    buf_init(&g.plain, 16u << 20);
+    buf body;
+    httpc_resp resp = {0};
+    json_t *j = gen_body(req, chat);
+    int rc = dump_json(j, &body);
+    json_decref(j);
+    if (rc != 0) {
+        snprintf(err, errlen, "openai: out of memory");
+        rc = -SMP_E_NOMEM;
+        goto fail;
+    }
+    httpc_req hr = {.path = chat ? "/chat/completions" : "/completions", .body = body.data, .body_len = body.len,
+                    .timeout_ms = s->t.generate_ms, .on_line = sse_line, .ud = &g,
+                    .cancelled = req->cancelled, .cancel_ud = req->cancel_ud};
+    rc = httpc_request(s->http, &hr, &resp, err, errlen);
+    if (rc == 0 && resp.status >= 200 && resp.status < 300 && g.events == 0 && !g.code) {
+        int pr = plain_answer(&g);
+        if (pr > 0) rc = HTTPC_ABORTED; /* on_token said stop */
+    }
+    if (g.code) {
+        rc = g.code;
+        goto fail;
+    }
+    if (rc == HTTPC_ABORTED) {
+        out->done_reason = "cancelled";
+        out->completion_tokens = g.pieces;
+        rc = BACKEND_CANCELLED;
+    } else if (rc < 0) {
+        goto fail;
+    } else if (resp.status < 200 || resp.status >= 300) {
+        rc = httpc_status_error(s->http, &resp, err, errlen);
+        goto fail;
+    } else if (!g.done && !g.finished) {
+        snprintf(err, errlen, "Backend error: openai stream ended before the answer was complete");
+        rc = -SMP_E_BACKEND;
+        goto fail;
+    }
+    uint64_t end = util_now_ns();
+    out->total_ns = end - g.t0;
+    out->prompt_ns = (g.first_ns ? g.first_ns : end) - g.t0;
+    out->eval_ns = g.first_ns ? end - g.first_ns : 0;
+    if (!out->done_reason) out->done_reason = "stop";
+    if (!out->completion_tokens && rc == 0) out->completion_tokens = g.pieces;
+    /* The append makes sure even an empty text is allocated and terminated. */
+    if (buf_append(&g.text, "", 0) == 0) out->text = buf_detach(&g.text, &out->text_len);
+    if (!out->text) {
+        snprintf(err, errlen, "openai: out of memory");
+        rc = -SMP_E_NOMEM;
+        goto fail;
+    }
+    buf_free(&g.plain);
+    buf_free(&body);
+    httpc_resp_free(&resp);
+    return rc;
+fail:
+    buf_free(&g.text);
+    buf_free(&g.plain);
+    buf_free(&body);
+    httpc_resp_free(&resp);
+    backend_gen_result_free(out);
+    memset(out, 0, sizeof *out);
+    return rc;
+}
+
+/* ---- embeddings ---- */
+
+static int openai_embed(backend *b, const char *model, const char *const *texts, int n, float **vecs, int *dim,
+                        int *prompt_tokens, char *err, size_t errlen) {
+    openai *s = b->state;
+    *vecs = NULL;
+    *dim = 0;
+    if (prompt_tokens) *prompt_tokens = 0;
+    if (n <= 0) return 0;
+    buf body;
+    httpc_resp resp = {0};
+    json_t *parsed = NULL;
+    float *v = NULL;
+    unsigned char *seen = NULL;
+    json_t *j = json_object();
+    json_object_set_new(j, "model", json_string(model));
+    json_t *in = json_array();
+    for (int i = 0; i < n; i++) json_array_append_new(in, json_string(texts[i] ? texts[i] : ""));
+    json_object_set_new(j, "input", in);
+    json_object_set_new(j, "encoding_format", json_string("float"));
+    int rc = dump_json(j, &body);
+    json_decref(j);
+    if (rc != 0) {
+        snprintf(err, errlen, "openai: out of memory");
+        rc = -SMP_E_NOMEM;
+        goto fail;
+    }
+    httpc_req hr = {.path = "/embeddings", .body = body.data, .body_len = body.len, .timeout_ms = s->t.embed_ms};
+    rc = httpc_request(s->http, &hr, &resp, err, errlen);
+    if (rc < 0) goto fail;
+    if (resp.status < 200 || resp.status >= 300) {
+        rc = httpc_status_error(s->http, &resp, err, errlen);
+        goto fail;
+    }
+    json_error_t je;
+    parsed = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, &je);
+    json_t *data = json_object_get(parsed, "data");
+    rc = -SMP_E_BACKEND;
+    if (!parsed) {
+        snprintf(err, errlen, "Backend error: openai sent an invalid response: %s", je.text);
+        goto fail;
+    }
+    if (!json_is_array(data) || json_array_size(data) != (size_t)n) {
+        snprintf(err, errlen, "Backend error: openai sent an invalid response: expected %d embeddings", n);
+        goto fail;
+    }
+    size_t d = json_array_size(json_object_get(json_array_get(data, 0), "embedding"));
+    if (d == 0 || d > (1u << 20)) {
+        snprintf(err, errlen, "Backend error: openai sent an invalid response: embedding of %zu dimensions", d);
+        goto fail;
+    }
+    v = smp_malloc((size_t)n * d * sizeof *v);
+    seen = smp_calloc((size_t)n, 1);
+    if (!v || !seen) {
+        snprintf(err, errlen, "openai: out of memory");
+        rc = -SMP_E_NOMEM;
+        goto fail;
+    }
+    for (int i = 0; i < n; i++) {
+        json_t *item = json_array_get(data, (size_t)i);
+        json_t *idx = json_object_get(item, "index");
+        json_int_t at = json_is_integer(idx) ? json_integer_value(idx) : i;
+        json_t *e = json_object_get(item, "embedding");
+        if (at < 0 || at >= n || seen[at]) {
+            snprintf(err, errlen, "Backend error: openai sent an invalid response: bad embedding index");
+            goto fail;
+        }
+        if (!json_is_array(e) || json_array_size(e) != d) {
+            snprintf(err, errlen, "Backend error: openai sent an invalid response: embeddings differ in size");
+            goto fail;
+        }
+        seen[at] = 1;
+        for (size_t k = 0; k < d; k++) {
+            json_t *x = json_array_get(e, k);
+            if (!json_is_number(x)) {
+                snprintf(err, errlen, "Backend error: openai sent an invalid response: an embedding holds a non-number");
+                goto fail;
+            }
+            v[(size_t)at * d + k] = (float)json_number_value(x);
+        }
+    }
+    if (prompt_tokens) *prompt_tokens = json_int(json_object_get(json_object_get(parsed, "usage"), "prompt_tokens"));
+    *vecs = v;
+    *dim = (int)d;
+    smp_free(seen);
+    json_decref(parsed);
+    buf_free(&body);
+    httpc_resp_free(&resp);
+    return 0;
+fail:
+    smp_free(v);
+    smp_free(seen);
+    json_decref(parsed);
+    buf_free(&body);
+    httpc_resp_free(&resp);
+    return rc;
+}
+
+/* ---- models and health ---- */
+
+static int get_models(openai *s, long timeout_ms, json_t **out, char *err, size_t errlen) {
+    *out = NULL;
+    httpc_resp resp;
+    httpc_req hr = {.path = "/models", .timeout_ms = timeout_ms, .max_body = 64u << 20};
+    int rc = httpc_request(s->http, &hr, &resp, err, errlen);
+    if (rc == 0 && (resp.status < 200 || resp.status >= 300)) rc = httpc_status_error(s->http, &resp, err, errlen);
+    if (rc == 0) {
+        json_error_t je;
+        json_t *j = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, &je);
+        if (!json_is_array(json_object_get(j, "data"))) {
+            snprintf(err, errlen, "Backend error: openai sent an invalid response: %s",
+                     j ? "no \"data\" list" : je.text);
+            json_decref(j);
+            rc = -SMP_E_BACKEND;
+        } else {
+            *out = j;
+        }
+    }
+    httpc_resp_free(&resp);
+    return rc;
+}
+
+static int openai_list_models(backend *b, json_t **out, char *err, size_t errlen) {
+    openai *s = b->state;
+    *out = NULL;
+    json_t *j;
+    int rc = get_models(s, s->t.list_ms, &j, err, errlen);
+    if (rc != 0) return rc;
+    json_t *list = json_array();
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(j, "data"), i, m) {
+        const char *id = json_string_value(json_object_get(m, "id"));
+        if (!id) continue;
+        json_t *e = json_object();
+        json_object_set_new(e, "name", json_string(id));
+        json_object_set_new(e, "size", json_integer(0));
+        char when[40] = "";
+        json_t *created = json_object_get(m, "created");
+        if (json_is_integer(created) && json_integer_value(created) > 0)
+            util_iso8601((double)json_integer_value(created), when, sizeof when);
+        json_object_set_new(e, "modified_at", json_string(when));
+        json_object_set_new(e, "digest", json_string(""));
+        json_object_set_new(e, "kind", json_string(httpc_model_kind(id, NULL)));
+        json_object_set_new(e, "backend", json_string("openai"));
+        const char *owner = json_string_value(json_object_get(m, "owned_by"));
+        if (owner) json_object_set_new(e, "owned_by", json_string(owner));
+        json_array_append_new(list, e);
+    }
+    json_decref(j);
+    *out = list;
+    return 0;
+}
+
+static int openai_has_model(backend *b, const char *model) {
+    json_t *list;
+    char err[256];
+    if (openai_list_models(b, &list, err, sizeof err) != 0) return -1;
+    size_t i;
+    json_t *m;
+    int found = 0;
+    json_array_foreach(list, i, m) {
+        if (!strcmp(json_string_value(json_object_get(m, "name")), model)) {
+            found = 1;
+            break;
+        }
+    }
+    json_decref(list);
+    return found;
+}
+
+static bool openai_health(backend *b, json_t **out) {
+    openai *s = b->state;
+    char err[512] = "";
+    json_t *j;
+    int rc = get_models(s, s->t.health_ms, &j, err, sizeof err);
+    json_t *o = json_object();
+    json_object_set_new(o, "status", json_string(rc == 0 ? "healthy" : "down"));
+    json_object_set_new(o, "url", json_string(httpc_base_url(s->http)));
+    if (rc == 0) {
+        json_object_set_new(o, "models", json_integer((json_int_t)json_array_size(json_object_get(j, "data"))));
+        json_decref(j);
+    } else {
+        json_object_set_new(o, "detail", json_string(err));
+    }
+    *out = o;
+    return rc == 0;
+}
+
+static void openai_destroy(backend *b) {
+    if (!b) return;
+    openai *s = b->state;
+    if (s) httpc_free(s->http);
+    smp_free(s);
+    smp_free(b);
+}
+
+static const backend_ops openai_ops = {
+    .name = "openai",
+    .generate = openai_generate,
+    .embed = openai_embed,
+    .list_models = openai_list_models,
+    .has_model = openai_has_model,
+    .health = openai_health,
+    .destroy = openai_destroy,
+};
+
+backend *openai_backend_new(const char *base_url, const char *api_key, char *err, size_t errlen) {
+    backend *b = smp_calloc(1, sizeof *b);
+    openai *s = smp_calloc(1, sizeof *s);
+    if (!b || !s) {
+        smp_free(b);
+        smp_free(s);
+        snprintf(err, errlen, "openai: out of memory");
+        return NULL;
+    }
+    b->ops = &openai_ops;
+    b->state = s;
+    s->t = HTTPC_TIMEOUTS_DEFAULT;
+    s->http = httpc_new("openai", base_url, api_key, err, errlen);
+    if (!s->http) {
+        openai_destroy(b);
+        return NULL;
+    }
+    httpc_set_connect_timeout(s->http, s->t.connect_ms);
+    return b;
+}
+
+void openai_backend_set_timeouts(backend *b, const httpc_timeouts *t) {
+    openai *s = b->state;
+    s->t = *t;
+    httpc_set_connect_timeout(s->http, t->connect_ms);
+}

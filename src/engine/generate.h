@@ -1,0 +1,50 @@
+/* generate.h - the generation loop shared by the CLI and the local backend:
+ * prompt in one batch, then sample / stream / stop, one token at a time.
+ *
+ * Text is streamed through on_text as soon as it is final: complete UTF-8
+ * characters only, and never bytes that could still turn out to be the start
+ * of a stop string. Generation ends at an end-of-generation token ("stop"), a
+ * completed stop string ("stop", the stop string itself is not output),
+ * max_tokens or a full context ("length"), or cancellation ("cancelled":
+ * on_text returned non-zero or cancelled() said so). */
+#ifndef SMP_GENERATE_H
+#define SMP_GENERATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "engine/model.h"
+#include "engine/sampler.h"
+#include "engine/tokenizer.h"
+
+typedef struct {
+    sampler_params sampling;
+    int max_tokens;               /* <= 0: until end of generation or a full context */
+    const char *const *stop;      /* stop strings (copied) */
+    int n_stop;
+    int (*on_text)(void *ud, const char *text, size_t len); /* may be NULL; non-zero cancels */
+    bool (*cancelled)(void *ud);  /* may be NULL; polled once per token */
+    void *ud;
+} gen_params;
+
+typedef struct {
+    buf text;                     /* the whole answer */
+    int32_t *tokens;              /* prompt + generated ids (owned) */
+    int n_tokens;
+    int n_prompt, n_gen;
+    uint64_t prompt_ns;           /* prompt processing */
+    uint64_t gen_ns;              /* decoding (after the prompt) */
+    uint64_t first_token_ns;      /* from the start to the first generated token */
+    uint64_t seed;                /* the sampler's seed (drawn if none was given) */
+    const char *done_reason;      /* "stop" | "length" | "cancelled" (static) */
+} gen_result;
+
+/* Run on a session (reset first). Errors: -SMP_E_VALIDATION when the prompt
+ * does not fit the context (err names both sizes), -SMP_E_NOMEM, or what
+ * model_ctx_eval returned. On error *out is empty. */
+int gen_run(model_ctx *ctx, const tokenizer *tok, const int32_t *prompt, int n_prompt, const gen_params *p,
+            gen_result *out, char *err, size_t errlen);
+void gen_result_free(gen_result *r);
+
+#endif
