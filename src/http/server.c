@@ -49,6 +49,7 @@ struct http_req {
     buf body;
     size_t body_cap;
     bool too_large;
+    atomic_bool recorded; /* counted in metrics/analytics, logged (once) */
     size_t discarded; /* body bytes thrown away past the cap */
     bool responded;
     int status;
@@ -105,6 +106,8 @@ const char *http_body(const http_req *r, size_t *len) {
     if (len) *len = r->body.len;
     return r->body.data ? r->body.data : "";
 }
+
+static void record_request(http_req *r, bool closed_early);
 
 /* ---- responses ---------------------------------------------------------- */
 
@@ -176,6 +179,7 @@ static void queue_owned(http_req *r, int status, const char *ctype, char *data, 
         MHD_queue_response(r->conn, (unsigned)status, resp);
     }
     MHD_destroy_response(resp);
+    record_request(r, false);
 }
 
 void http_send(http_req *r, int status, const char *ctype, const void *data, size_t len) {
@@ -528,10 +532,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return MHD_YES;
 }
 
-static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode toe) {
-    http_req *r = *req_cls;
-    if (!r) return;
-    *req_cls = NULL;
+/* Count the request in metrics and analytics and write its access-log line.
+ * Done when the answer is queued (so a client that reads an answer and then
+ * asks /analytics sees its request counted), or at completion for streams and
+ * requests that ended without an answer. */
+static void record_request(http_req *r, bool closed_early) {
+    if (atomic_exchange(&r->recorded, true)) return; /* a worker and MHD may race here */
     double secs = (double)(util_now_ns() - r->t0) / 1e9;
     int status = r->responded ? r->status : 499; /* 499: the client went away first */
     const char *endpoint = http_route(r);
@@ -543,10 +549,17 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, en
         analytics_record(r->method, endpoint, status, secs, status >= 400 && r->error_text[0] ? r->error_text : NULL,
                          0);
     }
-    if (cfg->monitoring_enabled) metrics_in_progress_add(-1);
     if (cfg->access_log)
         log_info("%s %s %d %.3fms id=%s%s", r->method, r->path, status, secs * 1e3, r->request_id,
-                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
+                 closed_early ? " (connection closed early)" : "");
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode toe) {
+    http_req *r = *req_cls;
+    if (!r) return;
+    *req_cls = NULL;
+    record_request(r, toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    if (cfg->monitoring_enabled) metrics_in_progress_add(-1);
     atomic_fetch_sub(&in_flight, 1);
     pthread_mutex_lock(&r->mu);
     r->closed = true;
