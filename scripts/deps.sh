@@ -6,7 +6,7 @@ set -eu
 
 build_pkgs="build-essential pkg-config libmicrohttpd-dev libjansson-dev libhiredis-dev
 libcurl4-openssl-dev libssl-dev libsqlite3-dev"
-test_pkgs="redis-server prometheus wrk clang curl"
+test_pkgs="redis-server prometheus wrk clang curl time python3"
 
 want="$build_pkgs"
 [ "${1:-build}" = test ] && want="$want $test_pkgs"

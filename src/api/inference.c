@@ -47,15 +47,7 @@ static void generate(http_req *r) {
     valid_bool(&v, b, "raw", false, &q->raw);
     parse_sampling(&v, b, q);
     textgen_parse_ids(&v, j, b, "context");
-    if (!valid_ok(&v)) {
-        http_send_validation(r, valid_take(&v));
-        valid_free(&v);
-        textjob_free(j);
-        return;
-    }
-    valid_free(&v);
-    textjob_set_stream(j, stream);
-    textjob_start(j, model);
+    textjob_finish(j, &v, stream, model);
 }
 
 /* Decode a message's "images" (base64 strings) into j-owned buffers. */
@@ -184,15 +176,7 @@ static void chat(http_req *r) {
     valid_str(&v, b, "model", false, false, &model);
     valid_bool(&v, b, "stream", false, &stream);
     parse_sampling(&v, b, q);
-    if (!valid_ok(&v)) {
-        http_send_validation(r, valid_take(&v));
-        valid_free(&v);
-        textjob_free(j);
-        return;
-    }
-    valid_free(&v);
-    textjob_set_stream(j, stream);
-    textjob_start(j, model);
+    textjob_finish(j, &v, stream, model);
 }
 
 void api_inference_register(void) {

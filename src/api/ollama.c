@@ -34,17 +34,6 @@ static void parse_options(valid *v, json_t *b, backend_gen_req *q) {
     textgen_parse_stop(v, o, "stop", q);
 }
 
-static bool finish(http_req *r, valid *v, textjob *j) {
-    if (valid_ok(v)) {
-        valid_free(v);
-        return true;
-    }
-    http_send_validation(r, valid_take(v));
-    valid_free(v);
-    textjob_free(j);
-    return false;
-}
-
 static void generate(http_req *r) {
     json_t *b = http_json_object(r);
     if (!b) return;
@@ -62,18 +51,17 @@ static void generate(http_req *r) {
     valid_bool(&v, b, "raw", false, &q->raw);
     parse_options(&v, b, q);
     textgen_parse_ids(&v, j, b, "context");
-    if (!finish(r, &v, j)) return;
-    if (!q->prompt || !*q->prompt) {
+    if (valid_ok(&v) && (!q->prompt || !*q->prompt)) {
         /* Ollama answers an empty prompt by (pre)loading the model. */
         char ts[40];
         util_iso8601(util_wall_seconds(), ts, sizeof ts);
         http_send_json(r, 200, json_pack("{s:s,s:s,s:s,s:b,s:s}", "model", model, "created_at", ts, "response", "",
                                          "done", 1, "done_reason", "load"));
         textjob_free(j);
+        valid_free(&v);
         return;
     }
-    textjob_set_stream(j, stream);
-    textjob_start(j, model);
+    textjob_finish(j, &v, stream, model);
 }
 
 static void chat(http_req *r) {
@@ -89,9 +77,7 @@ static void chat(http_req *r) {
     valid_bool(&v, b, "stream", false, &stream);
     parse_options(&v, b, textjob_req(j));
     api_parse_messages(&v, j, b);
-    if (!finish(r, &v, j)) return;
-    textjob_set_stream(j, stream);
-    textjob_start(j, model);
+    textjob_finish(j, &v, stream, model);
 }
 
 void api_ollama_register(void) {

@@ -131,15 +131,7 @@ static void chat_completions(http_req *r) {
             if (parse_content(&v, j, json_object_get(m, "content"), &out[i], (int)i) < 0) break;
         }
     }
-    if (!valid_ok(&v)) {
-        http_send_validation(r, valid_take(&v));
-        valid_free(&v);
-        textjob_free(j);
-        return;
-    }
-    valid_free(&v);
-    textjob_set_stream(j, stream);
-    textjob_start(j, model);
+    textjob_finish(j, &v, stream, model);
 }
 
 static void completions(http_req *r) {
@@ -164,15 +156,7 @@ static void completions(http_req *r) {
         valid_add(&v, "prompt", "string_too_short", "prompt must not be empty");
     else
         q->prompt = json_string_value(p);
-    if (!valid_ok(&v)) {
-        http_send_validation(r, valid_take(&v));
-        valid_free(&v);
-        textjob_free(j);
-        return;
-    }
-    valid_free(&v);
-    textjob_set_stream(j, stream);
-    textjob_start(j, model);
+    textjob_finish(j, &v, stream, model);
 }
 
 void api_openai_register(void) {

@@ -81,7 +81,6 @@ void textjob_own(textjob *j, void *p) {
     else smp_free(p);
 }
 
-void textjob_set_stream(textjob *j, bool stream) { j->stream = stream; }
 void textjob_set_include_usage(textjob *j, bool on) { j->include_usage = on; }
 
 void textjob_free(textjob *j) {
@@ -441,4 +440,16 @@ void textjob_start(textjob *j, const char *requested_model) {
         }
     }
     if (textgen_submit(r, run_job, j) != 0) textjob_free(j);
+}
+
+void textjob_finish(textjob *j, valid *v, bool stream, const char *requested_model) {
+    if (!valid_ok(v)) {
+        http_send_validation(j->r, valid_take(v));
+        valid_free(v);
+        textjob_free(j);
+        return;
+    }
+    valid_free(v);
+    j->stream = stream;
+    textjob_start(j, requested_model);
 }

@@ -36,11 +36,15 @@ backend_gen_req *textjob_req(textjob *j);
 backend_msg *textjob_messages(textjob *j, int n);
 /* Keep a buffer alive as long as the job (decoded images). */
 void textjob_own(textjob *j, void *p);
-void textjob_set_stream(textjob *j, bool stream);
 void textjob_set_include_usage(textjob *j, bool on);
 /* Resolve the model name (default when empty) and go. Takes the job. */
 void textjob_start(textjob *j, const char *requested_model);
 void textjob_free(textjob *j);
+/* The end of every text route's parsing: if v holds problems, answer them
+ * (422, or 400 in the other dialects) and free the job; otherwise start it
+ * with the given stream flag. Frees v's contents either way. */
+struct valid;
+void textjob_finish(textjob *j, struct valid *v, bool stream, const char *requested_model);
 
 /* Shared worker pool for every long request (text, embeddings, ...). */
 int textgen_init(int workers, int queue);
