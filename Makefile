@@ -104,8 +104,12 @@ tests/e2e/node_modules/.package-lock.json: tests/e2e/package.json tests/e2e/pack
 e2e: simpleton tests/e2e/node_modules/.package-lock.json
 	SIMPLETON_BIN=$(abspath $(BIN)) node --test --test-concurrency=1 tests/e2e/
 
-bench: simpleton
+bench: simpleton $(BUILD)/bench_rag
 	bench/http/run.sh
+	bench/rag/run.sh
+
+$(BUILD)/bench_rag: bench/rag/bench_rag.c $(LIB)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS) $(LDLIBS)
 
 # libFuzzer builds (clang); FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60

@@ -5,7 +5,7 @@
 set -eu
 
 build_pkgs="build-essential pkg-config libmicrohttpd-dev libjansson-dev libhiredis-dev
-libcurl4-openssl-dev libssl-dev libsqlite3-dev"
+libcurl4-openssl-dev libssl-dev libsqlite3-dev poppler-utils"
 test_pkgs="redis-server prometheus wrk clang curl time python3"
 
 want="$build_pkgs"

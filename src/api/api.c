@@ -9,4 +9,5 @@ void api_register_all(void) {
     api_models_register();
     api_openai_register();
     api_ollama_register();
+    api_rag_register();
 }

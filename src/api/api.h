@@ -19,6 +19,7 @@ void api_embeddings_register(void);
 void api_models_register(void);
 void api_openai_register(void);
 void api_ollama_register(void);
+void api_rag_register(void);
 
 /* Shared parsers (inference.c). */
 struct valid;

@@ -63,7 +63,8 @@
     X(STR, default_collection, "DEFAULT_COLLECTION", "documents", 0, 0, "Collection used when a request names none") \
     X(INT, chunk_size, "CHUNK_SIZE", "1000", 1, 1000000, "Characters per chunk when ingesting")        \
     X(INT, chunk_overlap, "CHUNK_OVERLAP", "200", 0, 1000000, "Characters shared by neighbouring chunks") \
-    X(INT, top_k_results, "TOP_K_RESULTS", "5", 1, 1000, "Search results returned when a request names no top_k")
+    X(INT, top_k_results, "TOP_K_RESULTS", "5", 1, 1000, "Search results returned when a request names no top_k") \
+    X(INT, rag_max_chunks, "RAG_MAX_CHUNKS", "100000", 1, 100000000, "Most chunks one ingested document may make (more: 413)")
 
 typedef struct config {
 #define CONFIG_FIELD_STR char *

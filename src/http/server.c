@@ -394,6 +394,13 @@ void http_stream_end(http_req *r) { stream_push(r, NULL, 0, true); }
 
 /* ---- request life cycle -------------------------------------------------- */
 
+static int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
 static bool valid_request_id(const char *s) {
     size_t n = 0;
     for (; s[n]; n++) {
@@ -567,6 +574,25 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, en
     http_release(r);
 }
 
+/* Percent-decoding of paths and query values, as MHD's default does, except
+ * that %00 stays as the three characters "%00": a NUL inside a path would
+ * silently cut it short ("/rag/collections/a%00b" naming "a"). Left encoded,
+ * the name is refused by validation instead. */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
+    char *w = s;
+    for (const char *r = s; *r;) {
+        int hi, lo;
+        if (r[0] == '%' && (hi = hexval(r[1])) >= 0 && (lo = hexval(r[2])) >= 0 && (hi | lo)) {
+            *w++ = (char)(hi << 4 | lo);
+            r += 3;
+        } else {
+            *w++ = *r++;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
@@ -594,7 +620,7 @@ int http_server_start(const config *c, int *port, char *err, size_t errlen) {
         (unsigned)threads, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->connection_timeout,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)64 * 1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_EXTERNAL_LOGGER,
-        on_mhd_log, NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
+        on_mhd_log, NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
     if (!daemon_) {
         snprintf(err, errlen, "cannot listen on %s:%ld (port in use, or no permission)", c->host, c->port);
         return -1;

@@ -42,8 +42,14 @@ const ROUTES = [
   ['POST', '/api/chat', false, 400],
   ['POST', '/api/embed', false, 400],
   ['POST', '/api/embeddings', false, 400],
+  ['POST', '/rag/ingest', false, 422],
+  ['POST', '/rag/ingest/file', false, 415],
+  ['POST', '/rag/search', false, 422],
+  ['POST', '/rag/query', false, 422],
+  ['GET', '/rag/collections', false, 200],
+  ['DELETE', '/rag/collections/{name}', false, 422],
 ];
-const concrete = (p) => p.replace('{model}', 'stories260K');
+const concrete = (p) => p.replace('{model}', 'stories260K').replace('{name}', '%7Bname%7D');
 const call = (method, p, opts) => req(srv, method, concrete(p), method === 'POST' ? { ...opts, json: {} } : opts);
 
 let srv;

@@ -16,8 +16,9 @@
 #include "engine/kernels/quants.h"
 #include "engine/tensor_types.h"
 
-#define ROW(t, be, bb, act, dot, deq, q) [t] = {t, be, bb, act, dot, deq, q, NULL}
-#define ROW4(t, be, bb, act, dot, deq, q, dot4) [t] = {t, be, bb, act, dot, deq, q, dot4}
+#define ROW(t, be, bb, act, dot, deq, q) [t] = {t, be, bb, act, dot, deq, q, NULL, NULL}
+#define ROW4(t, be, bb, act, dot, deq, q, dot4) [t] = {t, be, bb, act, dot, deq, q, dot4, NULL}
+#define ROWG(t, be, bb, act, dot, deq, q, gemm) [t] = {t, be, bb, act, dot, deq, q, NULL, gemm}
 
 static const kern_type_traits kern_tab[KERN__COUNT][TT__MAX] = {
     [KERN_REF] = {
@@ -40,14 +41,14 @@ static const kern_type_traits kern_tab[KERN__COUNT][TT__MAX] = {
     /* Dequantizers and weight quantizers are not on the hot path (embedding
      * lookups, tests, tools): the AVX2 table reuses the references for those. */
     [KERN_AVX2] = {
-        ROW(TT_F32, 1, 4, TT_F32, quants_dot_f32_avx2, quants_dequant_f32_ref, quants_quant_f32_ref),
-        ROW(TT_F16, 1, 2, TT_F32, quants_dot_f16_avx2, quants_dequant_f16_avx2, quants_quant_f16_avx2),
-        ROW(TT_BF16, 1, 2, TT_F32, quants_dot_bf16_avx2, quants_dequant_bf16_avx2, quants_quant_bf16_ref),
-        ROW(TT_Q4_0, 32, 18, TT_Q8_0, quants_dot_q4_0_avx2, quants_dequant_q4_0_ref, quants_quant_q4_0_ref),
+        ROWG(TT_F32, 1, 4, TT_F32, quants_dot_f32_avx2, quants_dequant_f32_ref, quants_quant_f32_ref, quants_gemm_f32_avx2),
+        ROWG(TT_F16, 1, 2, TT_F32, quants_dot_f16_avx2, quants_dequant_f16_avx2, quants_quant_f16_avx2, quants_gemm_f16_avx2),
+        ROWG(TT_BF16, 1, 2, TT_F32, quants_dot_bf16_avx2, quants_dequant_bf16_avx2, quants_quant_bf16_ref, quants_gemm_bf16_avx2),
+        ROW4(TT_Q4_0, 32, 18, TT_Q8_0, quants_dot_q4_0_avx2, quants_dequant_q4_0_ref, quants_quant_q4_0_ref, quants_dot4_q4_0_avx2),
         ROW(TT_Q4_1, 32, 20, TT_Q8_1, quants_dot_q4_1_avx2, quants_dequant_q4_1_ref, quants_quant_q4_1_ref),
-        ROW(TT_Q5_0, 32, 22, TT_Q8_0, quants_dot_q5_0_avx2, quants_dequant_q5_0_ref, quants_quant_q5_0_ref),
+        ROW4(TT_Q5_0, 32, 22, TT_Q8_0, quants_dot_q5_0_avx2, quants_dequant_q5_0_ref, quants_quant_q5_0_ref, quants_dot4_q5_0_avx2),
         ROW(TT_Q5_1, 32, 24, TT_Q8_1, quants_dot_q5_1_avx2, quants_dequant_q5_1_ref, quants_quant_q5_1_ref),
-        ROW(TT_Q8_0, 32, 34, TT_Q8_0, quants_dot_q8_0_avx2, quants_dequant_q8_0_ref, quants_quant_q8_0_avx2),
+        ROW4(TT_Q8_0, 32, 34, TT_Q8_0, quants_dot_q8_0_avx2, quants_dequant_q8_0_ref, quants_quant_q8_0_avx2, quants_dot4_q8_0_avx2),
         ROW(TT_Q8_1, 32, 36, -1, NULL, quants_dequant_q8_1_ref, quants_quant_q8_1_avx2),
         ROW(TT_Q2_K, 256, 84, TT_Q8_K, quants_dot_q2_K_avx2, quants_dequant_q2_K_ref, quants_quant_q2_K_ref),
         ROW(TT_Q3_K, 256, 110, TT_Q8_K, quants_dot_q3_K_avx2, quants_dequant_q3_K_ref, quants_quant_q3_K_ref),
@@ -161,6 +162,10 @@ void kern_matvec_q(int wtype, const void *W, int cols, const void *act, float *y
     const kern_type_traits *t = weight_traits(wtype, cols);
     size_t rb = (size_t)cols / t->blck_elems * t->blck_bytes;
     const char *w = W;
+    if (t->gemm) {
+        t->gemm(cols, w + (size_t)r0 * rb, rb, r1 - r0, act, 0, 1, y + r0, 0);
+        return;
+    }
     for (int r = r0; r < r1; r++) y[r] = t->vec_dot(cols, w + (size_t)r * rb, act);
 }
 
@@ -173,6 +178,10 @@ void kern_matmul_q(int wtype, const void *W, int cols, const void *act, int ntok
     size_t rb = (size_t)cols / t->blck_elems * t->blck_bytes;
     size_t ab = kern_row_bytes(t->act_type, cols);
     const char *w = W, *a = act;
+    if (t->gemm) {
+        if (r1 > r0 && ntok > 0) t->gemm(cols, w + (size_t)r0 * rb, rb, r1 - r0, a, ab, ntok, Y + r0, (size_t)ldy);
+        return;
+    }
     for (int rt = r0; rt < r1; rt += KERN_TILE_ROWS) {
         int rend = rt + KERN_TILE_ROWS < r1 ? rt + KERN_TILE_ROWS : r1;
         int tok = 0;

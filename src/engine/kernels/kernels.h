@@ -35,6 +35,11 @@ typedef float (*kern_dot_fn)(int n, const void *w, const void *act);
 /* one weight row against 4 activation rows act_stride bytes apart; out[t]
  * equals vec_dot(n, w, act + t*act_stride) bit for bit */
 typedef void (*kern_dot4_fn)(int n, const void *w, const void *act, size_t act_stride, float out[4]);
+/* nrows weight rows (w_stride bytes apart) against ntok activation rows
+ * (act_stride bytes apart): y[t*ldy + r] equals vec_dot(n, w + r*w_stride,
+ * act + t*act_stride) bit for bit; the kernel groups rows and tokens itself */
+typedef void (*kern_gemm_fn)(int n, const void *w, size_t w_stride, int nrows, const void *act, size_t act_stride,
+                             int ntok, float *y, size_t ldy);
 typedef void (*kern_dequant_fn)(const void *src, float *dst, int64_t n);
 typedef void (*kern_quant_fn)(const float *src, void *dst, int64_t n);
 
@@ -46,6 +51,7 @@ typedef struct {
     kern_dequant_fn dequantize;
     kern_quant_fn quantize;    /* NULL where no quantizer exists */
     kern_dot4_fn vec_dot4;     /* optional (NULL: matmul calls vec_dot per token) */
+    kern_gemm_fn gemm;         /* optional; when set, matvec and matmul use only it */
 } kern_type_traits;
 
 /* Select the implementation (CPU features + SIMPLETON_KERNELS). Idempotent and
@@ -79,7 +85,9 @@ void kern_matvec_q(int wtype, const void *W, int cols, const void *act, float *y
  * act + t * kern_act_bytes(wtype, cols). Rows are taken in small tiles and each
  * tile meets every token while it is still in L1, so the weights are read from
  * memory once per call rather than once per token (prompt processing); where a
- * type has vec_dot4, each weight block is also unpacked once per 4 tokens.
+ * type has vec_dot4, each weight block is also unpacked once per 4 tokens, and
+ * where it has gemm (F32/F16/BF16), a register tile of 3 rows x 4 tokens turns
+ * each loaded weight into 4 multiply-adds.
  * Results equal kern_matvec_q's for each token, bit for bit. */
 void kern_matmul_q(int wtype, const void *W, int cols, const void *act, int ntok, float *Y, int ldy,
                    int r0, int r1);

@@ -221,6 +221,11 @@ typedef float (*quants_dot_fn)(int n, const void *w, const void *a);
 /* One weight row against 4 activation rows, `as` bytes apart: out[t] is
  * bit-identical to dot(n, w, a + t*as). */
 typedef void (*quants_dot4_fn)(int n, const void *w, const void *a, size_t as, float out[4]);
+/* Many rows times many activation rows: rows w + r*ws (r < nrows) against
+ * a + t*as (t < ntok) into y[t*ldy + r], each bit-identical to dot(n, w + r*ws,
+ * a + t*as). The kernel picks its own grouping of rows and tokens. */
+typedef void (*quants_gemm_fn)(int n, const void *w, size_t ws, int nrows, const void *a, size_t as, int ntok,
+                               float *y, size_t ldy);
 typedef void (*quants_dequant_fn)(const void *src, float *dst, int64_t n);
 typedef void (*quants_quant_fn)(const float *src, void *dst, int64_t n);
 
@@ -293,6 +298,15 @@ float quants_dot_q3_K_avx2(int n, const void *w, const void *a);
 float quants_dot_q4_K_avx2(int n, const void *w, const void *a);
 float quants_dot_q5_K_avx2(int n, const void *w, const void *a);
 float quants_dot_q6_K_avx2(int n, const void *w, const void *a);
+void quants_gemm_f32_avx2(int n, const void *w, size_t ws, int nrows, const void *a, size_t as, int ntok, float *y,
+                          size_t ldy);
+void quants_gemm_f16_avx2(int n, const void *w, size_t ws, int nrows, const void *a, size_t as, int ntok, float *y,
+                          size_t ldy);
+void quants_gemm_bf16_avx2(int n, const void *w, size_t ws, int nrows, const void *a, size_t as, int ntok, float *y,
+                           size_t ldy);
+void quants_dot4_q8_0_avx2(int n, const void *w, const void *a, size_t as, float out[4]);
+void quants_dot4_q4_0_avx2(int n, const void *w, const void *a, size_t as, float out[4]);
+void quants_dot4_q5_0_avx2(int n, const void *w, const void *a, size_t as, float out[4]);
 void quants_dot4_q4_K_avx2(int n, const void *w, const void *a, size_t as, float out[4]);
 void quants_dot4_q5_K_avx2(int n, const void *w, const void *a, size_t as, float out[4]);
 void quants_dot4_q6_K_avx2(int n, const void *w, const void *a, size_t as, float out[4]);
