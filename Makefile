@@ -72,6 +72,9 @@ $(BIN): $(BUILD)/src/main.o $(LIB)
 $(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/%.o) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 
+$(BUILD)/bench_monitor: $(BUILD)/bench/http/monitor_cost.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+
 $(BUILD)/fuzz_%_replay: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 
@@ -104,8 +107,11 @@ tests/e2e/node_modules/.package-lock.json: tests/e2e/package.json tests/e2e/pack
 e2e: simpleton tests/e2e/node_modules/.package-lock.json
 	SIMPLETON_BIN=$(abspath $(BIN)) node --test --test-concurrency=1 tests/e2e/
 
-bench: simpleton $(BUILD)/bench_rag
+bench: simpleton $(BUILD)/bench_rag $(BUILD)/bench_monitor
+	$(BUILD)/bench_monitor
 	bench/http/run.sh
+	bench/gateway/run.sh
+	bench/engine/run.sh
 	bench/rag/run.sh
 
 $(BUILD)/bench_rag: bench/rag/bench_rag.c $(LIB)

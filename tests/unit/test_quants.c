@@ -1,5 +1,6 @@
 /* test_quants.c - kernels: block sizes, fp16/bf16 conversions, quantize /
- * dequantize round trips, AVX2 against the reference, matvec/matmul, and the
+ * dequantize round trips, AVX2 against the reference, matvec/matmul, the
+ * multi-row multi-token gemm kernels against vec_dot (bit for bit), and the
  * layouts checked against real GGUF files (../shared/models/mini).
  *
  * Named tolerances (all relative to L1 = sum_i |w_i * a_i| of the dequantized
@@ -449,6 +450,68 @@ TEST(quant_matvec_matmul_row_ranges) {
         check_mat(TT_Q6_K, 21, 512, 11, 2, 21);   /* vec_dot4 groups plus a tail */
         check_mat(TT_Q5_K, 17, 768, 8, 0, 17);
         check_mat(TT_Q4_K, 33, 256, 4, 1, 32);
+        check_mat(TT_F16, 50, 2064, 21, 5, 47);   /* gemm: tiles, token blocks, two stretches */
+        check_mat(TT_Q4_0, 35, 512, 10, 3, 35);   /* gemm: 4-token groups plus 2 */
+    }
+    CHECK_INT(smp_alloc_live_bytes(), 0);
+}
+
+/* The multi-row, multi-token kernels (kern_type_traits.gemm: F32/F16/BF16
+ * register tiles, Q8_0/Q4_0/Q5_0 four tokens per weight block) must give
+ * exactly what vec_dot gives for every (row, token): same arithmetic, same
+ * order, whatever tile a pair falls into. Shapes cover every tile remainder
+ * (rows mod 3 and mod 16, tokens mod 2 and mod 4, token blocks of 16), column
+ * counts with every tail (float types: n mod 16 and mod 8; 2048-column
+ * stretches), and a y stride wider than the rows (nothing else is written). */
+static int check_gemm(int t, int n, int nrows, int ntok) {
+    const kern_type_traits *k = kern_traits_impl(t, KERN_AVX2);
+    size_t rb = kern_row_bytes(t, n), ab = kern_row_bytes(k->act_type, n);
+    int ldy = nrows + 3;
+    uint8_t *W = smp_malloc(rb * (size_t)nrows), *act = smp_malloc(ab * (size_t)ntok);
+    float *x = smp_malloc((size_t)n * 4), *Y = smp_malloc((size_t)ldy * ntok * 4);
+    for (int r = 0; r < nrows; r++) random_weights(t, W + (size_t)r * rb, n);
+    for (int tok = 0; tok < ntok; tok++) {
+        fill_gauss(x, n, 1.0f);
+        kern_traits_impl(k->act_type, KERN_AVX2)->quantize(x, act + (size_t)tok * ab, n);
+    }
+    for (int i = 0; i < ldy * ntok; i++) Y[i] = 12345.0f;
+    k->gemm(n, W, rb, nrows, act, ab, ntok, Y, (size_t)ldy);
+    int bad = 0;
+    for (int tok = 0; tok < ntok; tok++)
+        for (int r = 0; r < ldy; r++) {
+            float want = r < nrows ? k->vec_dot(n, W + (size_t)r * rb, act + (size_t)tok * ab) : 12345.0f;
+            float got = Y[(size_t)tok * ldy + r];
+            if (memcmp(&got, &want, 4)) bad++;
+        }
+    if (bad)
+        fprintf(stderr, "  %s gemm n=%d rows=%d ntok=%d: %d of %d differ from vec_dot\n", tt_name(t), n, nrows, ntok,
+                bad, ldy * ntok);
+    smp_free(W);
+    smp_free(act);
+    smp_free(x);
+    smp_free(Y);
+    return bad != 0;
+}
+
+TEST(quant_gemm_equals_vec_dot_bit_for_bit) {
+    if (!kern_cpu_has_avx2()) return;
+    const int gemm_types[] = {TT_F32, TT_F16, TT_BF16, TT_Q8_0, TT_Q4_0, TT_Q5_0};
+    const struct { int rows, ntok; } shapes[] = {{1, 1}, {1, 2}, {2, 3}, {3, 4},  {5, 5},
+                                                 {7, 1}, {17, 6}, {25, 9}, {48, 17}, {50, 35}};
+    const int n_float[] = {8, 15, 16, 24, 100, 2064, 4104};
+    const int n_quant[] = {32, 96, 160, 256, 2080};
+    for (size_t ti = 0; ti < sizeof gemm_types / sizeof *gemm_types; ti++) {
+        int t = gemm_types[ti];
+        const kern_type_traits *k = kern_traits_impl(t, KERN_AVX2);
+        REQUIRE(k->gemm != NULL);
+        bool fl = t == TT_F32 || t == TT_F16 || t == TT_BF16;
+        const int *ns = fl ? n_float : n_quant;
+        int nn = fl ? (int)(sizeof n_float / sizeof *n_float) : (int)(sizeof n_quant / sizeof *n_quant);
+        for (int a = 0; a < nn; a++)
+            for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+                if (ns[a] > 2100 && shapes[s].rows * shapes[s].ntok > 200) continue; /* keep the test quick */
+                test_failures += check_gemm(t, ns[a], shapes[s].rows, shapes[s].ntok);
+            }
     }
     CHECK_INT(smp_alloc_live_bytes(), 0);
 }

@@ -85,9 +85,11 @@ void kern_matvec_q(int wtype, const void *W, int cols, const void *act, float *y
  * act + t * kern_act_bytes(wtype, cols). Rows are taken in small tiles and each
  * tile meets every token while it is still in L1, so the weights are read from
  * memory once per call rather than once per token (prompt processing); where a
- * type has vec_dot4, each weight block is also unpacked once per 4 tokens, and
- * where it has gemm (F32/F16/BF16), a register tile of 3 rows x 4 tokens turns
- * each loaded weight into 4 multiply-adds.
+ * type has vec_dot4 (Q4_K/Q5_K/Q6_K), each weight block is also unpacked once
+ * per 4 tokens; where it has gemm, the kernel does the whole product itself:
+ * F32/F16/BF16 with register tiles of 3 rows x 2 tokens (each loaded weight
+ * feeds 2 multiply-adds, each loaded activation 3), Q8_0/Q4_0/Q5_0 with one
+ * weight block unpacked per 4 tokens.
  * Results equal kern_matvec_q's for each token, bit for bit. */
 void kern_matmul_q(int wtype, const void *W, int cols, const void *act, int ntok, float *Y, int ldy,
                    int r0, int r1);

@@ -304,9 +304,12 @@ void quants_gemm_f16_avx2(int n, const void *w, size_t ws, int nrows, const void
                           size_t ldy);
 void quants_gemm_bf16_avx2(int n, const void *w, size_t ws, int nrows, const void *a, size_t as, int ntok, float *y,
                            size_t ldy);
-void quants_dot4_q8_0_avx2(int n, const void *w, const void *a, size_t as, float out[4]);
-void quants_dot4_q4_0_avx2(int n, const void *w, const void *a, size_t as, float out[4]);
-void quants_dot4_q5_0_avx2(int n, const void *w, const void *a, size_t as, float out[4]);
+void quants_gemm_q8_0_avx2(int n, const void *w, size_t ws, int nrows, const void *a, size_t as, int ntok, float *y,
+                           size_t ldy);
+void quants_gemm_q4_0_avx2(int n, const void *w, size_t ws, int nrows, const void *a, size_t as, int ntok, float *y,
+                           size_t ldy);
+void quants_gemm_q5_0_avx2(int n, const void *w, size_t ws, int nrows, const void *a, size_t as, int ntok, float *y,
+                           size_t ldy);
 void quants_dot4_q4_K_avx2(int n, const void *w, const void *a, size_t as, float out[4]);
 void quants_dot4_q5_K_avx2(int n, const void *w, const void *a, size_t as, float out[4]);
 void quants_dot4_q6_K_avx2(int n, const void *w, const void *a, size_t as, float out[4]);

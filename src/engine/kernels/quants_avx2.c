@@ -15,10 +15,15 @@
  * Decode reads every weight byte once, so the goal is for the arithmetic to
  * keep up with memory: F32/F16/BF16/Q8_0/Q6_K do on one core; Q4_K/Q5_K come
  * close; Q4_0/Q4_1/Q5_0/Q5_1/Q2_K/Q3_K are still compute-bound (numbers in
- * bench/kernels.c). The dot4 kernels at the end serve prompt processing. */
+ * bench/kernels.c). Prompt processing (many tokens per weight row) has its
+ * own kernels: register-tiled gemm for F32/F16/BF16 (and the arithmetic
+ * bound it works against) in the float section, gemm for the Q8_0 family
+ * after its dot, and the dot4 kernels for Q4_K/Q5_K/Q6_K at the end. */
 #include <immintrin.h>
 #include <math.h>
+#include <stdbool.h>
 
+#include "core/alloc.h"
 #include "engine/kernels/quants.h"
 
 #if !defined(__AVX2__) || !defined(__FMA__) || !defined(__F16C__)
@@ -26,6 +31,9 @@
 #endif
 
 /* ------------------------------------------------------------- helpers */
+
+/* For kernels whose shape arguments must be constants where they are used. */
+#define KERN_INLINE static inline __attribute__((always_inline))
 
 static inline float f16(uint16_t h) {
     return _cvtsh_ss(h);
@@ -142,32 +150,41 @@ static inline __m256 f16x8(const uint16_t *p) {
  * (54% of it).
  *
  * A plain dot product (one weight row, one token) needs a weight load and an
- * activation load per FMA, and the core loads two vectors per cycle: it runs
- * at most at half the FMA rate (measured 49 GFLOP/s on one core). The tile
- * kernel below takes R weight rows and T tokens at once, R x T accumulators
- * in registers: per 8 columns R weight loads (F16C widens them in the load)
- * and T activation loads feed R*T FMAs. 3 rows x 4 tokens (12 accumulators, 7
- * loads per 12 FMAs) measures 108 GFLOP/s on one core with the data in L1 and
- * ~97 GFLOP/s over real matrices (bench/kernels.c).
+ * activation load per FMA, and a core loads two vectors per cycle, so it runs
+ * at half the FMA rate at best (measured 49 GFLOP/s on one core). The tile
+ * kernel below takes 3 weight rows and 2 tokens at once with 12 accumulators
+ * in registers: per 16 columns 6 weight loads (F16C widens them in the load)
+ * and 4 activation loads feed 12 FMAs. That measures 113 GFLOP/s on one core
+ * with the data in L1 and 85-90 over real matrices (bench/kernels.c; 2.0x the
+ * plain dot). End to end (128-token prompt, 2 threads) F16 went from 46 to
+ * 76 tok/s = 147 GFLOP/s, 64% of the bound, 1.18x llama.cpp; 88% of that time
+ * is in this gemm, so the rest of the gap is cache traffic around the tile
+ * (loop overhead, accumulator sums, weights arriving from L2/DRAM).
  *
- * Arithmetic order, the same for every tile shape and for vec_dot (which is
- * the 1 x 1 tile), so results agree bit for bit however rows and tokens are
- * grouped: one 8-lane accumulator per (row, token), elements 8k..8k+7 fused-
- * multiply-added in order k = 0, 1, ...; then hsum_ps(); then the n % 8 tail
- * elements one fmaf() at a time. vec_dot alone is latency-bound (one chain),
- * which is why matvec also goes through the gemm (8 rows, 8 chains). */
+ * Arithmetic order, the same for every tile shape and for vec_dot (the 1 x 1
+ * tile), so results agree bit for bit however rows and tokens are grouped:
+ * two 8-lane accumulators per (row, token); c0 takes columns 16j..16j+7 and
+ * c1 columns 16j+8..16j+15, j = 0, 1, ... in order, by fused multiply-add; a
+ * last group of 8 (n % 16 >= 8) goes to c0; then hsum_ps(c0 + c1); then the
+ * n % 8 tail elements, one fmaf() each. Two chains, not one: with one, the
+ * 4-cycle FMA latency makes a single-token product (decode) slower than
+ * memory unless it runs several rows at once, and several rows at once are
+ * several memory streams, which this machine serves ~10% slower than one.
+ * With two, decode reads one row after another at full speed. */
 
 enum { FW_F32, FW_F16, FW_BF16 };
 
-#define FW_INLINE static inline __attribute__((always_inline))
-
-FW_INLINE __m256 fw_load8(const int kind, const char *p) {
+KERN_INLINE __m256 fw_load8(const int kind, const char *p) {
     if (kind == FW_F16) return f16x8((const uint16_t *)p);
     if (kind == FW_BF16) return bf16x8((const uint16_t *)p);
     return _mm256_loadu_ps((const float *)p);
 }
 
-FW_INLINE float fw_elem(const int kind, const char *row, int i) {
+KERN_INLINE size_t fw_elem_bytes(const int kind) {
+    return kind == FW_F32 ? 4 : 2;
+}
+
+KERN_INLINE float fw_elem(const int kind, const char *row, int i) {
     uint16_t h;
     float f;
     if (kind == FW_F32) {
@@ -178,90 +195,145 @@ FW_INLINE float fw_elem(const int kind, const char *row, int i) {
     return kind == FW_F16 ? f16(h) : quants_bf16_to_f32(h);
 }
 
-/* Rows w, w + ws, ... (R of them) times activation rows a, a + as, ... (T):
- * y[t * ldy + r]. R <= 8, T <= 4, R * T <= 12 (the accumulators must stay in
- * registers); both are constants at every call site. */
-FW_INLINE void fw_tile(const int kind, const int R, const int T, int n, const char *w, size_t ws, const char *a,
-                       size_t as, float *y, size_t ldy) {
-    const size_t esz = kind == FW_F32 ? 4 : 2;
-    __m256 acc[8][4];
-#pragma GCC unroll 8
+/* Columns [i0, i1) (multiples of 16) of R rows (w, w + ws, ...) against T
+ * activation rows (a, a + as, ...). acc[(r*T + t)*2 + chain] carries the
+ * accumulators between column ranges: zeroed when `first`, stored at the end.
+ * R <= 3, T <= 2, both constants at every call site (the 12 accumulators
+ * must live in registers). */
+KERN_INLINE void fw_tile(const int kind, const int R, const int T, int i0, int i1, bool first, const char *w,
+                         size_t ws, const char *a, size_t as, __m256 *acc) {
+    const size_t esz = fw_elem_bytes(kind);
+    __m256 c0[3][2], c1[3][2];
+#pragma GCC unroll 3
     for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
-        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 x[4];
-#pragma GCC unroll 4
+#pragma GCC unroll 2
+        for (int t = 0; t < T; t++) {
+            c0[r][t] = first ? _mm256_setzero_ps() : acc[(r * T + t) * 2];
+            c1[r][t] = first ? _mm256_setzero_ps() : acc[(r * T + t) * 2 + 1];
+        }
+    for (int i = i0; i < i1; i += 16) {
+        __m256 x[2];
+#pragma GCC unroll 2
         for (int t = 0; t < T; t++) x[t] = _mm256_loadu_ps((const float *)(a + t * as) + i);
-#pragma GCC unroll 8
+#pragma GCC unroll 3
         for (int r = 0; r < R; r++) {
             __m256 wv = fw_load8(kind, w + r * ws + esz * i);
-#pragma GCC unroll 4
-            for (int t = 0; t < T; t++) acc[r][t] = _mm256_fmadd_ps(wv, x[t], acc[r][t]);
+#pragma GCC unroll 2
+            for (int t = 0; t < T; t++) c0[r][t] = _mm256_fmadd_ps(wv, x[t], c0[r][t]);
+        }
+#pragma GCC unroll 2
+        for (int t = 0; t < T; t++) x[t] = _mm256_loadu_ps((const float *)(a + t * as) + i + 8);
+#pragma GCC unroll 3
+        for (int r = 0; r < R; r++) {
+            __m256 wv = fw_load8(kind, w + r * ws + esz * (i + 8));
+#pragma GCC unroll 2
+            for (int t = 0; t < T; t++) c1[r][t] = _mm256_fmadd_ps(wv, x[t], c1[r][t]);
         }
     }
+#pragma GCC unroll 3
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+        for (int t = 0; t < T; t++) {
+            acc[(r * T + t) * 2] = c0[r][t];
+            acc[(r * T + t) * 2 + 1] = c1[r][t];
+        }
+}
+
+/* The end of the order above for the tile's pairs, after fw_tile ran over
+ * columns [0, n / 16 * 16): y[t * ldy + r]. */
+KERN_INLINE void fw_finish(const int kind, const int R, const int T, int n, const char *w, size_t ws, const char *a,
+                         size_t as, const __m256 *acc, float *y, size_t ldy) {
+    const size_t esz = fw_elem_bytes(kind);
+    int i = n / 16 * 16;
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) {
+            const char *wr = w + r * ws;
             const float *at = (const float *)(a + t * as);
-            float s = hsum_ps(acc[r][t]);
-            for (int k = i; k < n; k++) s = fmaf(fw_elem(kind, w + r * ws, k), at[k], s);
+            __m256 c0 = acc[(r * T + t) * 2], c1 = acc[(r * T + t) * 2 + 1];
+            if (n - i >= 8) c0 = _mm256_fmadd_ps(fw_load8(kind, wr + esz * i), _mm256_loadu_ps(at + i), c0);
+            float s = hsum_ps(_mm256_add_ps(c0, c1));
+            for (int k = n / 8 * 8; k < n; k++) s = fmaf(fw_elem(kind, wr, k), at[k], s);
             y[t * ldy + r] = s;
         }
 }
 
-/* Rows per tile: 24 F16 rows of 2048 are 96 KiB, kept in L2 while every
- * group of 4 tokens passes over them in groups of 3 rows. */
-#define FW_TILE_ROWS 24
+/* Blocking for the caches: a tile of 24 rows meets a block of 16 tokens, one
+ * stretch of 2048 columns at a time; in each stretch, 2 tokens' activations
+ * (16 KiB) stay in L1 while the tile's weights (96 KiB of F16) come from L2,
+ * 3 rows at a time. The accumulators wait in `acc` between stretches (24 KiB
+ * on the stack), so long rows (FFN down: 5632) keep the L1 working set. */
+#define FW_TILE_ROWS 24 /* multiple of 3 */
+#define FW_TOK_BLOCK 16 /* multiple of 2 */
+#define FW_STRETCH 2048 /* multiple of 16 */
 
-FW_INLINE void fw_gemm(const int kind, int n, const void *w, size_t ws, int nrows, const void *a, size_t as, int ntok,
-                       float *y, size_t ldy) {
+KERN_INLINE void fw_gemm(const int kind, int n, const void *w, size_t ws, int nrows, const void *a, size_t as, int ntok,
+                         float *y, size_t ldy) {
     const char *wb = w, *ab = a;
-    if (ntok == 1) { /* matvec: 8 rows at once for 8 independent FMA chains */
-        int r = 0;
-        for (; r + 8 <= nrows; r += 8) fw_tile(kind, 8, 1, n, wb + r * ws, ws, ab, as, y + r, ldy);
-        for (; r + 4 <= nrows; r += 4) fw_tile(kind, 4, 1, n, wb + r * ws, ws, ab, as, y + r, ldy);
-        for (; r < nrows; r++) fw_tile(kind, 1, 1, n, wb + r * ws, ws, ab, as, y + r, ldy);
+    int n16 = n / 16 * 16;
+    if (ntok == 1) { /* matvec: one row after another, one memory stream */
+        for (int r = 0; r < nrows; r++) {
+            __m256 acc[2];
+            fw_tile(kind, 1, 1, 0, n16, true, wb + r * ws, ws, ab, as, acc);
+            fw_finish(kind, 1, 1, n, wb + r * ws, ws, ab, as, acc, y + r, ldy);
+        }
         return;
     }
+    __m256 acc[FW_TILE_ROWS / 3][FW_TOK_BLOCK / 2][12];
     for (int r0 = 0; r0 < nrows; r0 += FW_TILE_ROWS) {
         int r1 = r0 + FW_TILE_ROWS < nrows ? r0 + FW_TILE_ROWS : nrows;
-        for (int t = 0; t < ntok; t += 4) {
-            int tn = ntok - t < 4 ? ntok - t : 4;
-            const char *at = ab + t * as;
-            float *yt = y + t * ldy;
-            for (int r = r0; r < r1; r += 3) {
-                int rn = r1 - r < 3 ? r1 - r : 3;
-                const char *wr = wb + r * ws;
-                switch (rn * 8 + tn) {
+        for (int t0 = 0; t0 < ntok; t0 += FW_TOK_BLOCK) {
+            int t1 = t0 + FW_TOK_BLOCK < ntok ? t0 + FW_TOK_BLOCK : ntok;
+            /* runs once even when n16 == 0, to zero the accumulators */
+            for (int k0 = 0; k0 == 0 || k0 < n16; k0 += FW_STRETCH) {
+                int k1 = k0 + FW_STRETCH < n16 ? k0 + FW_STRETCH : n16;
+                for (int t = t0; t < t1; t += 2)
+                    for (int r = r0; r < r1; r += 3) {
+                        int rn = r1 - r < 3 ? r1 - r : 3, tn = t1 - t < 2 ? t1 - t : 2;
+                        __m256 *ac = acc[(r - r0) / 3][(t - t0) / 2];
+                        const char *wr = wb + r * ws, *at = ab + t * as;
+                        switch (rn * 4 + tn) {
 #define FW_CASE(R, T) \
-    case R * 8 + T: fw_tile(kind, R, T, n, wr, ws, at, as, yt + r, ldy); break;
-                FW_CASE(3, 4) FW_CASE(3, 3) FW_CASE(3, 2) FW_CASE(3, 1)
-                FW_CASE(2, 4) FW_CASE(2, 3) FW_CASE(2, 2) FW_CASE(2, 1)
-                FW_CASE(1, 4) FW_CASE(1, 3) FW_CASE(1, 2) FW_CASE(1, 1)
+    case R * 4 + T: fw_tile(kind, R, T, k0, k1, k0 == 0, wr, ws, at, as, ac); break;
+                        FW_CASE(3, 2) FW_CASE(3, 1) FW_CASE(2, 2) FW_CASE(2, 1) FW_CASE(1, 2) FW_CASE(1, 1)
 #undef FW_CASE
-                }
+                        }
+                    }
             }
+            for (int t = t0; t < t1; t += 2)
+                for (int r = r0; r < r1; r += 3) {
+                    int rn = r1 - r < 3 ? r1 - r : 3, tn = t1 - t < 2 ? t1 - t : 2;
+                    const __m256 *ac = acc[(r - r0) / 3][(t - t0) / 2];
+                    const char *wr = wb + r * ws, *at = ab + t * as;
+                    float *yt = y + t * ldy + r;
+                    switch (rn * 4 + tn) {
+#define FW_CASE(R, T) \
+    case R * 4 + T: fw_finish(kind, R, T, n, wr, ws, at, as, ac, yt, ldy); break;
+                    FW_CASE(3, 2) FW_CASE(3, 1) FW_CASE(2, 2) FW_CASE(2, 1) FW_CASE(1, 2) FW_CASE(1, 1)
+#undef FW_CASE
+                    }
+                }
         }
     }
 }
 
-float quants_dot_f32_avx2(int n, const void *w, const void *a) {
+KERN_INLINE float fw_dot(const int kind, int n, const void *w, const void *a) {
+    __m256 acc[2];
     float y;
-    fw_tile(FW_F32, 1, 1, n, w, 0, a, 0, &y, 0);
+    fw_tile(kind, 1, 1, 0, n / 16 * 16, true, w, 0, a, 0, acc);
+    fw_finish(kind, 1, 1, n, w, 0, a, 0, acc, &y, 0);
     return y;
+}
+
+float quants_dot_f32_avx2(int n, const void *w, const void *a) {
+    return fw_dot(FW_F32, n, w, a);
 }
 
 float quants_dot_f16_avx2(int n, const void *w, const void *a) {
-    float y;
-    fw_tile(FW_F16, 1, 1, n, w, 0, a, 0, &y, 0);
-    return y;
+    return fw_dot(FW_F16, n, w, a);
 }
 
 float quants_dot_bf16_avx2(int n, const void *w, const void *a) {
-    float y;
-    fw_tile(FW_BF16, 1, 1, n, w, 0, a, 0, &y, 0);
-    return y;
+    return fw_dot(FW_BF16, n, w, a);
 }
 
 void quants_gemm_f32_avx2(int n, const void *w, size_t ws, int nrows, const void *a, size_t as, int ntok, float *y,
@@ -444,49 +516,97 @@ static inline __m128 fp16x4(const void *p, size_t stride) {
     return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)h));
 }
 
-/* The DOT_Q8_0_FAMILY loop for one weight row and 4 activation rows `as`
- * bytes apart. Per token it performs the same operations in the same order
- * (the scale products dx*dy as scales4() forms them, two accumulators taking
- * blocks alternately), so out[t] equals the single dot bit for bit; each
- * weight block is unpacked, and its sign taken, once for the four tokens. */
-#define DOT4_Q8_0_FAMILY(BLOCK, QVEC)                                                          \
-    const BLOCK *x = w;                                                                       \
-    const block_q8_0 *y[4];                                                                   \
-    for (int t = 0; t < 4; t++) y[t] = (const block_q8_0 *)((const char *)a + t * as);         \
-    __m256 acc0[4], acc1[4];                                                                  \
-    for (int t = 0; t < 4; t++) acc0[t] = acc1[t] = _mm256_setzero_ps();                       \
-    int nb = n / QK8_0, i = 0;                                                                \
-    for (; i + 4 <= nb; i += 4) {                                                             \
-        __m128 dx = fp16x4(&x[i].d, sizeof(BLOCK));                                           \
-        _Alignas(16) float d[4][4]; /* d[t][b]: broadcast from memory, no shuffles */         \
-        _Pragma("GCC unroll 4") for (int t = 0; t < 4; t++) _mm_store_ps(d[t], _mm_mul_ps(dx, fp16x4(&y[t][i].d, sizeof(block_q8_0)))); \
-        _Pragma("GCC unroll 4") for (int b = 0; b < 4; b++) {                                                         \
-            __m256i q = QVEC(&x[i + b]), uq = _mm256_sign_epi8(q, q);                          \
-            _Pragma("GCC unroll 4") for (int t = 0; t < 4; t++) {                                                     \
-                __m256i p = dot_u8_i8(uq, _mm256_sign_epi8(load256(y[t][i + b].qs), q));      \
-                __m256 f = _mm256_cvtepi32_ps(p), sc = _mm256_broadcast_ss(&d[t][b]);         \
-                if (b & 1) acc1[t] = _mm256_fmadd_ps(sc, f, acc1[t]);                         \
-                else acc0[t] = _mm256_fmadd_ps(sc, f, acc0[t]);                               \
-            }                                                                                 \
-        }                                                                                     \
-    }                                                                                         \
-    for (; i < nb; i++) {                                                                     \
-        __m256i q = QVEC(&x[i]), uq = _mm256_sign_epi8(q, q);                                  \
-        float dx = f16(x[i].d);                                                               \
-        _Pragma("GCC unroll 4") for (int t = 0; t < 4; t++) {                                                       \
-            __m256i p = dot_u8_i8(uq, _mm256_sign_epi8(load256(y[t][i].qs), q));              \
-            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * f16(y[t][i].d)), _mm256_cvtepi32_ps(p), acc0[t]); \
-        }                                                                                     \
-    }                                                                                         \
-    for (int t = 0; t < 4; t++) out[t] = hsum_ps(_mm256_add_ps(acc0[t], acc1[t]))
-
-void quants_dot4_q8_0_avx2(int n, const void *w, const void *a, size_t as, float out[4]) {
-    DOT4_Q8_0_FAMILY(block_q8_0, q8_0_vec);
+/* One weight block (unsigned magnitudes uq, signs q) against one activation
+ * block: acc + scale * sum(q * y), as DOT_Q8_0_FAMILY computes it. */
+static inline __m256 q8_0_fma(__m256i uq, __m256i q, const int8_t *yq, const float *scale, __m256 acc) {
+    __m256i p = dot_u8_i8(uq, _mm256_sign_epi8(load256(yq), q));
+    return _mm256_fmadd_ps(_mm256_broadcast_ss(scale), _mm256_cvtepi32_ps(p), acc);
 }
 
-void quants_dot4_q4_0_avx2(int n, const void *w, const void *a, size_t as, float out[4]) {
-    DOT4_Q8_0_FAMILY(block_q4_0, q4_0_vec);
-}
+/* Prompt processing for the Q8_0 family (the vec_dot4 idea): one weight row
+ * against 4 tokens, each weight block unpacked, and its sign taken, once for
+ * the four. Per token the operations of DOT_Q8_0_FAMILY in the same order
+ * (scale products dx*dy as scales4() forms them, two accumulators taking
+ * blocks alternately), so results equal the single dot bit for bit. The
+ * tokens' fp16 block scales come from dy[t * dys + block], converted once per
+ * call: gathering them per row cost more scalar work than the dot itself.
+ * Named accumulators a<token><chain>, and the scale products stored to d[]
+ * and broadcast from memory, keep the 8 accumulators in registers. */
+#define Q8_0_FAMILY_TOK4(NAME, BLOCK, QVEC)                                                    \
+    KERN_INLINE void NAME##_tok4(int nb, const BLOCK *x, const char *a, size_t as, const float *dy, size_t dys,   \
+                                 float *out, size_t ldo) {                                        \
+        const block_q8_0 *y0 = (const block_q8_0 *)a, *y1 = (const block_q8_0 *)(a + as);         \
+        const block_q8_0 *y2 = (const block_q8_0 *)(a + 2 * as), *y3 = (const block_q8_0 *)(a + 3 * as); \
+        const float *e0 = dy, *e1 = dy + dys, *e2 = dy + 2 * dys, *e3 = dy + 3 * dys;             \
+        __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00;                       \
+        __m256 a20 = a00, a21 = a00, a30 = a00, a31 = a00;                                       \
+        _Alignas(16) float d[16]; /* d[4t + b]: token t, block i + b */                          \
+        int i = 0;                                                                              \
+        for (; i + 4 <= nb; i += 4) {                                                           \
+            __m128 dx = fp16x4(&x[i].d, sizeof(BLOCK));                                         \
+            _mm_store_ps(d, _mm_mul_ps(dx, _mm_loadu_ps(e0 + i)));                               \
+            _mm_store_ps(d + 4, _mm_mul_ps(dx, _mm_loadu_ps(e1 + i)));                           \
+            _mm_store_ps(d + 8, _mm_mul_ps(dx, _mm_loadu_ps(e2 + i)));                           \
+            _mm_store_ps(d + 12, _mm_mul_ps(dx, _mm_loadu_ps(e3 + i)));                          \
+            _Pragma("GCC unroll 2") for (int b = 0; b < 4; b += 2) {                            \
+                __m256i q = QVEC(&x[i + b]), uq = _mm256_sign_epi8(q, q);                        \
+                a00 = q8_0_fma(uq, q, y0[i + b].qs, &d[b], a00);                                \
+                a10 = q8_0_fma(uq, q, y1[i + b].qs, &d[4 + b], a10);                            \
+                a20 = q8_0_fma(uq, q, y2[i + b].qs, &d[8 + b], a20);                            \
+                a30 = q8_0_fma(uq, q, y3[i + b].qs, &d[12 + b], a30);                           \
+                q = QVEC(&x[i + b + 1]), uq = _mm256_sign_epi8(q, q);                            \
+                a01 = q8_0_fma(uq, q, y0[i + b + 1].qs, &d[b + 1], a01);                        \
+                a11 = q8_0_fma(uq, q, y1[i + b + 1].qs, &d[5 + b], a11);                        \
+                a21 = q8_0_fma(uq, q, y2[i + b + 1].qs, &d[9 + b], a21);                        \
+                a31 = q8_0_fma(uq, q, y3[i + b + 1].qs, &d[13 + b], a31);                       \
+            }                                                                                   \
+        }                                                                                       \
+        for (; i < nb; i++) {                                                                   \
+            __m256i q = QVEC(&x[i]), uq = _mm256_sign_epi8(q, q);                                \
+            float dx = f16(x[i].d);                                                             \
+            d[0] = dx * e0[i], d[1] = dx * e1[i], d[2] = dx * e2[i], d[3] = dx * e3[i];         \
+            a00 = q8_0_fma(uq, q, y0[i].qs, &d[0], a00);                                            \
+            a10 = q8_0_fma(uq, q, y1[i].qs, &d[1], a10);                                        \
+            a20 = q8_0_fma(uq, q, y2[i].qs, &d[2], a20);                                        \
+            a30 = q8_0_fma(uq, q, y3[i].qs, &d[3], a30);                                        \
+        }                                                                                       \
+        out[0] = hsum_ps(_mm256_add_ps(a00, a01));                                              \
+        out[ldo] = hsum_ps(_mm256_add_ps(a10, a11));                                            \
+        out[2 * ldo] = hsum_ps(_mm256_add_ps(a20, a21));                                        \
+        out[3 * ldo] = hsum_ps(_mm256_add_ps(a30, a31));                                        \
+    }
+
+/* Rows are taken 16 at a time (a tile stays in L1/L2) against every group of
+ * 4 tokens; 1-3 leftover tokens go through the single dot. */
+#define Q8_0_GEMM_TILE_ROWS 16
+
+#define Q8_0_FAMILY_GEMM(NAME, BLOCK)                                                          \
+    void quants_gemm_##NAME##_avx2(int n, const void *w, size_t ws, int nrows, const void *a, size_t as, int ntok, \
+                                   float *y, size_t ldy) {                                        \
+        const char *wb = w, *ab = a;                                                            \
+        int nb = n / QK8_0, t4 = ntok / 4 * 4;                                                  \
+        float *dy = t4 ? smp_malloc((size_t)t4 * nb * sizeof(float)) : NULL;                    \
+        if (!dy) t4 = 0; /* out of memory: every token through the single dot */                \
+        for (int t = 0; t < t4; t++) {                                                          \
+            const block_q8_0 *yt = (const block_q8_0 *)(ab + t * as);                           \
+            for (int b = 0; b < nb; b++) dy[(size_t)t * nb + b] = f16(yt[b].d);                 \
+        }                                                                                       \
+        for (int r0 = 0; r0 < nrows; r0 += Q8_0_GEMM_TILE_ROWS) {                               \
+            int r1 = r0 + Q8_0_GEMM_TILE_ROWS < nrows ? r0 + Q8_0_GEMM_TILE_ROWS : nrows;       \
+            for (int t = 0; t < t4; t += 4)                                                     \
+                for (int r = r0; r < r1; r++)                                                   \
+                    NAME##_tok4(nb, (const BLOCK *)(wb + r * ws), ab + t * as, as, dy + (size_t)t * nb, nb, \
+                                y + t * ldy + r, ldy);                                          \
+            for (int t = t4; t < ntok; t++)                                                     \
+                for (int r = r0; r < r1; r++) y[t * ldy + r] = quants_dot_##NAME##_avx2(n, wb + r * ws, ab + t * as); \
+        }                                                                                       \
+        smp_free(dy);                                                                           \
+    }
+
+Q8_0_FAMILY_TOK4(q8_0, block_q8_0, q8_0_vec)
+Q8_0_FAMILY_GEMM(q8_0, block_q8_0)
+Q8_0_FAMILY_TOK4(q4_0, block_q4_0, q4_0_vec)
+Q8_0_FAMILY_GEMM(q4_0, block_q4_0)
 
 /* q = nibble | fifth bit << 4 (0..31). */
 static inline __m256i q5_unsigned(const uint8_t *qs, const uint8_t *qh) {
@@ -502,9 +622,8 @@ float quants_dot_q5_0_avx2(int n, const void *w, const void *a) {
     DOT_Q8_0_FAMILY(block_q5_0, q5_0_vec);
 }
 
-void quants_dot4_q5_0_avx2(int n, const void *w, const void *a, size_t as, float out[4]) {
-    DOT4_Q8_0_FAMILY(block_q5_0, q5_0_vec);
-}
+Q8_0_FAMILY_TOK4(q5_0, block_q5_0, q5_0_vec)
+Q8_0_FAMILY_GEMM(q5_0, block_q5_0)
 
 /* Q4_1 / Q5_1 against Q8_1: unsigned weights, plus the offset term m * s per
  * block (s = activation block sum, stored by the quantizer). */
