@@ -110,7 +110,7 @@ static json_t *message_json(const char *role, const char *content, const backend
     return o;
 }
 
-static json_t *gen_body(const backend_gen_req *r, bool chat) {
+static json_t *gen_body(const backend_gen_req *r, bool chat, bool stream) {
     json_t *o = json_object();
     json_object_set_new(o, "model", json_string(r->model));
     if (chat) {
@@ -143,10 +143,13 @@ static json_t *gen_body(const backend_gen_req *r, bool chat) {
             json_object_set_new(o, "prompt", json_string(p));
         }
     }
-    json_object_set_new(o, "stream", json_true());
-    json_t *so = json_object();
-    json_object_set_new(so, "include_usage", json_true());
-    json_object_set_new(o, "stream_options", so);
+    /* Without a token callback one whole answer is cheaper for both sides. */
+    json_object_set_new(o, "stream", json_boolean(stream));
+    if (stream) {
+        json_t *so = json_object();
+        json_object_set_new(so, "include_usage", json_true());
+        json_object_set_new(o, "stream_options", so);
+    }
     json_object_set_new(o, "temperature", json_real(r->temperature));
     if (r->top_p > 0 && r->top_p < 1) json_object_set_new(o, "top_p", json_real(r->top_p));
     if (r->max_tokens > 0) json_object_set_new(o, "max_tokens", json_integer(r->max_tokens));
@@ -301,7 +304,7 @@ static int openai_generate(backend *b, const backend_gen_req *req, backend_token
     buf_init(&g.plain, 16u << 20);
     buf body;
     httpc_resp resp = {0};
-    json_t *j = gen_body(req, chat);
+    json_t *j = gen_body(req, chat, on_token != NULL);
     int rc = dump_json(j, &body);
     json_decref(j);
     if (rc != 0) {

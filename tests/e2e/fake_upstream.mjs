@@ -342,7 +342,7 @@ async function openaiStream(req, res, body, chat) {
   finalLines.push('data: [DONE]\n\n');
   if (body.stream === false || model === 'no-stream') {
     const full = pieces.join('');
-    return json(res, 200, { id, object: chat ? 'chat.completion' : 'text_completion', created, model,
+    return answerWhole(req, res, fault, { id, object: chat ? 'chat.completion' : 'text_completion', created, model,
       choices: [chat ? { index: 0, message: { role: 'assistant', content: full }, finish_reason: reason } : { index: 0, text: full, finish_reason: reason }],
       usage: { prompt_tokens: 17, completion_tokens: pieces.length, total_tokens: 17 + pieces.length } });
   }

@@ -953,14 +953,25 @@ TEST(backend_openai_faults) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         for (int chat = 0; chat < 2; chat++) {
+            /* Streamed (a token callback): the stream faults and their messages. */
             backend_gen_result res;
             char err[512] = "";
-            int rc = chat ? chat1(b, cases[i].model, "Hello there", NULL, &res, err, sizeof err)
-                          : gen(b, cases[i].model, "Hello there", NULL, &res, err, sizeof err);
+            collect c = {0};
+            int rc = chat ? chat1(b, cases[i].model, "Hello there", &c, &res, err, sizeof err)
+                          : gen(b, cases[i].model, "Hello there", &c, &res, err, sizeof err);
             if (rc != cases[i].code || !starts_with(err, cases[i].msg))
                 fprintf(stderr, "  %s %s: rc %d err '%s'\n", chat ? "chat" : "generate", cases[i].model, rc, err);
             CHECK_INT(rc, cases[i].code);
             CHECK(starts_with(err, cases[i].msg));
+            CHECK(res.text == NULL);
+            /* Whole answer (no callback, stream: false upstream): the same
+             * faults on one JSON body end in the same code. */
+            char err2[512] = "";
+            rc = chat ? chat1(b, cases[i].model, "Hello there", NULL, &res, err2, sizeof err2)
+                      : gen(b, cases[i].model, "Hello there", NULL, &res, err2, sizeof err2);
+            if (rc != cases[i].code) fprintf(stderr, "  whole %s: rc %d err '%s'\n", cases[i].model, rc, err2);
+            CHECK_INT(rc, cases[i].code);
+            CHECK(starts_with(err2, cases[i].code == -SMP_E_NOT_FOUND ? "openai: " : "Backend error: openai "));
             CHECK(res.text == NULL);
         }
     }
