@@ -264,7 +264,9 @@ int registry_generate(const backend_gen_req *req, backend_token_fn on_token, voi
     for (int i = 0; i < n; i++) {
         relay r = {on_token, ud, false};
         *served_by = cands[i]->ops->name;
-        rc = cands[i]->ops->generate(cands[i], req, relay_token, &r, out, err, errlen);
+        /* No callback means nobody streams: the backend may then ask for one
+         * whole answer, and nothing reached the client if it fails. */
+        rc = cands[i]->ops->generate(cands[i], req, on_token ? relay_token : NULL, &r, out, err, errlen);
         if (rc != -SMP_E_UNAVAILABLE || r.produced) return rc;
         if (i + 1 < n) log_warn("%s unreachable for '%s' (%s): falling back to %s", cands[i]->ops->name, req->model, err,
                                 cands[i + 1]->ops->name);
