@@ -65,6 +65,8 @@ typedef struct {
     pthread_cond_t cv;
     cat_entry *cat;
     int ncat;
+    cat_entry *prev;      /* the catalogue before the current scan */
+    int nprev;
     uint64_t scanned_at;
     loaded *models;
     int nloaded;
@@ -92,6 +94,18 @@ static void add_file(local_state *st, const char *name, const char *path) {
         if (!strcmp(st->cat[i].name, name)) return; /* first one wins */
     struct stat sb;
     if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) return;
+    double mtime = (double)sb.st_mtim.tv_sec + (double)sb.st_mtim.tv_nsec / 1e9;
+    /* A file seen before, unchanged: no need to open and parse it again (a
+     * rescan happens on the request path when a name is unknown). */
+    for (int i = 0; i < st->nprev; i++) {
+        const cat_entry *p = &st->prev[i];
+        if (!strcmp(p->path, path) && p->size == (long long)sb.st_size && p->mtime == mtime) {
+            cat_entry *e = &st->cat[st->ncat++];
+            *e = *p;
+            snprintf(e->name, sizeof e->name, "%s", name);
+            return;
+        }
+    }
     gguf *g;
     char err[256];
     if (gguf_open(path, &g, err, sizeof err) != 0) {
@@ -103,7 +117,7 @@ static void add_file(local_state *st, const char *name, const char *path) {
     snprintf(e->name, sizeof e->name, "%s", name);
     snprintf(e->path, sizeof e->path, "%s", path);
     e->size = (long long)sb.st_size;
-    e->mtime = (double)sb.st_mtim.tv_sec;
+    e->mtime = mtime;
     read_meta(e, g);
     gguf_close(g);
 }
@@ -179,6 +193,8 @@ static void scan_ollama(local_state *st) {
 }
 
 static void scan(local_state *st) {
+    memcpy(st->prev, st->cat, (size_t)st->ncat * sizeof *st->cat);
+    st->nprev = st->ncat;
     st->ncat = 0;
     scan_models_dir(st);
     scan_ollama(st);
@@ -639,6 +655,7 @@ static void local_destroy(backend *b) {
     pthread_mutex_destroy(&st->mu);
     pthread_cond_destroy(&st->cv);
     smp_free(st->cat);
+    smp_free(st->prev);
     smp_free(st);
     smp_free(b);
 }
@@ -659,15 +676,18 @@ backend *local_backend_new(const config *c, char *err, size_t errlen) {
     backend *b = smp_calloc(1, sizeof *b);
     local_state *st = smp_calloc(1, sizeof *st);
     cat_entry *cat = smp_calloc(MAX_CATALOG, sizeof *cat);
-    if (!b || !st || !cat) {
+    cat_entry *prev = smp_calloc(MAX_CATALOG, sizeof *prev);
+    if (!b || !st || !cat || !prev) {
         smp_free(b);
         smp_free(st);
         smp_free(cat);
+        smp_free(prev);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     st->cfg = c;
     st->cat = cat;
+    st->prev = prev;
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->cv, NULL);
     if (c->ollama_models && *c->ollama_models) {

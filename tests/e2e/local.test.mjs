@@ -73,3 +73,24 @@ test('a full model queue answers 503 with Retry-After; the rest are served', asy
     }
   } finally { await srv.stop(); }
 });
+
+test('a model file added while the server runs is found without a restart', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'smp-late-'));
+  const srv = await startServer({ MODELS_DIR: dir });
+  try {
+    const ask = () => req(srv, 'POST', '/inference/generate', { json: { model: 'late', prompt: 'x', max_tokens: 2 } });
+    assert.equal((await ask()).status, 404);
+    symlinkSync(path.join(SHARED, 'mini/mini-llama-Q8_0.gguf'), path.join(dir, 'late.gguf'));
+    await sleep(1100); /* unknown names rescan at most once a second */
+    const r = await ask();
+    assert.equal(r.status, 200, r.text);
+    // The catalogue still has it after further rescans (unchanged files are not reopened).
+    assert.equal((await req(srv, 'POST', '/inference/generate', { json: { model: 'nope', prompt: 'x' } })).status, 404);
+    await sleep(1100);
+    assert.equal((await req(srv, 'POST', '/inference/generate', { json: { model: 'nope', prompt: 'x' } })).status, 404);
+    assert.equal((await ask()).status, 200);
+  } finally {
+    await srv.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
