@@ -472,6 +472,18 @@ static void answer_preflight(http_req *r) {
     http_send(r, 200, "text/plain", "", 0);
 }
 
+static http_offload_fn offload;
+
+void http_set_offload(http_offload_fn submit) { offload = submit; }
+
+/* A ROUTE_BLOCKING handler, on a worker (r is detached by the submit). */
+static void run_blocking(void *arg) {
+    http_req *r = arg;
+    r->match.route->handler(r);
+    if (!r->responded) http_send_error(r, SMP_E_INTERNAL, "Internal server error: the handler gave no answer");
+    http_release(r);
+}
+
 static void dispatch(http_req *r) {
     if (!strcmp(r->method, "OPTIONS") && http_header(r, "Access-Control-Request-Method")) {
         answer_preflight(r);
@@ -493,6 +505,10 @@ static void dispatch(http_req *r) {
             http_send_error(r, rc, NULL);
             return;
         }
+    }
+    if ((r->match.route->flags & ROUTE_BLOCKING) && offload) {
+        offload(r, run_blocking, r); /* on failure it has answered 503 */
+        return;
     }
     r->match.route->handler(r);
     if (!r->responded && !r->detached) http_send_error(r, SMP_E_INTERNAL, "Internal server error: the handler gave no answer");

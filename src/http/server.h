@@ -77,6 +77,12 @@ int http_stream_begin(http_req *r, int status, const char *content_type, const v
 int http_stream_write(http_req *r, const void *data, size_t len);
 void http_stream_end(http_req *r);
 
+/* Where ROUTE_BLOCKING handlers run: submit(r, fn, arg) parks r and runs
+ * fn(arg) on a worker (answering 503 itself when it cannot). Set once at
+ * start; without it such handlers run on the HTTP thread. */
+typedef int (*http_offload_fn)(http_req *r, void (*fn)(void *), void *arg);
+void http_set_offload(http_offload_fn submit);
+
 /* Parse the body as a JSON object. On failure the 422 is already sent and
  * NULL returned. The caller owns the result. */
 json_t *http_json_object(http_req *r);

@@ -159,3 +159,25 @@ test('a client that disconnects mid-stream stops the generation upstream', async
     fake.stop();
   }
 });
+
+test('a backend that never answers its health probe or model list does not stall the HTTP threads', async () => {
+  const fake = await startFake();
+  const gw = await startServer({ OLLAMA_BASE_URL: fake.url, HTTP_THREADS: '2' });
+  try {
+    await fetch(`${fake.url}/__config`, { method: 'POST', body: JSON.stringify({ metaFault: 'hang' }) });
+    // Four slow probes at once (more than there are HTTP threads) ...
+    const slow = [0, 1, 2, 3].map((i) => req(gw, 'GET', i % 2 ? '/health' : '/models', { key: KEY }));
+    await sleep(100);
+    // ... while other clients are still answered at once.
+    for (let i = 0; i < 5; i++) {
+      const t = Date.now();
+      assert.equal((await req(gw, 'GET', '/', { key: null })).status, 200);
+      assert.ok(Date.now() - t < 500, `GET / took ${Date.now() - t} ms`);
+    }
+    const done = await Promise.all(slow);
+    for (const r of done) assert.ok(r.status === 200 || r.status === 503, r.text);
+  } finally {
+    await gw.stop();
+    fake.stop();
+  }
+});
