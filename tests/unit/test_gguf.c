@@ -8,7 +8,8 @@
  *            tokenizer.ggml.scores = f32[0.5,-1,2], llama.embedding_length = u32 8
  *   tensors: t0 F32 [8,2] @0 (64 B), t1 F32 [8] @64 (32 B), q0 Q8_0 [32] @96 (34 B)
  *   data:    byte i of the data section holds i & 0xff; q0 ends exactly at EOF.
- * With SMP_GGUF_CORPUS_DIR set, the gguf_seed_corpus test writes the fuzz seeds
+ * With SMP_GGUF_CORPUS_DIR set, the gguf_seed_corpus test writes the fuzz seeds (.seed:
+ * synthetic GGUF bytes, not model files)
  * (tests/fuzz/corpus/gguf was made that way). */
 #include <fcntl.h>
 #include <stdint.h>
@@ -810,22 +811,22 @@ TEST(gguf_seed_corpus) {
     layout L;
     build_small(&w, &L, 3);
     CHECK_INT(open_copy(w.p, w.len, NULL, 0), 0);
-    if (dir) write_seed(dir, "small-v3.gguf", &w);
+    if (dir) write_seed(dir, "small-v3.seed", &w);
     w_free(&w);
     build_small(&w, &L, 2);
     CHECK_INT(open_copy(w.p, w.len, NULL, 0), 0);
-    if (dir) write_seed(dir, "small-v2.gguf", &w);
+    if (dir) write_seed(dir, "small-v2.seed", &w);
     w_free(&w);
     build_all_types(&w, 3);
     CHECK_INT(open_copy(w.p, w.len, NULL, 0), 0);
-    if (dir) write_seed(dir, "all-types-v3.gguf", &w);
+    if (dir) write_seed(dir, "all-types-v3.seed", &w);
     w_free(&w);
 
     /* header only, and a vocab-like file without tensors */
     memset(&w, 0, sizeof w);
     w_header(&w, 3, 0, 0);
     CHECK_INT(open_copy(w.p, w.len, NULL, 0), 0);
-    if (dir) write_seed(dir, "empty-v3.gguf", &w);
+    if (dir) write_seed(dir, "empty-v3.seed", &w);
     w_free(&w);
     memset(&w, 0, sizeof w);
     w_header(&w, 3, 0, 3);
@@ -839,7 +840,7 @@ TEST(gguf_seed_corpus) {
     w_arr(&w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, 64);
     for (int i = 0; i < 64; i++) w_u32(&w, 1);
     CHECK_INT(open_copy(w.p, w.len, NULL, 0), 0);
-    if (dir) write_seed(dir, "vocab-v3.gguf", &w);
+    if (dir) write_seed(dir, "vocab-v3.seed", &w);
     w_free(&w);
 
     /* one tensor of every known type, 256 elements each, alignment 64 */
@@ -859,16 +860,16 @@ TEST(gguf_seed_corpus) {
     size_t last = 256 / tt_block_elems(TT_BF16) * tt_block_bytes(TT_BF16);
     w_data(&w, 64, (size_t)off - ((last + 63) / 64 * 64) + last);
     CHECK_INT(open_copy(w.p, w.len, NULL, 0), 0);
-    if (dir) write_seed(dir, "every-tensor-type.gguf", &w);
+    if (dir) write_seed(dir, "every-tensor-type.seed", &w);
     w_free(&w);
 
     /* two refused ones, to start the fuzzer on error paths */
     build_small(&w, &L, 3);
     patch_u32(&w, L.t_type[2], 99);
     CHECK(open_copy(w.p, w.len, NULL, 0) < 0);
-    if (dir) write_seed(dir, "bad-tensor-type.gguf", &w);
+    if (dir) write_seed(dir, "bad-tensor-type.seed", &w);
     w.len = 60;
     CHECK(open_copy(w.p, w.len, NULL, 0) < 0);
-    if (dir) write_seed(dir, "truncated.gguf", &w);
+    if (dir) write_seed(dir, "truncated.seed", &w);
     w_free(&w);
 }
