@@ -7,7 +7,8 @@
 # Knobs: SANITIZE=1, DEBUG=1, CC=...
 
 CC      ?= cc
-PKGS    := libmicrohttpd jansson hiredis libcurl libcrypto sqlite3
+PKGS    := libmicrohttpd jansson hiredis libcurl libcrypto sqlite3 lept tesseract \
+           libavformat libavcodec libswresample libavutil
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -pthread \
            -mavx2 -mfma -mf16c -Isrc -MMD -MP

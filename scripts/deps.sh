@@ -5,8 +5,10 @@
 set -eu
 
 build_pkgs="build-essential pkg-config libmicrohttpd-dev libjansson-dev libhiredis-dev
-libcurl4-openssl-dev libssl-dev libsqlite3-dev poppler-utils"
-test_pkgs="redis-server prometheus wrk clang curl time python3"
+libcurl4-openssl-dev libssl-dev libsqlite3-dev poppler-utils
+libleptonica-dev libtesseract-dev tesseract-ocr-eng
+libavformat-dev libavcodec-dev libswresample-dev libavutil-dev"
+test_pkgs="redis-server prometheus wrk clang curl time python3 ffmpeg"
 
 want="$build_pkgs"
 [ "${1:-build}" = test ] && want="$want $test_pkgs"

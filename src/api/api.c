@@ -10,4 +10,6 @@ void api_register_all(void) {
     api_openai_register();
     api_ollama_register();
     api_rag_register();
+    api_vision_register();
+    api_audio_register();
 }

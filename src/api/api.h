@@ -20,6 +20,8 @@ void api_models_register(void);
 void api_openai_register(void);
 void api_ollama_register(void);
 void api_rag_register(void);
+void api_vision_register(void);
+void api_audio_register(void);
 
 /* Shared parsers (inference.c). */
 struct valid;

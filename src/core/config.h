@@ -46,6 +46,7 @@
     X(INT, max_upload_mb, "MAX_UPLOAD_MB", "100", 1, 65536, "Largest multipart upload, MiB")       \
     X(INT, max_image_mp, "MAX_IMAGE_MP", "40", 1, 10000, "Largest decoded image, megapixels")       \
     X(INT, max_audio_seconds, "MAX_AUDIO_SECONDS", "10800", 1, 864000, "Longest audio accepted, seconds") \
+    X(URL, whisper_download_url, "WHISPER_DOWNLOAD_URL", "https://huggingface.co/ggerganov/whisper.cpp/resolve/main", 0, 0, "Where missing Whisper models (ggml-<size>.bin) are fetched from into DATA_DIR/models; empty: no downloads") \
     X(INT, max_loaded_models, "MAX_LOADED_MODELS", "2", 1, 64, "Models kept loaded at once (least recently used is unloaded)") \
     X(URL, redis_url, "REDIS_URL", "", 0, 0, "Redis for the response cache (redis://[:password@]host:port[/db]); empty: in-memory cache") \
     X(INT, redis_timeout_ms, "REDIS_TIMEOUT_MS", "250", 1, 60000, "Timeout of one Redis connect or command, ms") \

@@ -1,0 +1,4 @@
+/* audio.c - the audio routes (being written). */
+#include "api/api.h"
+
+void api_audio_register(void) {}

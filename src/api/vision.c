@@ -1,0 +1,4 @@
+/* vision.c - the vision routes (being written). */
+#include "api/api.h"
+
+void api_vision_register(void) {}

@@ -1,0 +1,73 @@
+/* whisper.h - speech to text with Whisper models, in-process.
+ *
+ * A whisper_model is loaded once (whisper.cpp's ggml .bin files: ggml-base.bin
+ * and friends, F32/F16/Q8_0/Q5_0/Q4_0 weights; GGUF where present) and is
+ * read-only afterwards: any number of threads may transcribe with the same
+ * model at once, each call keeps its own state (mel, encoder output, KV
+ * caches). Compute runs on the engine's thread pool.
+ *
+ * Audio in is 16 kHz mono float PCM in [-1, 1] (src/media/audio.h makes it
+ * from any container). */
+#ifndef SMP_WHISPER_H
+#define SMP_WHISPER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define WHISPER_SAMPLE_RATE 16000
+#define WHISPER_N_MEL_MAX 128 /* large-v3 has 128 bands, the others 80 */
+#define WHISPER_N_FRAMES 3000 /* one 30 s window */
+
+typedef struct whisper_model whisper_model;
+
+/* Returns 0; -SMP_E_FORMAT (not a Whisper model, truncated, unknown tensor
+ * type: err says which); -SMP_E_IO; -SMP_E_NOMEM. */
+int whisper_load(const char *path, whisper_model **out, char *err, size_t errlen);
+void whisper_free(whisper_model *m);
+/* "tiny64 f16 (4 layers, 8.2 MB)"-style one-line description. */
+const char *whisper_describe(const whisper_model *m);
+bool whisper_is_multilingual(const whisper_model *m);
+int whisper_n_mels(const whisper_model *m);
+int whisper_n_vocab(const whisper_model *m);
+
+typedef struct {
+    double start, end; /* seconds from the start of the audio */
+    char *text;        /* UTF-8, owned */
+} whisper_segment;
+
+typedef struct {
+    const char *language;  /* ISO 639-1 code ("en"); NULL or "" or "auto": detect */
+    bool translate;        /* task translate (to English) instead of transcribe */
+    double temperature;    /* first temperature; fallback adds 0.2 up to 1.0 */
+    const char *prompt;    /* initial prompt text (vocabulary, style); may be NULL */
+    bool timestamps;       /* segments with times (default true) */
+    int max_tokens;        /* per 30 s window; <= 0: the model's limit */
+    /* Polled between steps (client gone); may be NULL. */
+    bool (*cancelled)(void *ud);
+    void *cancel_ud;
+} whisper_params;
+
+void whisper_params_default(whisper_params *p);
+
+typedef struct {
+    char *text;            /* whole transcript (owned) */
+    char language[8];      /* detected or given */
+    double language_prob;  /* probability of the detected language (1 when given) */
+    double duration;       /* seconds of audio */
+    whisper_segment *segments;
+    int n_segments;
+    double mel_ms, encode_ms, decode_ms; /* where the time went */
+} whisper_result;
+
+/* Returns 0; 1 (positive) when cancelled; -SMP_E_VALIDATION (unknown
+ * language: err names it); -SMP_E_NOMEM. */
+int whisper_transcribe(whisper_model *m, const float *pcm, size_t n_samples, const whisper_params *p,
+                       whisper_result *out, char *err, size_t errlen);
+void whisper_result_free(whisper_result *r);
+
+/* ISO code -> language token index (0..98), or -1. */
+int whisper_lang_id(const char *code);
+const char *whisper_lang_code(int id);
+
+#endif
