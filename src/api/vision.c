@@ -1,4 +1,383 @@
-/* vision.c - the vision routes (being written). */
-#include "api/api.h"
+/* vision.c - the vision routes: POST /vision/analyze, /vision/caption,
+ * /vision/ocr (JSON, image as base64) and /vision/upload (multipart).
+ *
+ * On the HTTP thread a handler validates the fields (422), takes the image
+ * bytes (base64: strict, 400; upload: the 'file' part) and reads the image
+ * header (400 for a non-image, 413 past MAX_IMAGE_MP, both before any pixel
+ * is allocated). Everything slow runs on the shared worker pool
+ * (textgen_submit): the full decode (a truncated or corrupt body is a 400),
+ * then either Tesseract in-process (/vision/ocr without a model) or a chat
+ * with the image sent to the backend serving the vision model. When no
+ * backend can serve it, the answer is a 503 naming the model and how to
+ * configure one. Main data structure: vision_job, one request's parsed
+ * fields and image bytes, owned by the worker once submitted.
+ *
+ * Answers (API.md):
+ *   analyze, upload  {model, response, done, total_duration, eval_count} (upload adds filename)
+ *   caption          {caption, model}
+ *   ocr              {text, model}   (model "tesseract" for the in-process engine) */
+#include <leptonica/allheaders.h>
+#include <stdio.h>
+#include <string.h>
 
-void api_vision_register(void) {}
+#include "api/api.h"
+#include "api/textgen.h"
+#include "backend/registry.h"
+#include "core/alloc.h"
+#include "core/config.h"
+#include "core/errors.h"
+#include "core/util.h"
+#include "core/valid.h"
+#include "http/multipart.h"
+#include "http/router.h"
+#include "http/server.h"
+#include "media/image.h"
+#include "media/ocr.h"
+#include "obs/metrics.h"
+
+#define PROMPT_MAX 65536
+#define TESSERACT_MODEL "tesseract"
+
+typedef enum { VJ_ANALYZE, VJ_CAPTION, VJ_OCR, VJ_UPLOAD } vision_kind;
+
+typedef struct {
+    http_req *r;
+    vision_kind kind;
+    json_t *body;               /* JSON routes: the request (prompt may point into it) */
+    multipart form;             /* upload: the parts (the file points into the request body) */
+    unsigned char *decoded;     /* base64 routes: the image bytes (owned) */
+    const unsigned char *image; /* the image: decoded, or the upload's part */
+    size_t image_len;
+    const char *prompt;
+    char *prompt_copy;          /* upload: the form field or query value (owned) */
+    char filename[256];
+    char model[200];
+    bool tesseract;
+    char lang[OCR_LANG_MAX + 1];
+    double temperature;
+    int max_tokens;
+} vision_job;
+
+static const char *const detail_levels[] = {"brief", "normal", "detailed", NULL};
+static const char *const caption_prompts[] = {
+    "Describe this image in one short sentence.",
+    "Describe this image in two or three sentences.",
+    "Describe this image in detail: the main subjects and what they are doing, the setting, colours, any text "
+    "that appears, and the overall mood.",
+};
+static const char OCR_PROMPT[] =
+    "Read all the text in this image and write it out exactly as it appears, line by line. Reply with the text only.";
+static const char UPLOAD_PROMPT[] = "Describe this image";
+
+static void job_free(vision_job *j) {
+    if (!j) return;
+    json_decref(j->body);
+    multipart_free(&j->form);
+    smp_free(j->decoded);
+    smp_free(j->prompt_copy);
+    smp_free(j);
+}
+
+static const char *endpoint_of(vision_kind k) {
+    static const char *const e[] = {"/vision/analyze", "/vision/caption", "/vision/ocr", "/vision/upload"};
+    return e[k];
+}
+
+static uint64_t max_pixels(void) {
+    const config *c = config_get();
+    return (uint64_t)(c ? c->max_image_mp : 40) * 1000000u;
+}
+
+/* Header check on the HTTP thread: cheap, allocates nothing. */
+static bool header_ok(http_req *r, const vision_job *j) {
+    image_info info;
+    char err[512];
+    int rc = image_probe(j->image, j->image_len, max_pixels(), &info, err, sizeof err);
+    if (rc == 0) return true;
+    http_send_error(r, rc, "%s", err);
+    return false;
+}
+
+/* ---- the worker ---------------------------------------------------------------------- */
+
+static void send_no_vision_backend(http_req *r, const char *model, const char *why) {
+    http_send_error(r, SMP_E_UNAVAILABLE,
+                    "No backend can serve the vision model '%s' (%s). Configure one: set OLLAMA_BASE_URL to an "
+                    "Ollama server that has it (e.g. 'ollama pull %s'), or OPENAI_BASE_URL to an OpenAI-compatible "
+                    "server with a vision model; name the model with 'model' or DEFAULT_VISION_MODEL, and route it "
+                    "with MODEL_BACKENDS=%s=ollama (or =openai) if needed. Text recognition needs no model: POST "
+                    "/vision/ocr without 'model'.",
+                    model, why, model, model);
+}
+
+static void run_ocr(vision_job *j, PIX *pix) {
+    char *text = NULL;
+    char err[1024];
+    int rc = ocr_image(pix, j->lang, &text, err, sizeof err);
+    if (rc) {
+        http_send_error(j->r, rc, "%s", err);
+        return;
+    }
+    http_send_json(j->r, 200, json_pack("{s:s,s:s}", "text", text, "model", TESSERACT_MODEL));
+    smp_free(text);
+}
+
+static void run_model(vision_job *j) {
+    http_req *r = j->r;
+    const unsigned char *imgs[1] = {j->image};
+    size_t lens[1] = {j->image_len};
+    backend_msg msg = {.role = "user", .content = j->prompt, .n_images = 1, .images = imgs, .image_lens = lens};
+    backend_gen_req q = {.model = j->model, .messages = &msg, .n_messages = 1, .temperature = j->temperature,
+                         .top_p = 1.0, .repeat_penalty = 1.0, .max_tokens = j->max_tokens};
+    backend_gen_result res;
+    memset(&res, 0, sizeof res);
+    const char *served_by = "";
+    char err[1024] = "";
+    int rc = registry_generate(&q, NULL, NULL, &res, &served_by, err, sizeof err);
+    metrics_llm_request(j->model, endpoint_of(j->kind));
+    if (rc == -SMP_E_NOT_FOUND) {
+        send_no_vision_backend(r, j->model, err[0] ? err : "no backend has it");
+        goto out;
+    }
+    if (rc < 0) {
+        textgen_send_backend_error(r, rc, err);
+        goto out;
+    }
+    if (rc == BACKEND_CANCELLED) {
+        http_send_error(r, SMP_E_UNAVAILABLE, "generation cancelled: the server is shutting down or the client left");
+        goto out;
+    }
+    metrics_llm_tokens(j->model, "prompt", res.prompt_tokens);
+    metrics_llm_tokens(j->model, "completion", res.completion_tokens);
+    const char *text = res.text ? res.text : "";
+    json_t *o;
+    switch (j->kind) {
+    case VJ_CAPTION: o = json_pack("{s:s,s:s}", "caption", text, "model", j->model); break;
+    case VJ_OCR: o = json_pack("{s:s,s:s}", "text", text, "model", j->model); break;
+    default:
+        o = json_pack("{s:s,s:s,s:b,s:I,s:i}", "model", j->model, "response", text, "done", 1, "total_duration",
+                      (json_int_t)res.total_ns, "eval_count", res.completion_tokens);
+        if (j->kind == VJ_UPLOAD) json_object_set_new(o, "filename", json_string(j->filename));
+        break;
+    }
+    http_add_header(r, "X-Served-By", served_by);
+    http_send_json(r, 200, o);
+out:
+    backend_gen_result_free(&res);
+}
+
+static void run_job(void *arg) {
+    vision_job *j = arg;
+    http_req *r = j->r;
+    PIX *pix = NULL;
+    char err[512];
+    /* The whole file is decoded on every path, so a truncated or corrupt
+     * image is a 400 here rather than an upstream's guess. */
+    int rc = image_decode(j->image, j->image_len, max_pixels(), &pix, NULL, err, sizeof err);
+    if (rc) {
+        http_send_error(r, rc, "%s", err);
+        goto out;
+    }
+    if (j->tesseract) {
+        run_ocr(j, pix);
+    } else {
+        pixDestroy(&pix);
+        run_model(j);
+    }
+out:
+    pixDestroy(&pix);
+    job_free(j);
+    http_release(r);
+}
+
+static void start(vision_job *j) {
+    if (textgen_submit(j->r, run_job, j) != 0) job_free(j);
+}
+
+/* ---- JSON routes --------------------------------------------------------------------- */
+
+/* Common fields: image (req), model. Returns the job, or NULL when an answer
+ * was sent. The caller adds its own fields to v before finish_json. */
+static vision_job *begin_json(http_req *r, vision_kind kind, valid *v) {
+    json_t *b = http_json_object(r);
+    if (!b) return NULL;
+    vision_job *j = smp_calloc(1, sizeof *j);
+    if (!j) {
+        json_decref(b);
+        http_send_error(r, SMP_E_NOMEM, NULL);
+        return NULL;
+    }
+    j->r = r;
+    j->kind = kind;
+    j->body = b;
+    j->temperature = 0.7;
+    valid_init(v);
+    const char *model = NULL;
+    valid_str(v, b, "model", false, false, &model);
+    registry_model_name(model, MODEL_KIND_VISION, j->model, sizeof j->model);
+    return j;
+}
+
+/* Validation answer, then the image: base64 (400) and header (400/413). */
+static void finish_json(http_req *r, vision_job *j, valid *v, const char *image) {
+    if (!valid_ok(v)) {
+        http_send_validation(r, valid_take(v));
+        valid_free(v);
+        job_free(j);
+        return;
+    }
+    valid_free(v);
+    char err[512];
+    size_t n = 0;
+    int rc = image_from_base64(image, strlen(image), &j->decoded, &n, err, sizeof err);
+    if (rc) {
+        http_send_error(r, rc, "%s", err);
+        job_free(j);
+        return;
+    }
+    j->image = j->decoded;
+    j->image_len = n;
+    if (!header_ok(r, j)) {
+        job_free(j);
+        return;
+    }
+    start(j);
+}
+
+static void sampling(valid *v, vision_job *j) {
+    double d;
+    long long n;
+    if (valid_num(v, j->body, "temperature", false, 0, 2, &d) == 1) j->temperature = d;
+    if (valid_int(v, j->body, "max_tokens", false, 1, 1 << 20, &n) == 1) j->max_tokens = (int)n;
+}
+
+static void analyze(http_req *r) {
+    valid v;
+    vision_job *j = begin_json(r, VJ_ANALYZE, &v);
+    if (!j) return;
+    const char *image = NULL;
+    valid_str(&v, j->body, "image", true, true, &image);
+    valid_str(&v, j->body, "prompt", true, true, &j->prompt);
+    sampling(&v, j);
+    finish_json(r, j, &v, image);
+}
+
+static void caption(http_req *r) {
+    valid v;
+    vision_job *j = begin_json(r, VJ_CAPTION, &v);
+    if (!j) return;
+    const char *image = NULL, *level = "normal";
+    valid_str(&v, j->body, "image", true, true, &image);
+    valid_enum(&v, j->body, "detail_level", false, detail_levels, &level);
+    for (int i = 0; detail_levels[i]; i++)
+        if (!strcmp(level, detail_levels[i])) j->prompt = caption_prompts[i];
+    sampling(&v, j);
+    finish_json(r, j, &v, image);
+}
+
+static void ocr(http_req *r) {
+    valid v;
+    vision_job *j = begin_json(r, VJ_OCR, &v);
+    if (!j) return;
+    const char *image = NULL, *model = NULL, *lang = "eng";
+    valid_str(&v, j->body, "image", true, true, &image);
+    valid_str(&v, j->body, "model", false, false, &model);
+    /* No model (or "tesseract"): the in-process engine; any other name is a
+     * vision model. */
+    j->tesseract = !model || !*model || !strcmp(model, TESSERACT_MODEL);
+    if (valid_str(&v, j->body, "language", false, false, &lang) >= 0 && lang && *lang) {
+        if (!ocr_language_ok(lang)) {
+            char list[512];
+            int n = ocr_languages(list, sizeof list);
+            valid_add(&v, "language", "value_error", "OCR language '%.64s' is not installed; installed: %s", lang,
+                      n ? list : "none");
+        } else {
+            snprintf(j->lang, sizeof j->lang, "%s", lang);
+        }
+    }
+    if (!j->lang[0]) snprintf(j->lang, sizeof j->lang, "eng");
+    j->prompt = OCR_PROMPT;
+    j->temperature = 0;
+    sampling(&v, j);
+    finish_json(r, j, &v, image);
+}
+
+/* ---- upload -------------------------------------------------------------------------- */
+
+/* A form field (not a file), else the query parameter of the same name.
+ * Returns 1 found (*out a new string), 0 absent, -1 unusable (NUL or too long). */
+static int form_or_query(http_req *r, const multipart *m, const char *name, size_t max, char **out) {
+    *out = NULL;
+    const multipart_part *p = multipart_find(m, name);
+    if (p && !p->filename) {
+        if (p->len > max || memchr(p->data, '\0', p->len) || !valid_utf8(p->data, p->len)) return -1;
+        *out = smp_strndup(p->data, p->len);
+        return *out ? 1 : -1;
+    }
+    const char *q = http_query(r, name);
+    if (!q) return 0;
+    if (strlen(q) > max || !valid_utf8(q, strlen(q))) return -1;
+    *out = smp_strdup(q);
+    return *out ? 1 : -1;
+}
+
+static void upload(http_req *r) {
+    vision_job *j = smp_calloc(1, sizeof *j);
+    if (!j) {
+        http_send_error(r, SMP_E_NOMEM, NULL);
+        return;
+    }
+    j->r = r;
+    j->kind = VJ_UPLOAD;
+    j->temperature = 0.7;
+    size_t blen;
+    const char *body = http_body(r, &blen);
+    char err[512];
+    int rc = multipart_parse(http_header(r, "Content-Type"), body, blen, &j->form, err, sizeof err);
+    if (rc) {
+        if (rc == -SMP_E_UNSUPPORTED_MEDIA)
+            http_send_error(r, rc, "Expected a multipart/form-data upload with the image in a field named 'file' (%s)", err);
+        else
+            http_send_error(r, rc == -SMP_E_FORMAT ? SMP_E_BAD_REQUEST : rc, "Invalid multipart body: %s", err);
+        job_free(j);
+        return;
+    }
+    valid v;
+    valid_init(&v);
+    const multipart_part *file = multipart_find(&j->form, "file");
+    if (!file || !file->filename) valid_add(&v, "file", "missing", "Field required (an image upload named 'file')");
+    char *model = NULL;
+    if (form_or_query(r, &j->form, "prompt", PROMPT_MAX, &j->prompt_copy) < 0)
+        valid_add(&v, "prompt", "string_type", "prompt should be UTF-8 text of at most %d bytes", PROMPT_MAX);
+    if (form_or_query(r, &j->form, "model", 199, &model) < 0)
+        valid_add(&v, "model", "string_type", "model should be a name of at most 199 bytes");
+    if (!valid_ok(&v)) {
+        http_send_validation(r, valid_take(&v));
+        valid_free(&v);
+        smp_free(model);
+        job_free(j);
+        return;
+    }
+    valid_free(&v);
+    j->prompt = j->prompt_copy && *j->prompt_copy ? j->prompt_copy : UPLOAD_PROMPT;
+    registry_model_name(model, MODEL_KIND_VISION, j->model, sizeof j->model);
+    smp_free(model);
+    snprintf(j->filename, sizeof j->filename, "%s", file->filename);
+    j->image = (const unsigned char *)file->data;
+    j->image_len = file->len;
+    if (!header_ok(r, j)) {
+        job_free(j);
+        return;
+    }
+    start(j);
+}
+
+void api_vision_register(void) {
+    router_add("POST", "/vision/analyze", analyze, 0, "Answer a prompt about a base64 image with a vision model");
+    router_add("POST", "/vision/caption", caption, 0, "Caption a base64 image (detail_level brief, normal or detailed)");
+    router_add("POST", "/vision/ocr", ocr, 0,
+               "Text in a base64 image: Tesseract in-process, or a vision model when 'model' names one");
+    router_add("POST", "/vision/upload", upload, ROUTE_UPLOAD,
+               "Answer a prompt about an uploaded image (multipart 'file'; 'prompt' and 'model' as fields or query)");
+    image_lib_init();
+}

@@ -467,6 +467,18 @@ static int local_generate(backend *b, const backend_gen_req *req, backend_token_
                           backend_gen_result *out, char *err, size_t errlen) {
     local_state *st = b->state;
     memset(out, 0, sizeof *out);
+    /* The engine reads text only: images must not be dropped silently. The
+     * registry tries the next backend that has the model (UNAVAILABLE). */
+    for (int i = 0; i < req->n_messages; i++) {
+        if (req->messages[i].n_images > 0) {
+            snprintf(err, errlen,
+                     "local: model '%s' cannot read images (the built-in engine is text-only). Serve a vision model "
+                     "through Ollama (OLLAMA_BASE_URL) or an OpenAI-compatible server (OPENAI_BASE_URL), routed with "
+                     "MODEL_BACKENDS=%s=ollama (or =openai)",
+                     req->model, req->model);
+            return -SMP_E_UNAVAILABLE;
+        }
+    }
     uint64_t t0 = util_now_ns();
     loaded *l;
     bool fresh;

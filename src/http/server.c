@@ -51,6 +51,7 @@ struct http_req {
     bool too_large;
     atomic_bool recorded; /* counted in metrics/analytics, logged (once) */
     size_t discarded; /* body bytes thrown away past the cap */
+    bool answered_raw; /* 413 written straight to the socket (chunked body over the cap) */
     bool responded;
     int status;
     char error_text[ERROR_TEXT_MAX];
@@ -218,25 +219,26 @@ static const char *openai_error_type(int status) {
     }
 }
 
-static void send_error_msg(http_req *r, int code, const char *msg) {
-    if (code < 0) code = -code;
-    int status = smp_err_status(code);
+/* The error body in r's dialect; records the error on r. */
+static json_t *error_body(http_req *r, int code, const char *msg) {
     snprintf(r->error_text, sizeof r->error_text, "%s", msg);
     r->error_code = code;
-    json_t *body;
     switch (r->dialect) {
     case HTTP_DIALECT_OPENAI:
-        body = json_pack("{s:{s:s,s:s,s:n,s:s}}", "error", "message", msg, "type", openai_error_type(status), "param",
-                         "code", smp_err_name(code));
-        break;
+        return json_pack("{s:{s:s,s:s,s:n,s:s}}", "error", "message", msg, "type",
+                         openai_error_type(smp_err_status(code)), "param", "code", smp_err_name(code));
     case HTTP_DIALECT_OLLAMA:
-        body = json_pack("{s:s}", "error", msg);
-        break;
+        return json_pack("{s:s}", "error", msg);
     default:
-        body = json_pack("{s:s}", "detail", msg);
+        return json_pack("{s:s}", "detail", msg);
     }
+}
+
+static void send_error_msg(http_req *r, int code, const char *msg) {
+    if (code < 0) code = -code;
+    json_t *body = error_body(r, code, msg);
     if (code == SMP_E_AUTH_MISSING || code == SMP_E_AUTH_INVALID) http_add_header(r, "WWW-Authenticate", "ApiKey");
-    http_send_json(r, status, body);
+    http_send_json(r, smp_err_status(code), body);
 }
 
 void http_send_error(http_req *r, int code, const char *fmt, ...) {
@@ -453,10 +455,49 @@ static void req_free(http_req *r) {
     smp_free(r);
 }
 
+static void too_large_msg(http_req *r, char *msg, size_t n) {
+    snprintf(msg, n, "Request body too large: the limit is %zu MiB (%s)", r->body_cap >> 20,
+             r->match.route && (r->match.route->flags & ROUTE_UPLOAD) ? "MAX_UPLOAD_MB" : "MAX_BODY_MB");
+}
+
 static void send_too_large(http_req *r) {
+    char msg[128];
+    too_large_msg(r, msg, sizeof msg);
     http_add_header(r, "Connection", "close");
-    http_send_error(r, SMP_E_TOO_LARGE, "Request body too large: the limit is %zu MiB (%s)", r->body_cap >> 20,
-                    r->match.route && (r->match.route->flags & ROUTE_UPLOAD) ? "MAX_UPLOAD_MB" : "MAX_BODY_MB");
+    http_send_error(r, SMP_E_TOO_LARGE, "%s", msg);
+}
+
+/* A body without a Content-Length (chunked) has just passed the cap. MHD
+ * cannot queue a reply while the body is still arriving, so the 413 is
+ * written to the socket directly, now, while the client is still sending;
+ * MHD then reads and drops what follows (bounded) and closes without a reply
+ * of its own. The connection has sent nothing before, so these bytes are the
+ * whole response. */
+static void send_too_large_raw(http_req *r) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    char msg[128];
+    too_large_msg(r, msg, sizeof msg);
+    json_t *body = error_body(r, SMP_E_TOO_LARGE, msg);
+    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    json_decref(body);
+    r->responded = true;
+    r->answered_raw = true;
+    r->status = 413;
+    if (ci && text) {
+        char out[1024];
+        int n = snprintf(out, sizeof out,
+                         "HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
+                         "Content-Length: %zu\r\nConnection: close\r\nX-Request-Id: %s\r\n\r\n%s",
+                         strlen(text), r->request_id, text);
+        /* One small write into a socket buffer that holds nothing of ours. */
+        if (n > 0 && (size_t)n < sizeof out) (void)send(ci->connect_fd, out, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    if (text) {
+        json_free_t jfree;
+        json_get_alloc_funcs(NULL, &jfree); /* json_dumps used jansson's allocator */
+        jfree(text);
+    }
+    record_request(r, false);
 }
 
 static void answer_preflight(http_req *r) {
@@ -542,6 +583,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!r->too_large && buf_append(&r->body, upload_data, *upload_data_size) != 0) {
             r->too_large = true;
             buf_free(&r->body);
+            if (!r->responded) send_too_large_raw(r);
         }
         if (r->too_large) {
             r->discarded += *upload_data_size;
@@ -550,6 +592,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (r->answered_raw) return MHD_NO; /* the 413 went out directly: close */
     if (r->too_large && !r->responded) send_too_large(r);
     if (!r->responded) dispatch(r);
     return MHD_YES;

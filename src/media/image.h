@@ -1,0 +1,65 @@
+/* image.h - image intake: format detection by content, header probing of the
+ * dimensions before any decoding, decoding with leptonica, EXIF orientation,
+ * and the base64 intake of the JSON routes.
+ *
+ * Every function takes untrusted bytes and never crashes on them: a bad file
+ * is -SMP_E_FORMAT with err = "Invalid image file: <why>", an image whose
+ * header claims more than max_pixels is -SMP_E_TOO_LARGE, refused before any
+ * pixel memory is allocated. Main data structure: image_info, what the header
+ * says (format, width, height as displayed before EXIF rotation, and the
+ * EXIF orientation 1..8 of a JPEG; 1 for every other format) and how many
+ * pixels decoding will allocate (every frame of an animated GIF counts). */
+#ifndef SMP_MEDIA_IMAGE_H
+#define SMP_MEDIA_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    IMAGE_UNKNOWN = 0,
+    IMAGE_PNG,
+    IMAGE_JPEG,
+    IMAGE_GIF,
+    IMAGE_WEBP,
+    IMAGE_BMP,
+    IMAGE_TIFF,
+} image_format;
+
+typedef struct {
+    image_format format;
+    uint32_t width, height; /* as stored (before orientation) */
+    int orientation;        /* EXIF 1..8 (1: as stored) */
+    int frames;             /* GIF: frames in the file; 1 otherwise */
+    uint64_t pixels;        /* what decoding allocates: width*height, or a GIF's sum over its frames */
+} image_info;
+
+/* The format the first bytes announce (IMAGE_UNKNOWN when none). */
+image_format image_detect(const unsigned char *p, size_t n);
+const char *image_format_name(image_format f); /* "png", ... "unknown" */
+const char *image_mime(image_format f);        /* "image/png", ... NULL for unknown */
+
+/* Read the header only: format, dimensions, orientation (for a GIF, walk its
+ * block structure to count frames). Returns 0, -SMP_E_FORMAT (err says why)
+ * or, when max_pixels > 0 and width*height or info.pixels exceeds it,
+ * -SMP_E_TOO_LARGE. Allocates nothing. */
+int image_probe(const unsigned char *p, size_t n, uint64_t max_pixels, image_info *out, char *err, size_t errlen);
+
+/* Probe, then decode into a leptonica PIX (caller frees with pixDestroy), the
+ * EXIF orientation applied. Errors as image_probe, plus -SMP_E_NOMEM. A
+ * truncated or corrupt body is -SMP_E_FORMAT. info may be NULL. */
+struct Pix;
+int image_decode(const unsigned char *p, size_t n, uint64_t max_pixels, struct Pix **out, image_info *info, char *err,
+                 size_t errlen);
+
+/* Base64 intake of a JSON "image" field: an optional
+ * "data:image/...;base64," prefix, then strict base64. "http..." is refused
+ * (no server-side fetching). On success *out (smp_free) holds the bytes.
+ * Returns 0 or -SMP_E_BAD_REQUEST with err set; the bytes are not checked
+ * for being an image (image_probe does that). */
+int image_from_base64(const char *s, size_t len, unsigned char **out, size_t *outlen, char *err, size_t errlen);
+
+/* Silence leptonica's own stderr messages (done by image_decode too; safe to
+ * call more than once, from any thread). */
+void image_lib_init(void);
+
+#endif

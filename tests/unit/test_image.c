@@ -1,0 +1,287 @@
+/* test_image.c - image intake (media/image.h): detection by content, header
+ * dimensions, the pixel limit enforced before any pixel memory exists
+ * (leptonica's pix allocator is counted), EXIF orientation, truncated and
+ * corrupt files, empty input and the base64 intake. Uses ../shared/images. */
+#include <leptonica/allheaders.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/errors.h"
+#include "media/image.h"
+#include "test.h"
+
+#define IMG_DIR "../shared/images/"
+#define MAX_PX (40ull * 1000 * 1000)
+
+static unsigned char *slurp(const char *name, size_t *n) {
+    char path[256];
+    snprintf(path, sizeof path, IMG_DIR "%s", name);
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *d = malloc(sz > 0 ? (size_t)sz : 1);
+    *n = fread(d, 1, (size_t)sz, f);
+    fclose(f);
+    return d;
+}
+
+/* Leptonica's pixel-data allocator, counted: a refused image must not reach it. */
+static long pix_allocs;
+static void *count_alloc(size_t n) {
+    pix_allocs++;
+    return malloc(n);
+}
+static void count_free(void *p) { free(p); }
+
+TEST(image_detect_and_dims_of_every_format) {
+    static const struct {
+        const char *file;
+        image_format f;
+        unsigned w, h;
+    } cases[] = {
+        {"invoice.png", IMAGE_PNG, 900, 220}, {"invoice.jpg", IMAGE_JPEG, 900, 220}, {"sign.png", IMAGE_PNG, 700, 160},
+        {"sign.webp", IMAGE_WEBP, 700, 160},  {"sign.gif", IMAGE_GIF, 700, 160},     {"sign.bmp", IMAGE_BMP, 700, 160},
+        {"sign.tiff", IMAGE_TIFF, 700, 160},  {"tiny-gradient.png", IMAGE_PNG, 64, 64},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n;
+        unsigned char *d = slurp(cases[i].file, &n);
+        REQUIRE(d);
+        CHECK_INT(image_detect(d, n), cases[i].f);
+        image_info info;
+        char err[256] = "";
+        CHECK_INT(image_probe(d, n, MAX_PX, &info, err, sizeof err), 0);
+        CHECK_INT(info.width, cases[i].w);
+        CHECK_INT(info.height, cases[i].h);
+        PIX *pix = NULL;
+        int rc = image_decode(d, n, MAX_PX, &pix, NULL, err, sizeof err);
+        if (rc) fprintf(stderr, "  %s: %s\n", cases[i].file, err);
+        CHECK_INT(rc, 0);
+        if (pix) {
+            CHECK_INT(pixGetWidth(pix), cases[i].w);
+            CHECK_INT(pixGetHeight(pix), cases[i].h);
+        }
+        pixDestroy(&pix);
+        free(d);
+    }
+    CHECK_STR(image_mime(IMAGE_WEBP), "image/webp");
+    CHECK_STR(image_format_name(IMAGE_TIFF), "tiff");
+}
+
+TEST(image_refuses_non_images_and_empty_input) {
+    size_t n;
+    unsigned char *d = slurp("not-an-image.png", &n);
+    REQUIRE(d && n == 5000);
+    CHECK_INT(image_detect(d, n), IMAGE_UNKNOWN);
+    image_info info;
+    char err[256];
+    CHECK_INT(image_probe(d, n, MAX_PX, &info, err, sizeof err), -SMP_E_FORMAT);
+    CHECK(!strncmp(err, "Invalid image file: ", 20));
+    free(d);
+    PIX *pix = (PIX *)1;
+    CHECK_INT(image_decode((const unsigned char *)"", 0, MAX_PX, &pix, NULL, err, sizeof err), -SMP_E_FORMAT);
+    CHECK(pix == NULL);
+    CHECK(strstr(err, "empty") != NULL);
+    CHECK_INT(image_probe(NULL, 0, MAX_PX, &info, err, sizeof err), -SMP_E_FORMAT);
+    /* A signature and nothing after it. */
+    CHECK_INT(image_probe((const unsigned char *)"\x89PNG\r\n\x1a\n", 8, MAX_PX, &info, err, sizeof err), -SMP_E_FORMAT);
+    CHECK_INT(image_probe((const unsigned char *)"GIF89a", 6, MAX_PX, &info, err, sizeof err), -SMP_E_FORMAT);
+    CHECK_INT(image_probe((const unsigned char *)"\xFF\xD8\xFF", 3, MAX_PX, &info, err, sizeof err), -SMP_E_FORMAT);
+    CHECK_INT(image_probe((const unsigned char *)"BM", 2, MAX_PX, &info, err, sizeof err), -SMP_E_FORMAT);
+    CHECK_INT(image_probe((const unsigned char *)"II*\0\xff\xff\0\0", 8, MAX_PX, &info, err, sizeof err), -SMP_E_FORMAT);
+}
+
+static void put_be32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)(v >> 24), p[1] = (unsigned char)(v >> 16), p[2] = (unsigned char)(v >> 8), p[3] = (unsigned char)v;
+}
+
+/* Tiny files whose headers claim 50,000 x 50,000 pixels (2.5 gigapixels). */
+TEST(image_bombs_refused_before_allocating) {
+    setPixMemoryManager(count_alloc, count_free);
+    pix_allocs = 0;
+    unsigned char png[8 + 25 + 12];
+    memset(png, 0, sizeof png);
+    memcpy(png, "\x89PNG\r\n\x1a\n", 8);
+    put_be32(png + 8, 13);
+    memcpy(png + 12, "IHDR", 4);
+    put_be32(png + 16, 50000);
+    put_be32(png + 20, 50000);
+    png[24] = 8; /* bit depth; colour type 0 */
+    unsigned char jpg[] = {0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x0B, 0x08, 0xC3, 0x50, 0xC3, 0x50, 0x01, 0x01, 0x11, 0x00,
+                           0xFF, 0xDA, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3F, 0x00, 0x00, 0xFF, 0xD9};
+    unsigned char bmp[54] = {'B', 'M'};
+    bmp[14] = 40;
+    bmp[18] = 0x50, bmp[19] = 0xC3; /* 50000 */
+    bmp[22] = 0x50, bmp[23] = 0xC3;
+    bmp[26] = 1, bmp[28] = 24;
+    /* GIF: a 1x1 screen, but a frame of 50000 x 50000. */
+    unsigned char gif[] = {'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0, 0, 0, 0,
+                           0x2C, 0, 0, 0, 0, 0x50, 0xC3, 0x50, 0xC3, 0, 2, 2, 0x4C, 1, 0, 0x3B};
+    unsigned char webp[30] = {'R', 'I', 'F', 'F', 22, 0, 0, 0, 'W', 'E', 'B', 'P', 'V', 'P', '8', 'X', 10, 0, 0, 0};
+    webp[24] = 0x4F, webp[25] = 0xC3; /* 49999 + 1 */
+    webp[27] = 0x4F, webp[28] = 0xC3;
+    const struct {
+        const unsigned char *d;
+        size_t n;
+    } bombs[] = {{png, sizeof png}, {jpg, sizeof jpg}, {bmp, sizeof bmp}, {gif, sizeof gif}, {webp, sizeof webp}};
+    for (size_t i = 0; i < sizeof bombs / sizeof bombs[0]; i++) {
+        PIX *pix = NULL;
+        image_info info;
+        char err[256] = "";
+        int rc = image_decode(bombs[i].d, bombs[i].n, MAX_PX, &pix, &info, err, sizeof err);
+        if (rc != -SMP_E_TOO_LARGE) fprintf(stderr, "  bomb %zu: rc %d %s\n", i, rc, err);
+        CHECK_INT(rc, -SMP_E_TOO_LARGE);
+        CHECK_INT(info.width, 50000);
+        CHECK_INT(info.height, 50000);
+        CHECK(strstr(err, "MAX_IMAGE_MP") != NULL);
+        CHECK(pix == NULL);
+    }
+    /* An animated GIF: 1x1 screen, 100 frames of 1000 x 1000 (100 megapixels
+     * in all, each frame alone under the limit), a few bytes each. */
+    unsigned char agif[13 + 100 * 14 + 1] = {'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0, 0, 0, 0};
+    for (int f = 0; f < 100; f++) {
+        unsigned char fr[14] = {0x2C, 0, 0, 0, 0, 0xE8, 0x03, 0xE8, 0x03, 0, 2, 1, 0x4C, 0};
+        memcpy(agif + 13 + f * 14, fr, sizeof fr);
+    }
+    agif[sizeof agif - 1] = 0x3B;
+    PIX *apix = NULL;
+    image_info ainfo;
+    char aerr[256];
+    CHECK_INT(image_decode(agif, sizeof agif, MAX_PX, &apix, &ainfo, aerr, sizeof aerr), -SMP_E_TOO_LARGE);
+    CHECK_INT(ainfo.frames, 100);
+    CHECK(strstr(aerr, "100 frames") != NULL);
+    CHECK(apix == NULL);
+    CHECK_INT(pix_allocs, 0);
+    /* The counter works: a real decode goes through it. */
+    size_t n;
+    unsigned char *d = slurp("tiny-gradient.png", &n);
+    REQUIRE(d);
+    PIX *pix = NULL;
+    char err[256];
+    CHECK_INT(image_decode(d, n, MAX_PX, &pix, NULL, err, sizeof err), 0);
+    CHECK(pix_allocs > 0);
+    pixDestroy(&pix);
+    free(d);
+}
+
+/* A 16x8 JPEG, left half black, right half white, with an APP1 Exif segment
+ * holding Orientation = orient inserted after SOI. Caller frees. */
+static unsigned char *jpeg_with_orientation(int orient, size_t *n) {
+    PIX *pix = pixCreate(16, 8, 8);
+    for (int y = 0; y < 8; y++)
+        for (int x = 0; x < 16; x++) pixSetPixel(pix, x, y, x < 8 ? 0 : 255);
+    l_uint8 *jd = NULL;
+    size_t jn = 0;
+    if (pixWriteMem(&jd, &jn, pix, IFF_JFIF_JPEG) != 0) return NULL;
+    pixDestroy(&pix);
+    /* APP1: FF E1, length, "Exif\0\0", "MM\0*", IFD offset 8, 1 entry:
+     * tag 0x0112 SHORT count 1 value orient, next IFD 0. */
+    unsigned char app1[] = {0xFF, 0xE1, 0x00, 0x22, 'E', 'x', 'i', 'f', 0, 0, 'M', 'M', 0, 0x2A, 0, 0, 0, 8,
+                            0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, (unsigned char)orient, 0, 0, 0, 0, 0, 0};
+    *n = jn + sizeof app1;
+    unsigned char *out = malloc(*n);
+    memcpy(out, jd, 2);
+    memcpy(out + 2, app1, sizeof app1);
+    memcpy(out + 2 + sizeof app1, jd + 2, jn - 2);
+    lept_free(jd);
+    return out;
+}
+
+static int gray_at(PIX *p, int x, int y) {
+    l_uint32 v = 0;
+    pixGetPixel(p, x, y, &v);
+    return (int)v;
+}
+
+TEST(image_exif_orientation_is_applied) {
+    /* orientation -> upright size, and where the black half ends up */
+    static const struct {
+        int orient, w, h;
+        int bx, by; /* a pixel that must be black */
+        int wx, wy; /* a pixel that must be white */
+    } cases[] = {
+        {1, 16, 8, 2, 4, 13, 4}, {3, 16, 8, 13, 4, 2, 4}, {6, 8, 16, 4, 2, 4, 13},
+        {8, 8, 16, 4, 13, 4, 2}, {5, 8, 16, 4, 2, 4, 13}, {2, 16, 8, 13, 4, 2, 4},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n;
+        unsigned char *d = jpeg_with_orientation(cases[i].orient, &n);
+        REQUIRE(d);
+        image_info info;
+        PIX *pix = NULL;
+        char err[256] = "";
+        int rc = image_decode(d, n, MAX_PX, &pix, &info, err, sizeof err);
+        if (rc) fprintf(stderr, "  orientation %d: %s\n", cases[i].orient, err);
+        REQUIRE(rc == 0);
+        CHECK_INT(info.orientation, cases[i].orient);
+        CHECK_INT(info.width, 16); /* the header's (stored) size */
+        CHECK_INT(pixGetWidth(pix), cases[i].w);
+        CHECK_INT(pixGetHeight(pix), cases[i].h);
+        CHECK(gray_at(pix, cases[i].bx, cases[i].by) < 64);
+        CHECK(gray_at(pix, cases[i].wx, cases[i].wy) > 192);
+        pixDestroy(&pix);
+        free(d);
+    }
+}
+
+TEST(image_truncated_png_and_corrupt_jpeg_refused) {
+    size_t n;
+    unsigned char *d = slurp("sign.png", &n);
+    REQUIRE(d && n > 1000);
+    char err[256];
+    PIX *pix = NULL;
+    /* Cut inside the pixel data, and inside the header. */
+    CHECK_INT(image_decode(d, n / 2, MAX_PX, &pix, NULL, err, sizeof err), -SMP_E_FORMAT);
+    CHECK(pix == NULL);
+    CHECK(strstr(err, "truncated or corrupt") != NULL);
+    CHECK_INT(image_decode(d, 20, MAX_PX, &pix, NULL, err, sizeof err), -SMP_E_FORMAT);
+    free(d);
+
+    d = slurp("invoice.jpg", &n);
+    REQUIRE(d && n > 4000);
+    /* Header intact, entropy-coded body overwritten from the middle on. */
+    unsigned char *bad = malloc(n);
+    memcpy(bad, d, n);
+    uint32_t x = 12345;
+    for (size_t i = n / 2; i < n - 2; i++) {
+        x = x * 1103515245u + 12345u;
+        bad[i] = (unsigned char)(x >> 16);
+    }
+    image_info info;
+    CHECK_INT(image_probe(bad, n, MAX_PX, &info, err, sizeof err), 0); /* the header is fine */
+    CHECK_INT(image_decode(bad, n, MAX_PX, &pix, NULL, err, sizeof err), -SMP_E_FORMAT);
+    CHECK(pix == NULL);
+    /* Cut short. */
+    CHECK_INT(image_decode(d, n * 2 / 3, MAX_PX, &pix, NULL, err, sizeof err), -SMP_E_FORMAT);
+    CHECK(pix == NULL);
+    free(bad);
+    free(d);
+}
+
+TEST(image_base64_intake) {
+    unsigned char *d;
+    size_t n;
+    char err[256];
+    CHECK_INT(image_from_base64("aGVsbG8=", 8, &d, &n, err, sizeof err), 0);
+    CHECK_INT(n, 5);
+    CHECK(!memcmp(d, "hello", 5));
+    smp_free(d);
+    const char *url = "data:image/png;base64,aGVsbG8=";
+    CHECK_INT(image_from_base64(url, strlen(url), &d, &n, err, sizeof err), 0);
+    CHECK_INT(n, 5);
+    smp_free(d);
+    const char *h = "https://example.com/cat.png";
+    CHECK_INT(image_from_base64(h, strlen(h), &d, &n, err, sizeof err), -SMP_E_BAD_REQUEST);
+    CHECK(strstr(err, "no server-side fetching") != NULL);
+    CHECK_INT(image_from_base64("aGVsbG8", 7, &d, &n, err, sizeof err), -SMP_E_BAD_REQUEST); /* padding */
+    CHECK(strstr(err, "base64") != NULL);
+    CHECK_INT(image_from_base64("aGV*bG8=", 8, &d, &n, err, sizeof err), -SMP_E_BAD_REQUEST); /* character */
+    CHECK_INT(image_from_base64("", 0, &d, &n, err, sizeof err), -SMP_E_BAD_REQUEST);
+    const char *txt = "data:text/plain;base64,aGVsbG8=";
+    CHECK_INT(image_from_base64(txt, strlen(txt), &d, &n, err, sizeof err), -SMP_E_BAD_REQUEST);
+    CHECK(d == NULL);
+}
