@@ -21,6 +21,7 @@
 #include "core/buf.h"
 #include "core/errors.h"
 #include "core/util.h"
+#include "engine/cli_whisper.h"
 #include "engine/gguf.h"
 #include "engine/gguf_write.h"
 #include "engine/kernels/kernels.h"
@@ -430,6 +431,7 @@ static int cmd_tokenize(int argc, char **argv) {
 /* ---- eval ---- */
 
 static int cmd_eval(int argc, char **argv) {
+    if (cli_whisper_is_eval(argc, argv)) return cli_whisper_eval(argc, argv);
     opts o;
     int rc = parse_opts("eval", argc, argv, "--tokens --logits --threads", 1, &o);
     if (rc) return rc;
@@ -958,12 +960,14 @@ static const struct {
 };
 
 bool cli_engine_has(const char *cmd) {
+    if (cli_whisper_has(cmd)) return true;
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         if (!strcmp(cmds[i].name, cmd)) return true;
     return false;
 }
 
 int cli_engine_main(const char *cmd, int argc, char **argv) {
+    if (cli_whisper_has(cmd)) return cli_whisper_main(cmd, argc, argv);
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         if (!strcmp(cmds[i].name, cmd)) return cmds[i].fn(argc, argv);
     return EXIT_USAGE;
@@ -971,4 +975,5 @@ int cli_engine_main(const char *cmd, int argc, char **argv) {
 
 void cli_engine_usage(FILE *f) {
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) fprintf(f, "  %s\n", cmds[i].help);
+    cli_whisper_usage(f);
 }

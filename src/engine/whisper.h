@@ -24,6 +24,14 @@ typedef struct whisper_model whisper_model;
 /* Returns 0; -SMP_E_FORMAT (not a Whisper model, truncated, unknown tensor
  * type: err says which); -SMP_E_IO; -SMP_E_NOMEM. */
 int whisper_load(const char *path, whisper_model **out, char *err, size_t errlen);
+/* The same with options: n_threads sizes the model's own compute pool (0: one
+ * per core); a non-NULL pool is borrowed instead (it must outlive the model). */
+struct tp_pool;
+typedef struct {
+    int n_threads;
+    struct tp_pool *pool;
+} whisper_load_opts;
+int whisper_load_ex(const char *path, const whisper_load_opts *opts, whisper_model **out, char *err, size_t errlen);
 void whisper_free(whisper_model *m);
 /* "tiny64 f16 (4 layers, 8.2 MB)"-style one-line description. */
 const char *whisper_describe(const whisper_model *m);

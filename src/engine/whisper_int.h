@@ -46,9 +46,20 @@ void whisper_state_free(whisper_state *s);
  * -SMP_E_NOMEM. */
 int whisper_mel(const whisper_model *m, const float *pcm, size_t n_samples, float **mel, int *n_frames);
 
+/* The same from explicit filters ([n_mels][201]) on a pool (NULL: the calling
+ * thread), for tools without a model file. */
+struct tp_pool;
+int whisper_mel_ex(const float *filters, int n_mels, struct tp_pool *pool, const float *pcm, size_t n_samples,
+                   float **mel, int *n_frames);
+/* The standard filter bank (librosa's Slaney-normalised mel for 16 kHz and a
+ * 400-point FFT, what the model files carry): n_mels (<= WHISPER_N_MEL_MAX)
+ * rows of 201 floats into out. */
+void whisper_mel_filters_std(int n_mels, float *out);
+
 /* Run the encoder on the 3000 frames of mel starting at frame `offset`
- * (frames past n_frames read as the padding value), keep its output and the
- * cross-attention K/V in s, and reset the decoder's KV cache. */
+ * (frames past n_frames read as 0, as in whisper.cpp and OpenAI Whisper),
+ * keep its output and the cross-attention K/V in s, and reset the decoder's
+ * KV cache. */
 int whisper_encode(whisper_state *s, const float *mel, int n_frames, int offset);
 
 /* Decoder over n tokens at positions n_past .. n_past+n-1 (the self-attention
@@ -57,5 +68,52 @@ int whisper_encode(whisper_state *s, const float *mel, int n_frames, int offset)
  * for token i). Returns 0, or -SMP_E_VALIDATION when n_past + n exceeds
  * n_text_ctx. */
 int whisper_decode(whisper_state *s, const int32_t *tokens, int n, int n_past, float *logits, bool all_rows);
+
+/* ---- whisper.c's internals, exposed for the golden tests ---- */
+
+/* Greedy decoding of one encoded window under the settings of the golden
+ * .greedy.txt files (whisper.cpp whisper_full, no timestamps, no fallback):
+ * the prompt is decoded at n_past 0, then before each step every id from sot
+ * up is -inf (eot stays), at the first step eot and " " too; argmax, lowest
+ * id on a tie; stops after eot (kept in ids) or after max_tokens tokens.
+ * ids (and logp when not NULL: each token's log-probability after the
+ * filters) hold max_tokens entries. Returns 0 or a whisper_decode error. */
+int whisper_greedy_window(const whisper_model *m, whisper_state *s, const int32_t *prompt, int n_prompt, int max_tokens,
+                          int32_t *ids, float *logp, int *n_ids);
+/* The bytes of the text tokens among ids (specials skipped), NUL-terminated,
+ * owned by the caller (smp_free); NULL when memory runs out. */
+char *whisper_detokenize(const whisper_model *m, const int32_t *ids, int n, size_t *len);
+/* Prompt text -> at most max_ids token ids by greedy longest match over the
+ * vocabulary pieces (no BPE merges in the file). Returns the count or
+ * -SMP_E_NOMEM. */
+int whisper_tokenize_prompt(const whisper_model *m, const char *text, int32_t *ids, int max_ids);
+/* A window's prompt: [prev, the last <= 223 of ctx] (when n_ctx > 0), sot,
+ * then language and task (multilingual models), then notimestamps (when
+ * !timestamps). out needs 228 entries; *n_head = count up to sot included.
+ * Returns the count. */
+int whisper_prompt_tokens(const whisper_model *m, int lang, bool translate, bool timestamps, const int32_t *ctx,
+                          int n_ctx, int32_t *out, int *n_head);
+/* The transcription's logit filters on one step (seq: the tokens sampled so
+ * far in the window, n of them): specials never, eot and " " not first; with
+ * timestamps the pairing, monotonic, first <= 1 s and forced-timestamp rules. */
+void whisper_filter_logits(const whisper_model *m, float *logits, const int32_t *seq, int n, bool timestamps);
+/* One window's tokens (eot excluded) -> segments (times offset by seek, in
+ * 10 ms mel frames, clamped to duration; owned by the caller: free each text
+ * and the array with smp_free). Returns the frames to seek forward, or
+ * -SMP_E_NOMEM; *n_used = tokens that went into segments (the context). */
+long whisper_window_segments(const whisper_model *m, const int32_t *tokens, int n, long seek, long segment_size,
+                             double duration, bool timestamps, whisper_segment **segs, int *n_segs, int *n_used);
+/* The fallback's compression-ratio estimate of n bytes (zlib-free). */
+double whisper_compression_ratio(const char *s, size_t n);
+/* Softmax denominators for token selection: sum of exp((l[i] - mx) * scale)
+ * over terms above e^-30 (each term stored in out when not NULL); the AVX2
+ * version and the plain-loop reference, held to 1e-6 relative by a test. */
+double whisper_sum_exp(const float *l, int n, float mx, float scale, float *out);
+double whisper_sum_exp_ref(const float *l, int n, float mx, float scale, float *out);
+
+/* Test hook: the forward pass's own fast paths (AVX2 attention scores,
+ * softmax with a polynomial exp, GELU with a polynomial erf) against their
+ * plain loops; the largest difference (see whisper_forward.c). */
+double whisper_attn_kernels_check(void);
 
 #endif
