@@ -114,6 +114,8 @@ bench: simpleton $(BUILD)/bench_rag $(BUILD)/bench_monitor
 	bench/gateway/run.sh
 	bench/engine/run.sh
 	bench/rag/run.sh
+	bench/vision/run.sh
+	bench/audio/run.sh
 
 $(BUILD)/bench_rag: bench/rag/bench_rag.c $(LIB)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS) $(LDLIBS)
