@@ -1,4 +1,528 @@
-/* audio.c - the audio routes (being written). */
-#include "api/api.h"
+/* audio.c - the audio routes: speech to text, in-process (Whisper) or
+ * forwarded to an OpenAI-compatible server.
+ *
+ *   POST /audio/transcribe, /audio/translate            JSON, "audio" in base64
+ *   POST /audio/upload/transcribe, /audio/upload/translate   multipart "file";
+ *        fields as form fields or query parameters
+ *   POST /v1/audio/transcriptions, /v1/audio/translations   OpenAI dialect,
+ *        multipart; response_format json | text | srt | vtt | verbose_json
+ *
+ * A handler parses and checks the request into an audio_job (the audio bytes
+ * point into the request body or into the job's decoded base64), then queues
+ * it on the shared worker pool (textgen_submit): decoding, model loading and
+ * transcription never run on an HTTP thread. The worker produces one
+ * canonical result object {text, language, duration, model, task, segments}
+ * (cached by the audio's SHA-256 and every option that changes the output,
+ * when the temperature is 0), then renders it in the route's shape. A client
+ * that leaves stops the transcription between decoder steps. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
 
-void api_audio_register(void) {}
+#include "api/api.h"
+#include "api/textgen.h"
+#include "backend/openai_audio.h"
+#include "cache/cache.h"
+#include "core/alloc.h"
+#include "core/buf.h"
+#include "core/config.h"
+#include "core/errors.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "core/valid.h"
+#include "engine/whisper.h"
+#include "http/multipart.h"
+#include "http/router.h"
+#include "http/server.h"
+#include "media/audio.h"
+#include "media/whisper_store.h"
+#include "obs/metrics.h"
+
+#define AUDIO_PROMPT_MAX 4096
+
+typedef enum { RF_SIMPLETON, RF_JSON, RF_TEXT, RF_SRT, RF_VTT, RF_VERBOSE } resp_format;
+
+typedef struct {
+    http_req *r;
+    const char *endpoint;   /* route template, for metrics */
+    bool translate;
+    resp_format fmt;
+    json_t *body;           /* JSON routes */
+    multipart form;         /* upload routes: parts point into the request body */
+    unsigned char *decoded; /* base64 routes: the audio bytes (owned) */
+    const unsigned char *audio;
+    size_t len;
+    const char *filename, *content_type;
+    char model[160];
+    char language[16];      /* "" = detect */
+    char *prompt;           /* owned; NULL: none */
+    double temperature;     /* < 0: not given */
+    bool cache;
+} audio_job;
+
+static void job_free(audio_job *j) {
+    if (!j) return;
+    json_decref(j->body);
+    multipart_free(&j->form);
+    smp_free(j->decoded);
+    smp_free(j->prompt);
+    smp_free(j);
+}
+
+static bool client_gone(void *ud) { return http_client_gone(ud); }
+
+/* ---- rendering ------------------------------------------------------------------------ */
+
+static void fmt_time(double t, char sep, char *out, size_t n) {
+    if (t < 0) t = 0;
+    long ms = lround(t * 1000);
+    snprintf(out, n, "%02ld:%02ld:%02ld%c%03ld", ms / 3600000, ms / 60000 % 60, ms / 1000 % 60, sep, ms % 1000);
+}
+
+/* Segments of the result, or one spanning the whole audio when there are
+ * none but there is text. */
+static json_t *segments_or_whole(json_t *res) {
+    json_t *segs = json_object_get(res, "segments");
+    if (json_array_size(segs)) return json_incref(segs);
+    const char *text = json_string_value(json_object_get(res, "text"));
+    json_t *a = json_array();
+    if (text && *text)
+        json_array_append_new(a, json_pack("{s:f,s:f,s:s}", "start", 0.0, "end",
+                                           json_real_value(json_object_get(res, "duration")), "text", text));
+    return a;
+}
+
+static void send_subtitles(http_req *r, json_t *res, bool vtt) {
+    buf b;
+    buf_init(&b, 0);
+    json_t *segs = segments_or_whole(res);
+    if (vtt) buf_puts(&b, "WEBVTT\n\n");
+    size_t i;
+    json_t *s;
+    json_array_foreach(segs, i, s) {
+        char t0[32], t1[32];
+        fmt_time(json_number_value(json_object_get(s, "start")), vtt ? '.' : ',', t0, sizeof t0);
+        fmt_time(json_number_value(json_object_get(s, "end")), vtt ? '.' : ',', t1, sizeof t1);
+        const char *text = json_string_value(json_object_get(s, "text"));
+        while (text && *text == ' ') text++;
+        if (!vtt) buf_printf(&b, "%zu\n", i + 1);
+        buf_printf(&b, "%s --> %s\n%s\n\n", t0, t1, text ? text : "");
+    }
+    json_decref(segs);
+    http_send(r, 200, vtt ? "text/vtt; charset=utf-8" : "application/x-subrip; charset=utf-8", b.data ? b.data : "",
+              b.len);
+    buf_free(&b);
+}
+
+static void respond(audio_job *j, json_t *res) {
+    http_req *r = j->r;
+    const char *text = json_string_value(json_object_get(res, "text"));
+    switch (j->fmt) {
+    case RF_SIMPLETON: {
+        json_t *o = json_pack("{s:s,s:O,s:O,s:O,s:O}", "text", text, j->translate ? "source_language" : "language",
+                              json_object_get(res, "language"), "duration", json_object_get(res, "duration"), "model",
+                              json_object_get(res, "model"), "segments", json_object_get(res, "segments"));
+        http_send_json(r, 200, o);
+        return;
+    }
+    case RF_JSON: http_send_json(r, 200, json_pack("{s:s}", "text", text)); return;
+    case RF_TEXT: {
+        buf b;
+        buf_init(&b, 0);
+        buf_printf(&b, "%s\n", text);
+        http_send(r, 200, "text/plain; charset=utf-8", b.data, b.len);
+        buf_free(&b);
+        return;
+    }
+    case RF_SRT: send_subtitles(r, res, false); return;
+    case RF_VTT: send_subtitles(r, res, true); return;
+    case RF_VERBOSE: {
+        json_t *segs = json_array(), *s;
+        size_t i;
+        json_array_foreach(json_object_get(res, "segments"), i, s) {
+            json_array_append_new(segs, json_pack("{s:i,s:i,s:O,s:O,s:O,s:[],s:f,s:f,s:f,s:f}", "id", (int)i, "seek",
+                                                  0, "start", json_object_get(s, "start"), "end",
+                                                  json_object_get(s, "end"), "text", json_object_get(s, "text"),
+                                                  "tokens", "temperature", j->temperature > 0 ? j->temperature : 0.0,
+                                                  "avg_logprob", 0.0, "compression_ratio", 0.0, "no_speech_prob", 0.0));
+        }
+        http_send_json(r, 200, json_pack("{s:s,s:O,s:O,s:s,s:o}", "task", j->translate ? "translate" : "transcribe",
+                                         "language", json_object_get(res, "language"), "duration",
+                                         json_object_get(res, "duration"), "text", text, "segments", segs));
+        return;
+    }
+    }
+}
+
+/* ---- the work ---------------------------------------------------------------------------- */
+
+static void cache_key_for(const audio_job *j, char key[CACHE_KEY_MAX]) {
+    char sha[65];
+    util_sha256_hex(j->audio, j->len, sha);
+    json_t *f = json_pack("{s:s,s:s,s:s,s:s,s:s}", "audio_sha256", sha, "model", j->model, "language", j->language,
+                          "task", j->translate ? "translate" : "transcribe", "prompt", j->prompt ? j->prompt : "");
+    cache_key(CACHE_AUDIO, f, key);
+    json_decref(f);
+}
+
+/* Canonical result from the engine's. */
+static json_t *from_whisper(const audio_job *j, const whisper_result *w) {
+    json_t *segs = json_array();
+    for (int i = 0; i < w->n_segments; i++)
+        json_array_append_new(segs, json_pack("{s:f,s:f,s:s}", "start", w->segments[i].start, "end",
+                                              w->segments[i].end, "text", w->segments[i].text ? w->segments[i].text : ""));
+    return json_pack("{s:s,s:s,s:f,s:s,s:s,s:o}", "text", w->text ? w->text : "", "language", w->language, "duration",
+                     w->duration, "model", j->model, "task", j->translate ? "translate" : "transcribe", "segments",
+                     segs);
+}
+
+/* Canonical result from an OpenAI-compatible server's verbose_json (or json). */
+static json_t *from_openai(const audio_job *j, json_t *up) {
+    json_t *segs = json_array(), *s;
+    size_t i;
+    json_array_foreach(json_object_get(up, "segments"), i, s) {
+        const char *t = json_string_value(json_object_get(s, "text"));
+        json_array_append_new(segs, json_pack("{s:f,s:f,s:s}", "start", json_number_value(json_object_get(s, "start")),
+                                              "end", json_number_value(json_object_get(s, "end")), "text", t ? t : ""));
+    }
+    const char *lang = json_string_value(json_object_get(up, "language"));
+    if (!lang) lang = j->language;
+    return json_pack("{s:s,s:s,s:f,s:s,s:s,s:o}", "text", json_string_value(json_object_get(up, "text")), "language",
+                     lang, "duration", json_number_value(json_object_get(up, "duration")), "model", j->model, "task",
+                     j->translate ? "translate" : "transcribe", "segments", segs);
+}
+
+static int run_local(audio_job *j, json_t **res, char *err, size_t errlen) {
+    float *pcm = NULL;
+    size_t n = 0;
+    whisper_model *m = NULL;
+    whisper_result w = {0};
+    int rc = audio_decode(j->audio, j->len, (double)config_get()->max_audio_seconds, &pcm, &n, err, errlen);
+    if (rc) return rc;
+    uint64_t t0 = util_now_ns();
+    rc = whisper_store_acquire(j->model, &m, err, errlen);
+    if (rc) goto out;
+    if (util_now_ns() - t0 > 1000000) metrics_model_load_seconds(j->model, (util_now_ns() - t0) / 1e9);
+    whisper_params p;
+    whisper_params_default(&p);
+    p.language = j->language[0] ? j->language : NULL;
+    p.translate = j->translate;
+    p.temperature = j->temperature > 0 ? j->temperature : 0;
+    p.prompt = j->prompt;
+    p.cancelled = client_gone;
+    p.cancel_ud = j->r;
+    rc = whisper_transcribe(m, pcm, n, &p, &w, err, errlen);
+    if (rc == 0) {
+        log_info("audio: %s %.1f s of audio with %s (mel %.0f ms, encoder %.0f ms, decoder %.0f ms)",
+                 j->translate ? "translated" : "transcribed", w.duration, j->model, w.mel_ms, w.encode_ms, w.decode_ms);
+        if (!(*res = from_whisper(j, &w))) rc = -SMP_E_NOMEM;
+    }
+    whisper_result_free(&w);
+out:
+    whisper_store_release(m);
+    smp_free(pcm);
+    return rc;
+}
+
+static int run_remote(audio_job *j, json_t **res, char *err, size_t errlen) {
+    openai_audio_req q = {.model = j->model,
+                          .audio = j->audio,
+                          .len = j->len,
+                          .filename = j->filename,
+                          .content_type = j->content_type,
+                          .language = j->language,
+                          .prompt = j->prompt,
+                          .temperature = j->temperature,
+                          .translate = j->translate,
+                          .cancelled = client_gone,
+                          .cancel_ud = j->r};
+    json_t *up = NULL;
+    int rc = openai_audio_transcribe(&q, &up, err, errlen);
+    if (rc) return rc;
+    *res = from_openai(j, up);
+    json_decref(up);
+    return *res ? 0 : -SMP_E_NOMEM;
+}
+
+static void run_job(void *arg) {
+    audio_job *j = arg;
+    http_req *r = j->r;
+    char err[1024] = "", key[CACHE_KEY_MAX];
+    json_t *res = NULL;
+    bool cacheable = j->cache && j->temperature <= 0;
+    if (cacheable) {
+        cache_key_for(j, key);
+        char *val;
+        size_t vlen;
+        if (cache_get(CACHE_AUDIO, key, &val, &vlen) == 1) {
+            res = json_loadb(val, vlen, 0, NULL);
+            smp_free(val);
+            if (res) goto done;
+        }
+    }
+    bool remote = openai_audio_wanted(j->model);
+    metrics_llm_request(j->model, j->endpoint);
+    int rc = remote ? run_remote(j, &res, err, sizeof err) : run_local(j, &res, err, sizeof err);
+    if (rc == 1) {
+        http_send_error(r, SMP_E_UNAVAILABLE, "transcription cancelled: the client left or the server is stopping");
+        goto out;
+    }
+    if (rc) {
+        if (rc == -SMP_E_FORMAT) http_send_error(r, SMP_E_FORMAT, "Invalid audio: %s", err);
+        else if (rc == -SMP_E_TOO_MANY) textgen_send_backend_error(r, rc, err);
+        else http_send_error(r, rc, "%s", err[0] ? err : smp_err_message(rc));
+        goto out;
+    }
+    if (cacheable) {
+        char *s = json_dumps(res, JSON_COMPACT);
+        json_free_t jfree;
+        json_get_alloc_funcs(NULL, &jfree); /* json_dumps used jansson's allocator */
+        if (s) cache_put(CACHE_AUDIO, key, s, strlen(s), 0);
+        if (s) jfree(s);
+    }
+done:
+    respond(j, res);
+out:
+    json_decref(res);
+    job_free(j);
+    http_release(r);
+}
+
+static void start(audio_job *j) {
+    if (textgen_submit(j->r, run_job, j) != 0) job_free(j);
+}
+
+/* ---- parsing ------------------------------------------------------------------------------- */
+
+/* Language: "" / "auto" = detect; otherwise an ISO 639-1 code (2 or 3 letters). */
+static bool set_language(audio_job *j, const char *s) {
+    if (!s || !*s || !strcasecmp(s, "auto")) return j->language[0] = '\0', true;
+    size_t l = strlen(s);
+    if (l < 2 || l > 3) return false;
+    for (size_t i = 0; i < l; i++) {
+        char c = s[i];
+        if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+        if (c < 'a' || c > 'z') return false;
+        j->language[i] = c;
+    }
+    j->language[l] = '\0';
+    return true;
+}
+
+/* The model a request means. OpenAI clients send "whisper-1": unless that
+ * name is routed somewhere or exists as a file, it means the default. */
+static void set_model(audio_job *j, const char *m) {
+    const char *def = config_get()->default_audio_model;
+    if (!m || !*m) m = def;
+    char path[4096];
+    if (!strcmp(m, "whisper-1") && !openai_audio_wanted(m) && !whisper_store_find(m, path, sizeof path)) m = def;
+    snprintf(j->model, sizeof j->model, "%s", m);
+}
+
+static const char *lang_rule = "language should be an ISO 639-1 code such as 'en' (or omitted / 'auto' to detect)";
+
+static bool use_cache(http_req *r) {
+    const char *cc = http_header(r, "Cache-Control");
+    return cache_enabled() && !(cc && (strstr(cc, "no-cache") || strstr(cc, "no-store")));
+}
+
+static audio_job *job_new(http_req *r, bool translate, resp_format fmt) {
+    audio_job *j = smp_calloc(1, sizeof *j);
+    if (!j) {
+        http_send_error(r, SMP_E_NOMEM, NULL);
+        return NULL;
+    }
+    j->r = r;
+    j->endpoint = http_route(r);
+    j->translate = translate;
+    j->fmt = fmt;
+    j->temperature = -1;
+    j->cache = use_cache(r);
+    return j;
+}
+
+/* "data:audio/wav;base64,XXXX" or "XXXX" -> bytes. Returns false with the
+ * 400 already sent. */
+static bool decode_audio_field(audio_job *j, const char *s, size_t len) {
+    if (len >= 5 && !strncasecmp(s, "data:", 5)) {
+        const char *comma = memchr(s, ',', len);
+        if (!comma) {
+            http_send_error(j->r, SMP_E_BAD_REQUEST, "Invalid data URL in 'audio': no ',' before the data");
+            return false;
+        }
+        size_t hl = (size_t)(comma - s);
+        if (hl < 7 || strncasecmp(comma - 7, ";base64", 7)) {
+            http_send_error(j->r, SMP_E_BAD_REQUEST, "Invalid data URL in 'audio': only ';base64' data URLs are accepted");
+            return false;
+        }
+        len -= hl + 1;
+        s = comma + 1;
+    }
+    if (!(j->decoded = smp_malloc(util_b64_decoded_max(len) + 1))) {
+        http_send_error(j->r, SMP_E_NOMEM, NULL);
+        return false;
+    }
+    char err[256];
+    long n = util_b64_decode(s, len, j->decoded, err, sizeof err);
+    if (n < 0) {
+        http_send_error(j->r, SMP_E_BAD_REQUEST, "Invalid base64 in 'audio': %s", err);
+        return false;
+    }
+    if (n == 0) {
+        http_send_error(j->r, SMP_E_BAD_REQUEST, "The audio is empty");
+        return false;
+    }
+    j->audio = j->decoded;
+    j->len = (size_t)n;
+    return true;
+}
+
+/* POST /audio/transcribe and /audio/translate. */
+static void json_route(http_req *r, bool translate_route) {
+    json_t *b = http_json_object(r);
+    if (!b) return;
+    audio_job *j = job_new(r, translate_route, RF_SIMPLETON);
+    if (!j) {
+        json_decref(b);
+        return;
+    }
+    j->body = b;
+    valid v;
+    valid_init(&v);
+    const char *audio = NULL, *lang = NULL, *model = NULL, *task = NULL, *prompt = NULL;
+    double temp = -1;
+    static const char *const tasks[] = {"transcribe", "translate", NULL};
+    valid_str(&v, b, "audio", true, true, &audio);
+    if (valid_str(&v, b, "language", false, false, &lang) == 1 && !set_language(j, lang))
+        valid_add(&v, "language", "value_error", "%s", lang_rule);
+    if (valid_str(&v, b, "model", false, false, &model) == 1 && strlen(model) >= sizeof j->model)
+        valid_add(&v, "model", "string_too_long", "model should have at most %zu characters", sizeof j->model - 1);
+    if (valid_enum(&v, b, "task", false, tasks, &task) == 1 && !translate_route) j->translate = !strcmp(task, "translate");
+    if (valid_str(&v, b, "prompt", false, false, &prompt) == 1 && strlen(prompt) > AUDIO_PROMPT_MAX)
+        valid_add(&v, "prompt", "string_too_long", "prompt should have at most %d characters", AUDIO_PROMPT_MAX);
+    if (valid_num(&v, b, "temperature", false, 0, 1, &temp) == 1) j->temperature = temp;
+    if (!valid_ok(&v)) {
+        http_send_validation(r, valid_take(&v));
+        valid_free(&v);
+        job_free(j);
+        return;
+    }
+    valid_free(&v);
+    set_model(j, model);
+    if (prompt && *prompt && !(j->prompt = smp_strdup(prompt))) {
+        http_send_error(r, SMP_E_NOMEM, NULL);
+        job_free(j);
+        return;
+    }
+    if (!decode_audio_field(j, audio, json_string_length(json_object_get(b, "audio")))) {
+        job_free(j);
+        return;
+    }
+    start(j);
+}
+
+static void transcribe(http_req *r) { json_route(r, false); }
+static void translate(http_req *r) { json_route(r, true); }
+
+/* A form field, else the query parameter. A value too long for tmp or
+ * holding a NUL comes back as "\x01", which every check refuses. */
+static const char *form_value(http_req *r, const multipart *m, const char *name, char *tmp, size_t n) {
+    const multipart_part *p = multipart_find(m, name);
+    if (p && !p->filename) {
+        if (p->len >= n || memchr(p->data, '\0', p->len)) return "\x01";
+        memcpy(tmp, p->data, p->len);
+        tmp[p->len] = '\0';
+        return tmp;
+    }
+    return http_query(r, name);
+}
+
+/* Every multipart route: the /audio/upload and /v1/audio families. */
+static void upload_route(http_req *r, bool translate_route, bool openai) {
+    audio_job *j = job_new(r, translate_route, openai ? RF_JSON : RF_SIMPLETON);
+    if (!j) return;
+    size_t blen;
+    const char *body = http_body(r, &blen);
+    char err[512];
+    int rc = multipart_parse(http_header(r, "Content-Type"), body, blen, &j->form, err, sizeof err);
+    if (rc) {
+        http_send_error(r, rc == -SMP_E_FORMAT ? SMP_E_BAD_REQUEST : rc, "Invalid multipart body: %s", err);
+        job_free(j);
+        return;
+    }
+    valid v;
+    valid_init(&v);
+    const multipart_part *f = multipart_find(&j->form, "file");
+    if (!f || !f->filename) valid_add(&v, "file", "missing", "Field required (an audio file upload named 'file')");
+    char tmp[AUDIO_PROMPT_MAX + 1], model[sizeof j->model];
+    const char *s = form_value(r, &j->form, "model", model, sizeof model);
+    if (s && !strcmp(s, "\x01")) valid_add(&v, "model", "value_error", "model is too long");
+    else set_model(j, s);
+    s = form_value(r, &j->form, "language", tmp, sizeof tmp);
+    if (s && !set_language(j, s)) valid_add(&v, "language", "value_error", "%s", lang_rule);
+    if (!openai && !translate_route) {
+        s = form_value(r, &j->form, "task", tmp, sizeof tmp);
+        if (s && *s && strcmp(s, "transcribe") && strcmp(s, "translate"))
+            valid_add(&v, "task", "enum", "task should be 'transcribe' or 'translate'");
+        else if (s && !strcmp(s, "translate")) j->translate = true;
+    }
+    s = form_value(r, &j->form, "temperature", tmp, sizeof tmp);
+    if (s && *s) {
+        char *end;
+        double t = strtod(s, &end);
+        if (*end || !(t >= 0 && t <= 1)) valid_add(&v, "temperature", "float_type", "temperature should be a number in 0..1");
+        else j->temperature = t;
+    }
+    if (openai) {
+        s = form_value(r, &j->form, "response_format", tmp, sizeof tmp);
+        static const struct {
+            const char *name;
+            resp_format f;
+        } fmts[] = {{"json", RF_JSON}, {"text", RF_TEXT}, {"srt", RF_SRT}, {"vtt", RF_VTT}, {"verbose_json", RF_VERBOSE}};
+        bool found = !s || !*s;
+        for (size_t i = 0; s && *s && i < sizeof fmts / sizeof fmts[0]; i++)
+            if (!strcmp(s, fmts[i].name)) j->fmt = fmts[i].f, found = true;
+        if (!found)
+            valid_add(&v, "response_format", "enum", "response_format should be json, text, srt, vtt or verbose_json");
+    }
+    s = form_value(r, &j->form, "prompt", tmp, sizeof tmp);
+    if (s && !strcmp(s, "\x01")) valid_add(&v, "prompt", "string_too_long", "prompt should have at most %d characters", AUDIO_PROMPT_MAX);
+    else if (s && *s && !(j->prompt = smp_strdup(s))) valid_add(&v, "prompt", "memory", "out of memory");
+    if (!valid_ok(&v)) {
+        http_send_validation(r, valid_take(&v));
+        valid_free(&v);
+        job_free(j);
+        return;
+    }
+    valid_free(&v);
+    if (f->len == 0) {
+        http_send_error(r, SMP_E_BAD_REQUEST, "The uploaded file is empty");
+        job_free(j);
+        return;
+    }
+    j->audio = (const unsigned char *)f->data;
+    j->len = f->len;
+    j->filename = f->filename;
+    j->content_type = f->content_type;
+    start(j);
+}
+
+static void upload_transcribe(http_req *r) { upload_route(r, false, false); }
+static void upload_translate(http_req *r) { upload_route(r, true, false); }
+static void openai_transcriptions(http_req *r) { upload_route(r, false, true); }
+static void openai_translations(http_req *r) { upload_route(r, true, true); }
+
+void api_audio_register(void) {
+    router_add("POST", "/audio/transcribe", transcribe, 0,
+               "Speech to text: base64 'audio' (optionally a data: URL), language, model, task, prompt, temperature");
+    router_add("POST", "/audio/translate", translate, 0, "Speech in any language to English text (base64 'audio')");
+    router_add("POST", "/audio/upload/transcribe", upload_transcribe, ROUTE_UPLOAD,
+               "Speech to text from an uploaded file (multipart 'file'; fields as form fields or query)");
+    router_add("POST", "/audio/upload/translate", upload_translate, ROUTE_UPLOAD,
+               "Speech to English text from an uploaded file (multipart 'file')");
+    router_add("POST", "/v1/audio/transcriptions", openai_transcriptions, ROUTE_UPLOAD,
+               "OpenAI-compatible transcription (multipart; response_format json, text, srt, vtt, verbose_json)");
+    router_add("POST", "/v1/audio/translations", openai_translations, ROUTE_UPLOAD,
+               "OpenAI-compatible translation to English (multipart)");
+}

@@ -1,14 +1,356 @@
-/* audio.c - placeholder until FFmpeg decoding lands. */
+/* audio.c - decode any audio container FFmpeg reads, from memory, to 16 kHz
+ * mono float PCM.
+ *
+ * Pipeline: a custom AVIOContext reads the caller's buffer (mem_reader: data,
+ * len, pos; with a seek callback so containers that keep their index at the
+ * end, like m4a, work) -> libavformat probes the format from the content only
+ * (no file name, bounded probesize/analyzeduration, and a minimum probe score so
+ * random bytes are not taken for a raw stream) -> the best audio stream is
+ * decoded with libavcodec -> libswresample converts every frame to mono float
+ * at AUDIO_RATE -> samples are clamped to [-1, 1] (NaN -> 0) and appended to
+ * a growing array.
+ *
+ * Limits: the container's declared duration is checked before decoding; the
+ * output sample count is checked while decoding, so an over-long input stops
+ * at the limit instead of being decoded whole (the resampler is never given
+ * room past it). Hostile headers are bounded too: sample rates outside
+ * 1 kHz..768 kHz and more than 64 channels are refused, and no single FFmpeg
+ * allocation may exceed 64 MiB (av_max_alloc, process-wide). FFmpeg's own
+ * log goes to our log at DEBUG level only (never printed per request). */
 #include "media/audio.h"
 
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/mem.h>
+#include <libavutil/opt.h>
+#include <libswresample/swresample.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 
+#include "core/alloc.h"
 #include "core/errors.h"
+#include "core/log.h"
+
+#define AUDIO_IO_BUF 32768
+#define AUDIO_PROBESIZE "2000000"      /* bytes libavformat may read to find streams */
+#define AUDIO_ANALYZEDURATION "5000000" /* microseconds of stream analysed */
+#define AUDIO_MIN_PROBE_SCORE 25        /* AVPROBE_SCORE_RETRY: below it, a guess */
+#define AUDIO_MAX_BAD_PACKETS 1000      /* undecodable packets tolerated in a stream */
+#define AUDIO_MIN_RATE 1000             /* sample rates outside these are refused: an */
+#define AUDIO_MAX_RATE 768000           /* absurd rate makes the resampler allocate GBs */
+#define AUDIO_MAX_CHANNELS 64
+#define AUDIO_MAX_ALLOC (64u << 20)     /* largest single FFmpeg allocation (av_max_alloc) */
+
+typedef struct {
+    const uint8_t *data;
+    size_t len, pos;
+} mem_reader;
+
+static int mem_read(void *opaque, uint8_t *buf, int size) {
+    mem_reader *m = opaque;
+    size_t left = m->len - m->pos;
+    if (left == 0) return AVERROR_EOF;
+    size_t n = (size_t)size < left ? (size_t)size : left;
+    memcpy(buf, m->data + m->pos, n);
+    m->pos += n;
+    return (int)n;
+}
+
+static int64_t mem_seek(void *opaque, int64_t offset, int whence) {
+    mem_reader *m = opaque;
+    int64_t base;
+    switch (whence & ~AVSEEK_FORCE) {
+    case AVSEEK_SIZE: return (int64_t)m->len;
+    case SEEK_SET: base = 0; break;
+    case SEEK_CUR: base = (int64_t)m->pos; break;
+    case SEEK_END: base = (int64_t)m->len; break;
+    default: return AVERROR(EINVAL);
+    }
+    int64_t p = base + offset;
+    if (p < 0 || p > (int64_t)m->len) return AVERROR(EINVAL);
+    m->pos = (size_t)p;
+    return p;
+}
+
+/* FFmpeg's log lines, to ours at DEBUG (and nowhere otherwise). */
+static void av_log_to_ours(void *avcl, int level, const char *fmt, va_list ap) {
+    (void)avcl;
+    if (level > AV_LOG_VERBOSE || log_get_level() > LOG_DEBUG) return;
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    size_t l = strlen(line);
+    while (l && (line[l - 1] == '\n' || line[l - 1] == '\r')) line[--l] = '\0';
+    if (l) log_debug("ffmpeg: %s", line);
+}
+
+static pthread_once_t av_once = PTHREAD_ONCE_INIT;
+static void av_setup(void) {
+    /* No single FFmpeg allocation above this: a few bytes of header claiming
+     * a multi-GB metadata chunk must fail, not allocate. Audio needs far less
+     * (packets and frames are KBs, a 3 h m4a index is about 1 MB). */
+    av_max_alloc(AUDIO_MAX_ALLOC);
+    av_log_set_level(AV_LOG_VERBOSE);
+    av_log_set_callback(av_log_to_ours);
+}
+
+typedef struct {
+    float *pcm;
+    size_t n, cap;
+    size_t max_n; /* 0: no limit */
+} pcm_out;
+
+static int pcm_reserve(pcm_out *o, size_t extra) {
+    if (o->n + extra <= o->cap) return 0;
+    size_t c = o->cap ? o->cap : AUDIO_RATE * 4;
+    while (c < o->n + extra) c *= 2;
+    float *p = smp_realloc(o->pcm, c * sizeof *p);
+    if (!p) return -SMP_E_NOMEM;
+    o->pcm = p;
+    o->cap = c;
+    return 0;
+}
+
+/* (Re)create the converter for the frame's layout, format and rate. */
+static int setup_swr(SwrContext **swr, const AVFrame *f, AVChannelLayout *cur_layout, int *cur_fmt, int *cur_rate) {
+    AVChannelLayout in = {0};
+    if (f->ch_layout.nb_channels <= 0 || f->ch_layout.nb_channels > AUDIO_MAX_CHANNELS) return AVERROR(EINVAL);
+    if (f->sample_rate < AUDIO_MIN_RATE || f->sample_rate > AUDIO_MAX_RATE) return AVERROR(EINVAL);
+    if (f->ch_layout.order == AV_CHANNEL_ORDER_UNSPEC) av_channel_layout_default(&in, f->ch_layout.nb_channels);
+    else if (av_channel_layout_copy(&in, &f->ch_layout) < 0) return AVERROR(ENOMEM);
+    if (*swr && !av_channel_layout_compare(&in, cur_layout) && f->format == *cur_fmt && f->sample_rate == *cur_rate) {
+        av_channel_layout_uninit(&in);
+        return 0;
+    }
+    swr_free(swr);
+    AVChannelLayout mono = AV_CHANNEL_LAYOUT_MONO;
+    int rc = swr_alloc_set_opts2(swr, &mono, AV_SAMPLE_FMT_FLT, AUDIO_RATE, &in, (enum AVSampleFormat)f->format,
+                                 f->sample_rate, 0, NULL);
+    if (rc >= 0) rc = swr_init(*swr);
+    av_channel_layout_uninit(cur_layout);
+    *cur_layout = in;
+    *cur_fmt = f->format;
+    *cur_rate = f->sample_rate;
+    return rc;
+}
+
+/* Convert (or with f NULL: flush) into o. Returns 0, 1 when the limit was
+ * passed, or a negative code. */
+static int convert(SwrContext *swr, const AVFrame *f, pcm_out *o) {
+    int in_n = f ? f->nb_samples : 0;
+    int room = swr_get_out_samples(swr, in_n);
+    if (room < 0) return -SMP_E_FORMAT;
+    if (room == 0) return 0;
+    /* Never make room past the limit: what does not fit stays buffered in
+     * the resampler, and filling the room means the audio is too long. */
+    if (o->max_n && (size_t)room > o->max_n + 1 - o->n) room = (int)(o->max_n + 1 - o->n);
+    if (pcm_reserve(o, (size_t)room)) return -SMP_E_NOMEM;
+    uint8_t *dst = (uint8_t *)(o->pcm + o->n);
+    int got = swr_convert(swr, &dst, room, f ? (const uint8_t **)f->extended_data : NULL, in_n);
+    if (got < 0) return -SMP_E_FORMAT;
+    /* Float and 32-bit sources can carry NaN, infinities or values far out
+     * of range (corrupt or hostile files): the engine gets [-1, 1]. */
+    for (float *p = o->pcm + o->n, *e = p + got; p < e; p++) {
+        if (!isfinite(*p)) *p = 0;
+        else if (*p > 1) *p = 1;
+        else if (*p < -1) *p = -1;
+    }
+    o->n += (size_t)got;
+    return o->max_n && o->n > o->max_n ? 1 : 0;
+}
+
+static void too_long(char *err, size_t errlen, double max_seconds) {
+    snprintf(err, errlen, "audio is longer than the limit of %.0f seconds (MAX_AUDIO_SECONDS)", max_seconds);
+}
 
 int audio_decode(const void *data, size_t len, double max_seconds, float **pcm, size_t *n, char *err,
                  size_t errlen) {
     *pcm = NULL;
     *n = 0;
-    snprintf(err, errlen, "audio decoding is not built yet");
-    return -SMP_E_NOT_IMPLEMENTED;
+    if (errlen) err[0] = '\0';
+    if (!data || len == 0) {
+        snprintf(err, errlen, "the audio is empty (0 bytes)");
+        return -SMP_E_BAD_REQUEST;
+    }
+    pthread_once(&av_once, av_setup);
+
+    mem_reader mr = {data, len, 0};
+    AVIOContext *io = NULL;
+    AVFormatContext *fmt = NULL;
+    AVCodecContext *dec = NULL;
+    AVPacket *pkt = NULL;
+    AVFrame *frame = NULL;
+    SwrContext *swr = NULL;
+    AVDictionary *opts = NULL;
+    AVChannelLayout cur_layout = {0};
+    int cur_fmt = -1, cur_rate = 0;
+    pcm_out o = {0};
+    int rc = -SMP_E_NOMEM, bad_packets = 0, ret;
+    char averr[128];
+    if (max_seconds > 0) o.max_n = (size_t)(max_seconds * AUDIO_RATE) + 1;
+
+    unsigned char *iobuf = av_malloc(AUDIO_IO_BUF);
+    if (!iobuf) goto fail;
+    io = avio_alloc_context(iobuf, AUDIO_IO_BUF, 0, &mr, mem_read, NULL, mem_seek);
+    if (!io) {
+        av_free(iobuf);
+        goto fail;
+    }
+    /* Probe from the content; refuse weak guesses (random bytes can look like
+     * a few MPEG frames to the raw mp3 prober). */
+    const AVInputFormat *ifmt = NULL;
+    ret = av_probe_input_buffer2(io, &ifmt, "", NULL, 0, 1 << 20);
+    if (ret < 0 || !ifmt) {
+        snprintf(err, errlen, "not an audio file: the data is not in any format FFmpeg recognises");
+        rc = -SMP_E_FORMAT;
+        goto fail;
+    }
+    if (ret < AUDIO_MIN_PROBE_SCORE) {
+        snprintf(err, errlen, "not an audio file: the data only faintly resembles %s", ifmt->name);
+        rc = -SMP_E_FORMAT;
+        goto fail;
+    }
+    if (!(fmt = avformat_alloc_context())) goto fail;
+    fmt->pb = io;
+    fmt->flags |= AVFMT_FLAG_CUSTOM_IO;
+    av_dict_set(&opts, "probesize", AUDIO_PROBESIZE, 0);
+    av_dict_set(&opts, "analyzeduration", AUDIO_ANALYZEDURATION, 0);
+    ret = avformat_open_input(&fmt, "", ifmt, &opts);
+    if (ret < 0) { /* fmt is freed by avformat_open_input on failure */
+        av_strerror(ret, averr, sizeof averr);
+        snprintf(err, errlen, "not a readable %s file: %s", ifmt->name, averr);
+        rc = -SMP_E_FORMAT;
+        goto fail;
+    }
+    ret = avformat_find_stream_info(fmt, NULL);
+    if (ret < 0) {
+        av_strerror(ret, averr, sizeof averr);
+        snprintf(err, errlen, "could not read the %s file's streams: %s", ifmt->name, averr);
+        rc = -SMP_E_FORMAT;
+        goto fail;
+    }
+    const AVCodec *codec = NULL;
+    int si = av_find_best_stream(fmt, AVMEDIA_TYPE_AUDIO, -1, -1, &codec, 0);
+    if (si < 0) {
+        snprintf(err, errlen, si == AVERROR_DECODER_NOT_FOUND ? "the %s file's audio codec is not supported"
+                                                               : "the %s file has no audio stream",
+                 ifmt->name);
+        rc = -SMP_E_FORMAT;
+        goto fail;
+    }
+    AVStream *st = fmt->streams[si];
+    int rate = st->codecpar->sample_rate, chans = st->codecpar->ch_layout.nb_channels;
+    if ((rate && (rate < AUDIO_MIN_RATE || rate > AUDIO_MAX_RATE)) || chans > AUDIO_MAX_CHANNELS) {
+        snprintf(err, errlen, "the %s file's audio has an unsupported shape (%d Hz, %d channels)", ifmt->name, rate,
+                 chans);
+        rc = -SMP_E_FORMAT;
+        goto fail;
+    }
+    double declared = -1;
+    if (st->duration != AV_NOPTS_VALUE && st->duration > 0) declared = (double)st->duration * av_q2d(st->time_base);
+    else if (fmt->duration != AV_NOPTS_VALUE && fmt->duration > 0) declared = (double)fmt->duration / AV_TIME_BASE;
+    if (max_seconds > 0 && declared > max_seconds + 0.5) {
+        too_long(err, errlen, max_seconds);
+        rc = -SMP_E_TOO_LARGE;
+        goto fail;
+    }
+    if (!(dec = avcodec_alloc_context3(codec))) goto fail;
+    if (avcodec_parameters_to_context(dec, st->codecpar) < 0) goto fail;
+    dec->thread_count = 1;
+    ret = avcodec_open2(dec, codec, NULL);
+    if (ret < 0) {
+        av_strerror(ret, averr, sizeof averr);
+        snprintf(err, errlen, "could not open the %s decoder: %s", codec->name, averr);
+        rc = -SMP_E_FORMAT;
+        goto fail;
+    }
+    if (!(pkt = av_packet_alloc()) || !(frame = av_frame_alloc())) goto fail;
+
+    bool eof = false;
+    while (!eof) {
+        ret = av_read_frame(fmt, pkt);
+        if (ret < 0) {
+            eof = true; /* end of data, or a container broken from here on: keep what we have */
+            ret = avcodec_send_packet(dec, NULL);
+        } else if (pkt->stream_index != si) {
+            av_packet_unref(pkt);
+            continue;
+        } else {
+            ret = avcodec_send_packet(dec, pkt);
+            av_packet_unref(pkt);
+        }
+        if (ret < 0 && ret != AVERROR(EAGAIN) && ret != AVERROR_EOF) {
+            if (++bad_packets > AUDIO_MAX_BAD_PACKETS) break;
+            continue;
+        }
+        for (;;) {
+            ret = avcodec_receive_frame(dec, frame);
+            if (ret == AVERROR(EAGAIN) || ret == AVERROR_EOF) break;
+            if (ret < 0) {
+                if (++bad_packets > AUDIO_MAX_BAD_PACKETS) break;
+                continue;
+            }
+            int c = setup_swr(&swr, frame, &cur_layout, &cur_fmt, &cur_rate);
+            if (c < 0) {
+                snprintf(err, errlen, "the %s stream has an unsupported shape (%d Hz, %d channels)", codec->name,
+                         frame->sample_rate, frame->ch_layout.nb_channels);
+                av_frame_unref(frame);
+                rc = -SMP_E_FORMAT;
+                goto fail;
+            }
+            c = convert(swr, frame, &o);
+            av_frame_unref(frame);
+            if (c == 1) {
+                too_long(err, errlen, max_seconds);
+                rc = -SMP_E_TOO_LARGE;
+                goto fail;
+            }
+            if (c < 0) {
+                rc = c;
+                if (c == -SMP_E_FORMAT) snprintf(err, errlen, "could not resample the %s audio", codec->name);
+                goto fail;
+            }
+        }
+        if (bad_packets > AUDIO_MAX_BAD_PACKETS) break;
+    }
+    if (swr) {
+        int c = convert(swr, NULL, &o);
+        if (c == 1) {
+            too_long(err, errlen, max_seconds);
+            rc = -SMP_E_TOO_LARGE;
+            goto fail;
+        }
+        if (c < 0) {
+            rc = c;
+            goto fail;
+        }
+    }
+    if (o.n == 0) {
+        snprintf(err, errlen, "no audio could be decoded from the %s data (%s stream%s)", ifmt->name, codec->name,
+                 bad_packets ? " is corrupt" : " is empty or truncated");
+        rc = -SMP_E_FORMAT;
+        goto fail;
+    }
+    *pcm = o.pcm;
+    *n = o.n;
+    o.pcm = NULL;
+    rc = 0;
+    if (bad_packets) log_debug("audio: %d undecodable packets skipped", bad_packets);
+fail:
+    if (rc == -SMP_E_NOMEM && errlen && !err[0]) snprintf(err, errlen, "out of memory while decoding audio");
+    smp_free(o.pcm);
+    swr_free(&swr);
+    av_channel_layout_uninit(&cur_layout);
+    av_frame_free(&frame);
+    av_packet_free(&pkt);
+    avcodec_free_context(&dec);
+    avformat_close_input(&fmt);
+    if (io) {
+        av_freep(&io->buffer);
+        avio_context_free(&io);
+    }
+    av_dict_free(&opts);
+    return rc;
 }
