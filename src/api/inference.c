@@ -5,10 +5,11 @@
 #include "api/api.h"
 #include "api/textgen.h"
 #include "core/alloc.h"
-#include "core/util.h"
+#include "core/config.h"
 #include "core/valid.h"
 #include "http/router.h"
 #include "http/server.h"
+#include "media/image.h"
 
 /* Sampling fields both routes share. */
 static void parse_sampling(valid *v, json_t *b, backend_gen_req *q) {
@@ -50,11 +51,14 @@ static void generate(http_req *r) {
     textjob_finish(j, &v, stream, model);
 }
 
-/* Decode a message's "images" (base64 strings) into j-owned buffers. */
+/* Decode a message's "images" (base64 strings, an optional data:image/...
+ * prefix) into j-owned buffers, each checked like an image of the vision routes: strict
+ * base64, then its header (format and dimensions, MAX_IMAGE_MP) without
+ * decoding the pixels. The field named in an error is messages.<i>.images.<k>. */
 static int parse_images(valid *v, textjob *j, json_t *m, backend_msg *out, int index) {
     json_t *imgs = json_object_get(m, "images");
     if (!imgs || json_is_null(imgs)) return 0;
-    char field[48];
+    char field[64];
     snprintf(field, sizeof field, "messages.%d.images", index);
     if (!json_is_array(imgs) || json_array_size(imgs) > 8) {
         valid_add(v, field, "list_type", "Input should be a list of at most 8 base64 images");
@@ -66,26 +70,24 @@ static int parse_images(valid *v, textjob *j, json_t *m, backend_msg *out, int i
     textjob_own(j, ptrs);
     textjob_own(j, lens);
     if (!ptrs || !lens) return -1;
+    const config *c = config_get();
+    uint64_t max_pixels = (uint64_t)(c ? c->max_image_mp : 40) * 1000000u;
     for (size_t i = 0; i < n; i++) {
-        const char *s = json_string_value(json_array_get(imgs, i));
-        if (!s) {
+        json_t *img = json_array_get(imgs, i);
+        snprintf(field, sizeof field, "messages.%d.images.%zu", index, i);
+        if (!json_is_string(img)) {
             valid_add(v, field, "string_type", "Each image should be a base64 string");
             return -1;
         }
-        const char *comma = !strncmp(s, "data:", 5) ? strchr(s, ',') : NULL;
-        if (comma) s = comma + 1;
-        size_t sl = strlen(s);
-        unsigned char *d = smp_malloc(util_b64_decoded_max(sl) + 1);
-        if (!d) return -1;
-        char err[128];
-        long dl = util_b64_decode(s, sl, d, err, sizeof err);
-        if (dl <= 0) {
-            smp_free(d);
-            valid_add(v, field, "base64", "Invalid base64 image data: %s", dl == 0 ? "empty" : err);
+        char err[512];
+        unsigned char *d = NULL;
+        int rc = image_from_base64_probed(json_string_value(img), json_string_length(img), max_pixels, &d, &lens[i],
+                                          NULL, err, sizeof err);
+        if (rc) {
+            valid_add(v, field, "invalid_image", "%s", err);
             return -1;
         }
         ptrs[i] = d;
-        lens[i] = (size_t)dl;
         textjob_own(j, d);
     }
     out->images = (const unsigned char *const *)ptrs;

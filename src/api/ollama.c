@@ -51,7 +51,21 @@ static void generate(http_req *r) {
     valid_bool(&v, b, "raw", false, &q->raw);
     parse_options(&v, b, q);
     textgen_parse_ids(&v, j, b, "context");
-    if (valid_ok(&v) && (!q->prompt || !*q->prompt)) {
+    json_t *images = json_object_get(b, "images");
+    if (images && !json_is_null(images) && !json_is_array(images)) {
+        valid_add(&v, "images", "list_type", "Input should be a list of base64 images");
+    } else if (json_array_size(images) > 0 && valid_ok(&v) && !json_object_get(b, "messages")) {
+        /* A multimodal generate: asked as one user turn (with the system
+         * prompt) so the images travel with it to a backend that reads
+         * them, and the local engine refuses them instead of dropping them. */
+        json_t *msgs = json_array();
+        if (q->system) json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "system", "content", q->system));
+        json_array_append_new(msgs, json_pack("{s:s,s:s,s:O}", "role", "user", "content", q->prompt ? q->prompt : "",
+                                              "images", images));
+        json_object_set_new(b, "messages", msgs);
+        if (api_parse_messages(&v, j, b) == 0) q->system = NULL;
+    }
+    if (valid_ok(&v) && (!q->prompt || !*q->prompt) && !q->messages) {
         /* Ollama answers an empty prompt by (pre)loading the model. */
         char ts[40];
         util_iso8601(util_wall_seconds(), ts, sizeof ts);

@@ -6,10 +6,11 @@
 #include "api/textgen.h"
 #include "core/alloc.h"
 #include "core/buf.h"
-#include "core/util.h"
+#include "core/config.h"
 #include "core/valid.h"
 #include "http/router.h"
 #include "http/server.h"
+#include "media/image.h"
 
 static void parse_common(valid *v, json_t *b, textjob *j, const char **model, bool *stream) {
     backend_gen_req *q = textjob_req(j);
@@ -34,6 +35,38 @@ static void parse_common(valid *v, json_t *b, textjob *j, const char **model, bo
     if (json_is_object(so) && json_is_true(json_object_get(so, "include_usage"))) textjob_set_include_usage(j, true);
 }
 
+/* One image_url part: {url: "data:image/...;base64,..."} (or the URL as a
+ * plain string), checked like an image of the vision routes: strict base64,
+ * then the header (format, dimensions, MAX_IMAGE_MP; no pixel decoding).
+ * field names the part. Returns 0 with *out (smp_free) and *len, or -1 with
+ * the problem recorded. */
+static int parse_image_part(valid *v, json_t *iu, const char *field, unsigned char **out, size_t *len) {
+    *out = NULL;
+    json_t *url = json_is_object(iu) ? json_object_get(iu, "url") : iu;
+    if (!json_is_string(url)) {
+        if (json_is_object(iu))
+            valid_add(v, field, url ? "string_type" : "missing", "image_url.url should be a string (a data: URL)");
+        else
+            valid_add(v, field, iu ? "model_type" : "missing",
+                      "image_url should be an object {\"url\": \"data:image/...;base64,...\"} or such a string");
+        return -1;
+    }
+    const char *s = json_string_value(url);
+    size_t sl = json_string_length(url);
+    if (sl < 5 || strncmp(s, "data:", 5)) {
+        valid_add(v, field, "url", "Only data: URLs with base64 images are accepted (no server-side fetching)");
+        return -1;
+    }
+    const config *c = config_get();
+    uint64_t max_pixels = (uint64_t)(c ? c->max_image_mp : 40) * 1000000u;
+    char err[512];
+    if (image_from_base64_probed(s, sl, max_pixels, out, len, NULL, err, sizeof err) != 0) {
+        valid_add(v, field, "invalid_image", "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
 /* content: a string, or a list of parts {type:"text",text} and
  * {type:"image_url",image_url:{url:"data:image/...;base64,..."}}. */
 static int parse_content(valid *v, textjob *j, json_t *content, backend_msg *m, int idx) {
@@ -54,6 +87,11 @@ static int parse_content(valid *v, textjob *j, json_t *content, backend_msg *m, 
     size_t *lens = smp_calloc(n ? n : 1, sizeof *lens);
     textjob_own(j, imgs);
     textjob_own(j, lens);
+    if (!imgs || !lens) {
+        valid_add(v, field, "memory", "Out of memory reading the content parts");
+        buf_free(&text);
+        return -1;
+    }
     int nimg = 0;
     json_t *p;
     json_array_foreach(content, i, p) {
@@ -62,27 +100,15 @@ static int parse_content(valid *v, textjob *j, json_t *content, backend_msg *m, 
             if (text.len) buf_putc(&text, '\n');
             buf_puts(&text, json_string_value(json_object_get(p, "text")));
         } else if (type && !strcmp(type, "image_url")) {
-            json_t *iu = json_object_get(p, "image_url");
-            const char *url = json_is_string(iu) ? json_string_value(iu) : json_string_value(json_object_get(iu, "url"));
-            const char *comma = url && !strncmp(url, "data:", 5) ? strchr(url, ',') : NULL;
-            if (!comma) {
-                valid_add(v, field, "url", "Only data: URLs with base64 images are accepted (no server-side fetching)");
-                buf_free(&text);
-                return -1;
-            }
-            size_t sl = strlen(comma + 1);
-            unsigned char *d = smp_malloc(util_b64_decoded_max(sl) + 1);
-            char err[128];
-            long dl = d ? util_b64_decode(comma + 1, sl, d, err, sizeof err) : -1;
-            if (dl <= 0) {
-                smp_free(d);
-                valid_add(v, field, "base64", "Invalid base64 image data: %s", dl == 0 ? "empty" : err);
+            char pf[96];
+            snprintf(pf, sizeof pf, "%s.%zu.image_url", field, i);
+            unsigned char *d;
+            if (parse_image_part(v, json_object_get(p, "image_url"), pf, &d, &lens[nimg]) < 0) {
                 buf_free(&text);
                 return -1;
             }
             textjob_own(j, d);
-            imgs[nimg] = d;
-            lens[nimg++] = (size_t)dl;
+            imgs[nimg++] = d;
         } else {
             valid_add(v, field, "content_part", "Unknown content part: expected type 'text' or 'image_url'");
             buf_free(&text);

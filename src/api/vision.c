@@ -6,7 +6,8 @@
  * header (400 for a non-image, 413 past MAX_IMAGE_MP, both before any pixel
  * is allocated). Everything slow runs on the shared worker pool
  * (textgen_submit): the full decode (a truncated or corrupt body is a 400),
- * then either Tesseract in-process (/vision/ocr without a model) or a chat
+ * then either Tesseract in-process (/vision/ocr without a model; stopped
+ * after OCR_TIMEOUT_S, 408, or as soon as the client leaves) or a chat
  * with the image sent to the backend serving the vision model. When no
  * backend can serve it, the answer is a 503 naming the model and how to
  * configure one. Main data structure: vision_job, one request's parsed
@@ -50,7 +51,8 @@ typedef struct {
     size_t image_len;
     const char *prompt;
     char *prompt_copy;          /* upload: the form field or query value (owned) */
-    char filename[256];
+    char filename[256];         /* upload: valid UTF-8 (see clean_filename) */
+    const char *model_given;    /* JSON routes: the 'model' field, NULL when absent */
     char model[200];
     bool tesseract;
     char lang[OCR_LANG_MAX + 1];
@@ -88,6 +90,13 @@ static uint64_t max_pixels(void) {
     return (uint64_t)(c ? c->max_image_mp : 40) * 1000000u;
 }
 
+static int ocr_timeout_ms(void) {
+    const config *c = config_get();
+    return (int)(c ? c->ocr_timeout_s : 60) * 1000;
+}
+
+static bool client_gone(void *ud) { return http_client_gone(ud); }
+
 /* Header check on the HTTP thread: cheap, allocates nothing. */
 static bool header_ok(http_req *r, const vision_job *j) {
     image_info info;
@@ -96,6 +105,30 @@ static bool header_ok(http_req *r, const vision_job *j) {
     if (rc == 0) return true;
     http_send_error(r, rc, "%s", err);
     return false;
+}
+
+/* in as well-formed UTF-8 of at most cap - 1 bytes, for the JSON answer
+ * (json_string refuses anything else): a byte that starts no well-formed
+ * character becomes U+FFFD, and a cut falls between characters. */
+static void clean_filename(char *out, size_t cap, const char *in) {
+    static const char REPLACEMENT[] = "\xEF\xBF\xBD";
+    size_t o = 0;
+    for (size_t i = 0; in[i];) {
+        size_t len = 1;
+        while (len <= 4 && in[i + len - 1] && !valid_utf8(in + i, len)) len++;
+        const char *ch = in + i;
+        size_t cl = len;
+        if (len > 4 || !in[i + len - 1]) {
+            ch = REPLACEMENT;
+            cl = sizeof REPLACEMENT - 1;
+            len = 1;
+        }
+        if (o + cl >= cap) break;
+        memcpy(out + o, ch, cl);
+        o += cl;
+        i += len;
+    }
+    out[o] = '\0';
 }
 
 /* ---- the worker ---------------------------------------------------------------------- */
@@ -113,7 +146,17 @@ static void send_no_vision_backend(http_req *r, const char *model, const char *w
 static void run_ocr(vision_job *j, PIX *pix) {
     char *text = NULL;
     char err[1024];
-    int rc = ocr_image(pix, j->lang, &text, err, sizeof err);
+    ocr_limits lim = {.timeout_ms = ocr_timeout_ms(), .cancelled = client_gone, .ud = j->r};
+    int rc = ocr_image_limited(pix, j->lang, &lim, &text, err, sizeof err);
+    if (rc == OCR_CANCELLED) {
+        http_send_error(j->r, SMP_E_UNAVAILABLE, "OCR cancelled: the client left or the server is stopping");
+        return;
+    }
+    if (rc == -SMP_E_TIMEOUT) {
+        http_send_error(j->r, rc, "OCR took longer than its limit of %d s (OCR_TIMEOUT_S) and was stopped",
+                        lim.timeout_ms / 1000);
+        return;
+    }
     if (rc) {
         http_send_error(j->r, rc, "%s", err);
         return;
@@ -171,6 +214,10 @@ static void run_job(void *arg) {
     http_req *r = j->r;
     PIX *pix = NULL;
     char err[512];
+    if (http_client_gone(r)) { /* left while the job waited for a worker */
+        http_send_error(r, SMP_E_UNAVAILABLE, "cancelled: the client left or the server is stopping");
+        goto out;
+    }
     /* The whole file is decoded on every path, so a truncated or corrupt
      * image is a 400 here rather than an upstream's guess. */
     int rc = image_decode(j->image, j->image_len, max_pixels(), &pix, NULL, err, sizeof err);
@@ -213,7 +260,9 @@ static vision_job *begin_json(http_req *r, vision_kind kind, valid *v) {
     j->temperature = 0.7;
     valid_init(v);
     const char *model = NULL;
-    valid_str(v, b, "model", false, false, &model);
+    if (valid_str(v, b, "model", false, false, &model) == 1 && strlen(model) >= sizeof j->model)
+        valid_add(v, "model", "string_too_long", "model should have at most %zu bytes", sizeof j->model - 1);
+    j->model_given = model;
     registry_model_name(model, MODEL_KIND_VISION, j->model, sizeof j->model);
     return j;
 }
@@ -229,7 +278,7 @@ static void finish_json(http_req *r, vision_job *j, valid *v, const char *image)
     valid_free(v);
     char err[512];
     size_t n = 0;
-    int rc = image_from_base64(image, strlen(image), &j->decoded, &n, err, sizeof err);
+    int rc = image_from_base64_probed(image, strlen(image), max_pixels(), &j->decoded, &n, NULL, err, sizeof err);
     if (rc) {
         http_send_error(r, rc, "%s", err);
         job_free(j);
@@ -237,10 +286,6 @@ static void finish_json(http_req *r, vision_job *j, valid *v, const char *image)
     }
     j->image = j->decoded;
     j->image_len = n;
-    if (!header_ok(r, j)) {
-        job_free(j);
-        return;
-    }
     start(j);
 }
 
@@ -279,9 +324,8 @@ static void ocr(http_req *r) {
     valid v;
     vision_job *j = begin_json(r, VJ_OCR, &v);
     if (!j) return;
-    const char *image = NULL, *model = NULL, *lang = "eng";
+    const char *image = NULL, *model = j->model_given, *lang = "eng";
     valid_str(&v, j->body, "image", true, true, &image);
-    valid_str(&v, j->body, "model", false, false, &model);
     /* No model (or "tesseract"): the in-process engine; any other name is a
      * vision model. */
     j->tesseract = !model || !*model || !strcmp(model, TESSERACT_MODEL);
@@ -305,20 +349,30 @@ static void ocr(http_req *r) {
 /* ---- upload -------------------------------------------------------------------------- */
 
 /* A form field (not a file), else the query parameter of the same name.
- * Returns 1 found (*out a new string), 0 absent, -1 unusable (NUL or too long). */
+ * Returns 1 found (*out a new string), 0 absent, -1 unusable (a NUL or not
+ * UTF-8), -2 longer than max bytes. */
 static int form_or_query(http_req *r, const multipart *m, const char *name, size_t max, char **out) {
     *out = NULL;
     const multipart_part *p = multipart_find(m, name);
+    const char *s;
+    size_t len;
     if (p && !p->filename) {
-        if (p->len > max || memchr(p->data, '\0', p->len) || !valid_utf8(p->data, p->len)) return -1;
-        *out = smp_strndup(p->data, p->len);
-        return *out ? 1 : -1;
+        s = p->data;
+        len = p->len;
+    } else if ((s = http_query(r, name))) {
+        len = strlen(s);
+    } else {
+        return 0;
     }
-    const char *q = http_query(r, name);
-    if (!q) return 0;
-    if (strlen(q) > max || !valid_utf8(q, strlen(q))) return -1;
-    *out = smp_strdup(q);
+    if (memchr(s, '\0', len) || !valid_utf8(s, len)) return -1;
+    if (len > max) return -2;
+    *out = smp_strndup(s, len);
     return *out ? 1 : -1;
+}
+
+static void form_problem(valid *v, const char *name, int rc, size_t max) {
+    if (rc == -2) valid_add(v, name, "string_too_long", "%s should have at most %zu bytes", name, max);
+    else if (rc < 0) valid_add(v, name, "string_type", "%s should be UTF-8 text", name);
 }
 
 static void upload(http_req *r) {
@@ -347,10 +401,8 @@ static void upload(http_req *r) {
     const multipart_part *file = multipart_find(&j->form, "file");
     if (!file || !file->filename) valid_add(&v, "file", "missing", "Field required (an image upload named 'file')");
     char *model = NULL;
-    if (form_or_query(r, &j->form, "prompt", PROMPT_MAX, &j->prompt_copy) < 0)
-        valid_add(&v, "prompt", "string_type", "prompt should be UTF-8 text of at most %d bytes", PROMPT_MAX);
-    if (form_or_query(r, &j->form, "model", 199, &model) < 0)
-        valid_add(&v, "model", "string_type", "model should be a name of at most 199 bytes");
+    form_problem(&v, "prompt", form_or_query(r, &j->form, "prompt", PROMPT_MAX, &j->prompt_copy), PROMPT_MAX);
+    form_problem(&v, "model", form_or_query(r, &j->form, "model", sizeof j->model - 1, &model), sizeof j->model - 1);
     if (!valid_ok(&v)) {
         http_send_validation(r, valid_take(&v));
         valid_free(&v);
@@ -362,7 +414,7 @@ static void upload(http_req *r) {
     j->prompt = j->prompt_copy && *j->prompt_copy ? j->prompt_copy : UPLOAD_PROMPT;
     registry_model_name(model, MODEL_KIND_VISION, j->model, sizeof j->model);
     smp_free(model);
-    snprintf(j->filename, sizeof j->filename, "%s", file->filename);
+    clean_filename(j->filename, sizeof j->filename, file->filename);
     j->image = (const unsigned char *)file->data;
     j->image_len = file->len;
     if (!header_ok(r, j)) {

@@ -45,6 +45,7 @@
     X(INT, max_body_mb, "MAX_BODY_MB", "32", 1, 65536, "Largest JSON request body, MiB")            \
     X(INT, max_upload_mb, "MAX_UPLOAD_MB", "100", 1, 65536, "Largest multipart upload, MiB")       \
     X(INT, max_image_mp, "MAX_IMAGE_MP", "40", 1, 10000, "Largest decoded image, megapixels")       \
+    X(INT, ocr_timeout_s, "OCR_TIMEOUT_S", "60", 1, 86400, "Seconds one in-process OCR may run before it is stopped (408)") \
     X(INT, max_audio_seconds, "MAX_AUDIO_SECONDS", "10800", 1, 864000, "Longest audio accepted, seconds") \
     X(URL, whisper_download_url, "WHISPER_DOWNLOAD_URL", "https://huggingface.co/ggerganov/whisper.cpp/resolve/main", 0, 0, "Where missing Whisper models (ggml-<size>.bin) are fetched from into DATA_DIR/models; empty: no downloads") \
     X(INT, max_loaded_models, "MAX_LOADED_MODELS", "2", 1, 64, "Models kept loaded at once (least recently used is unloaded)") \

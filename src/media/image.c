@@ -4,6 +4,9 @@
  * PNG   0  8  signature 89 50 4E 47 0D 0A 1A 0A
  *       8  4  first chunk length (BE, 13)      12 4 "IHDR"
  *      16  4  width (BE)                       20 4 height (BE)
+ *      then chunks: length 4 (BE), type 4, data, CRC 4, up to "IEND";
+ *       "eXIf" data is a TIFF header and IFD0 (as in a JPEG's APP1, without
+ *       the "Exif\0\0" prefix)
  * GIF   0  6  "GIF87a" | "GIF89a"
  *       6  2  screen width (LE)                 8 2 screen height (LE)
  *      10  1  flags (bit 7: global colour table of 3 * 2^((flags&7)+1) bytes)
@@ -15,6 +18,8 @@
  *       "VP8X": 24 3 canvas width-1 (LE)  27 3 canvas height-1 (LE)
  *       "VP8 ": 23 3 start code 9D 01 2A  26 2 width (LE, low 14 bits)  28 2 height
  *       "VP8L": 20 1 signature 2F  21 4 bits 0-13 width-1, bits 14-27 height-1 (LE)
+ *       chunks: tag 4, size 4 (LE), data padded to an even size; an "EXIF"
+ *       chunk (extended files, VP8X flag 0x08) holds a TIFF header and IFD0
  * BMP   0  2  "BM"    14 4 DIB header size (LE)
  *       size 12 (OS/2): 18 2 width  20 2 height;  otherwise 18 4 width  22 4 height
  *       (signed; a negative height is a top-down bitmap)
@@ -90,12 +95,57 @@ const char *image_mime(image_format f) {
 
 /* ---- per-format headers ---------------------------------------------------------------- */
 
+/* One IFD of a TIFF structure inside p[0..n): width, height, orientation (any
+ * may be NULL). Returns 0 or -1 when the IFD lies outside the data. */
+static int tiff_ifd(const unsigned char *p, size_t n, uint32_t *w, uint32_t *h, int *orient) {
+    if (n < 8) return -1;
+    bool le = p[0] == 'I';
+    uint32_t (*r16)(const unsigned char *) = le ? le16 : be16;
+    uint32_t (*r32)(const unsigned char *) = le ? le32 : be32;
+    uint32_t off = r32(p + 4);
+    if (off > n || n - off < 2) return -1;
+    uint32_t count = r16(p + off);
+    if ((size_t)count * 12 > n - off - 2) return -1;
+    for (uint32_t i = 0; i < count; i++) {
+        const unsigned char *e = p + off + 2 + (size_t)i * 12;
+        uint32_t tag = r16(e), type = r16(e + 2);
+        uint32_t v = type == 3 ? r16(e + 8) : type == 4 ? r32(e + 8) : 0;
+        if (type != 3 && type != 4) continue;
+        if (tag == 256 && w) *w = v;
+        if (tag == 257 && h) *h = v;
+        if (tag == 274 && orient && v >= 1 && v <= 8) *orient = (int)v;
+    }
+    return 0;
+}
+
+/* The Orientation (1..8) of an EXIF block: a TIFF header and IFD0, after an
+ * optional "Exif\0\0" (JPEG APP1 has it; PNG eXIf and WebP EXIF should not,
+ * but some writers add it). 1 when absent or unreadable. */
+static int exif_orientation(const unsigned char *t, size_t tl) {
+    if (tl >= 6 && !memcmp(t, "Exif\0\0", 6)) t += 6, tl -= 6;
+    int orient = 1;
+    if (tl >= 8 && (!memcmp(t, "II*\0", 4) || !memcmp(t, "MM\0*", 4))) (void)tiff_ifd(t, tl, NULL, NULL, &orient);
+    return orient;
+}
+
 static int probe_png(const unsigned char *p, size_t n, image_info *o, char *err, size_t el) {
     if (n < 33) return fail(err, el, "PNG file truncated inside its header (%zu bytes)", n);
     if (be32(p + 8) != 13 || memcmp(p + 12, "IHDR", 4)) return fail(err, el, "PNG file does not start with an IHDR chunk");
     o->width = be32(p + 16);
     o->height = be32(p + 20);
     if (o->width > 0x7FFFFFFF || o->height > 0x7FFFFFFF) return fail(err, el, "PNG dimensions out of range");
+    /* Chunk headers only (lengths skip the data), for an eXIf; a cut or
+     * bad chunk ends the walk and is left to the decoder. */
+    for (size_t at = 33; at + 12 <= n;) {
+        uint32_t len = be32(p + at);
+        const unsigned char *type = p + at + 4;
+        if (len > n - at - 12 || !memcmp(type, "IEND", 4)) break;
+        if (!memcmp(type, "eXIf", 4)) {
+            o->orientation = exif_orientation(p + at + 8, len);
+            break;
+        }
+        at += 12 + (size_t)len;
+    }
     return 0;
 }
 
@@ -155,6 +205,17 @@ static int probe_webp(const unsigned char *p, size_t n, image_info *o, char *err
     } else {
         return fail(err, el, "WebP file has an unknown first chunk");
     }
+    /* Only an extended file (VP8X) that says it has one carries an EXIF chunk. */
+    if (memcmp(c, "VP8X", 4) || !(p[20] & 0x08)) return 0;
+    for (size_t at = 12; at + 8 <= n;) {
+        uint32_t len = le32(p + at + 4);
+        if (len > n - at - 8) break;
+        if (!memcmp(p + at, "EXIF", 4)) {
+            o->orientation = exif_orientation(p + at + 8, len);
+            break;
+        }
+        at += 8 + (size_t)len + (len & 1);
+    }
     return 0;
 }
 
@@ -171,29 +232,6 @@ static int probe_bmp(const unsigned char *p, size_t n, image_info *o, char *err,
     if (w <= 0 || h == 0 || h == INT32_MIN) return fail(err, el, "BMP dimensions %d x %d are invalid", w, h);
     o->width = (uint32_t)w;
     o->height = (uint32_t)(h < 0 ? -h : h);
-    return 0;
-}
-
-/* One IFD of a TIFF structure inside p[0..n): width, height, orientation (any
- * may be NULL). Returns 0 or -1 when the IFD lies outside the data. */
-static int tiff_ifd(const unsigned char *p, size_t n, uint32_t *w, uint32_t *h, int *orient) {
-    if (n < 8) return -1;
-    bool le = p[0] == 'I';
-    uint32_t (*r16)(const unsigned char *) = le ? le16 : be16;
-    uint32_t (*r32)(const unsigned char *) = le ? le32 : be32;
-    uint32_t off = r32(p + 4);
-    if (off > n || n - off < 2) return -1;
-    uint32_t count = r16(p + off);
-    if ((size_t)count * 12 > n - off - 2) return -1;
-    for (uint32_t i = 0; i < count; i++) {
-        const unsigned char *e = p + off + 2 + (size_t)i * 12;
-        uint32_t tag = r16(e), type = r16(e + 2);
-        uint32_t v = type == 3 ? r16(e + 8) : type == 4 ? r32(e + 8) : 0;
-        if (type != 3 && type != 4) continue;
-        if (tag == 256 && w) *w = v;
-        if (tag == 257 && h) *h = v;
-        if (tag == 274 && orient && v >= 1 && v <= 8) *orient = (int)v;
-    }
     return 0;
 }
 
@@ -233,11 +271,7 @@ static int probe_jpeg(const unsigned char *p, size_t n, image_info *o, char *err
             o->width = be16(s + 3);
             have_sof = true;
         } else if (m == 0xE1 && sl > 6 && !memcmp(s, "Exif\0\0", 6)) {
-            int orient = 1;
-            const unsigned char *t = s + 6;
-            size_t tl = sl - 6;
-            if (tl >= 8 && (!memcmp(t, "II*\0", 4) || !memcmp(t, "MM\0*", 4)) && tiff_ifd(t, tl, NULL, NULL, &orient) == 0)
-                o->orientation = orient;
+            o->orientation = exif_orientation(s, sl);
         }
         at += len;
     }
@@ -395,4 +429,18 @@ int image_from_base64(const char *s, size_t len, unsigned char **out, size_t *ou
     *out = d;
     *outlen = (size_t)dl;
     return 0;
+}
+
+int image_from_base64_probed(const char *s, size_t len, uint64_t max_pixels, unsigned char **out, size_t *outlen,
+                             image_info *info, char *err, size_t errlen) {
+    image_info local;
+    int rc = image_from_base64(s, len, out, outlen, err, errlen);
+    if (rc) return rc;
+    rc = image_probe(*out, *outlen, max_pixels, info ? info : &local, err, errlen);
+    if (rc) {
+        smp_free(*out);
+        *out = NULL;
+        *outlen = 0;
+    }
+    return rc;
 }

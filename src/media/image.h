@@ -6,8 +6,9 @@
  * is -SMP_E_FORMAT with err = "Invalid image file: <why>", an image whose
  * header claims more than max_pixels is -SMP_E_TOO_LARGE, refused before any
  * pixel memory is allocated. Main data structure: image_info, what the header
- * says (format, width, height as displayed before EXIF rotation, and the
- * EXIF orientation 1..8 of a JPEG; 1 for every other format) and how many
+ * says (format, width, height as stored before EXIF rotation, and the
+ * EXIF orientation 1..8 of a JPEG (APP1), PNG (eXIf chunk) or WebP (EXIF
+ * chunk); 1 for every other format or without EXIF) and how many
  * pixels decoding will allocate (every frame of an animated GIF counts). */
 #ifndef SMP_MEDIA_IMAGE_H
 #define SMP_MEDIA_IMAGE_H
@@ -57,6 +58,15 @@ int image_decode(const unsigned char *p, size_t n, uint64_t max_pixels, struct P
  * Returns 0 or -SMP_E_BAD_REQUEST with err set; the bytes are not checked
  * for being an image (image_probe does that). */
 int image_from_base64(const char *s, size_t len, unsigned char **out, size_t *outlen, char *err, size_t errlen);
+
+/* image_from_base64, then image_probe of the bytes (format and dimensions,
+ * no pixel decoding): the whole check of an image that is forwarded rather
+ * than decoded here (chat messages), or decoded later (the vision routes).
+ * Returns 0 with *out (smp_free) holding the bytes, or -SMP_E_BAD_REQUEST
+ * (base64, URL), -SMP_E_FORMAT ("Invalid image file: ...") or
+ * -SMP_E_TOO_LARGE with err set and *out NULL. info may be NULL. */
+int image_from_base64_probed(const char *s, size_t len, uint64_t max_pixels, unsigned char **out, size_t *outlen,
+                             image_info *info, char *err, size_t errlen);
 
 /* Silence leptonica's own stderr messages (done by image_decode too; safe to
  * call more than once, from any thread). */

@@ -2,7 +2,9 @@
  * API object and the language it was initialised with.
  *
  * Images go to Tesseract as 8-bit gray (colour maps removed, 16-bit and
- * low-depth images converted) with a nominal 300 ppi so it does not guess. */
+ * low-depth images converted) with a nominal 300 ppi so it does not guess.
+ * Recognition runs under a Tesseract monitor (ETEXT_DESC) that carries the
+ * deadline and the cancel callback of ocr_limits. */
 #include "media/ocr.h"
 
 #include <dirent.h>
@@ -146,7 +148,30 @@ static PIX *to_gray8(PIX *pix) {
     return g;
 }
 
+/* What Tesseract's monitor asks between words: has the client left? Polled
+ * at most every OCR_POLL_MS (it runs for every word). */
+typedef struct {
+    const ocr_limits *lim;
+    uint64_t next_poll_ns;
+    bool gone;
+} ocr_watch;
+
+static bool watch_cancel(void *ud, int words) {
+    (void)words;
+    ocr_watch *w = ud;
+    if (w->gone) return true;
+    uint64_t now = util_now_ns();
+    if (now < w->next_poll_ns) return false;
+    w->next_poll_ns = now + (uint64_t)OCR_POLL_MS * 1000000u;
+    w->gone = w->lim->cancelled(w->lim->ud);
+    return w->gone;
+}
+
 int ocr_image(PIX *pix, const char *lang, char **text, char *err, size_t errlen) {
+    return ocr_image_limited(pix, lang, NULL, text, err, errlen);
+}
+
+int ocr_image_limited(PIX *pix, const char *lang, const ocr_limits *lim, char **text, char *err, size_t errlen) {
     *text = NULL;
     if (!lang || !*lang) lang = "eng";
     if (!ocr_language_ok(lang)) {
@@ -164,11 +189,40 @@ int ocr_image(PIX *pix, const char *lang, char **text, char *err, size_t errlen)
         snprintf(err, errlen, "OCR: could not convert the image to gray");
         return -SMP_E_NOMEM;
     }
+    ETEXT_DESC *mon = TessMonitorCreate();
+    if (!mon) {
+        pixDestroy(&g);
+        return -SMP_E_NOMEM;
+    }
+    ocr_watch watch = {.lim = lim};
+    if (lim && lim->cancelled) {
+        TessMonitorSetCancelFunc(mon, watch_cancel);
+        TessMonitorSetCancelThis(mon, &watch);
+    }
+    uint64_t t0 = util_now_ns(); /* the deadline counts from here */
+    if (lim && lim->timeout_ms > 0) TessMonitorSetDeadlineMSecs(mon, lim->timeout_ms);
     TessBaseAPISetImage2(h->api, g);
     TessBaseAPISetSourceResolution(h->api, 300);
-    char *t = TessBaseAPIGetUTF8Text(h->api);
+    int rec = TessBaseAPIRecognize(h->api, mon);
+    double ms = (double)(util_now_ns() - t0) / 1e6;
+    /* A stopped recognition leaves partial results: they are not the answer. */
+    char *t = rec == 0 ? TessBaseAPIGetUTF8Text(h->api) : NULL;
     TessBaseAPIClear(h->api);
+    TessMonitorDelete(mon);
     pixDestroy(&g);
+    if (rec != 0) {
+        if (watch.gone) {
+            log_info("ocr: stopped after %.0f ms: the client left", ms);
+            return OCR_CANCELLED;
+        }
+        if (lim && lim->timeout_ms > 0 && ms >= lim->timeout_ms) {
+            log_info("ocr: stopped after %.0f ms: over the %d ms limit", ms, lim->timeout_ms);
+            snprintf(err, errlen, "OCR took longer than its limit of %g s and was stopped", lim->timeout_ms / 1000.0);
+            return -SMP_E_TIMEOUT;
+        }
+        snprintf(err, errlen, "Tesseract failed to recognise the image");
+        return -SMP_E_INTERNAL;
+    }
     if (!t) {
         snprintf(err, errlen, "Tesseract failed to recognise the image");
         return -SMP_E_INTERNAL;

@@ -106,6 +106,13 @@ for (const kind of ['ollama', 'openai']) {
         { type: 'text', text: 'Hi there' }, { type: 'image_url', image_url: { url: `data:image/png;base64,${image}` } }] }] });
       assert.equal(oc.status, 200, oc.text);
       assert.equal(oc.json.choices[0].message.content, expected(kind, 'Hi there', 'sign.png'));
+      // Ollama's /api/generate with images: the images go along, not dropped.
+      const og = await post(gw, '/api/generate', { model: 'llava', prompt: 'Hi there', images: [image], stream: false });
+      assert.equal(og.status, 200, og.text);
+      assert.equal(og.json.response, expected(kind, 'Hi there', 'sign.png'));
+      const bad = await post(gw, '/api/generate', { model: 'llava', prompt: 'Hi', images: ['QUJDRA=='], stream: false });
+      assert.equal(bad.status, 400, bad.text);
+      assert.match(bad.json.error, /image/i);
     } finally { await gw.stop(); }
   });
 

@@ -1,17 +1,21 @@
 // vision.test.mjs - the /vision routes through the real binary: Tesseract OCR
-// of every image in ../shared/images (the known text, exact words), the
+// of every image in ../shared/images (the known text, exact words), OCR
+// stopped by OCR_TIMEOUT_S and by a client that leaves (a page of noise), the
 // bad-input list (non-image, truncated PNG, corrupt JPEG body, decompression
-// bomb, 0-byte file, 200 MiB upload, wrong content type, bad base64, URLs),
-// the 503 that names the missing vision model, chat with images routed to the
-// text-only local engine, and, with the fake upstream as the vision backend,
-// upload vs base64 giving the same answer and the prompt as form field or
-// query parameter.
+// bomb, 0-byte file, 200 MiB upload, a chunked upload past MAX_UPLOAD_MB,
+// wrong content type, bad base64, URLs, over-long model names), chat images
+// checked like vision images in both dialects, the 503 that names the missing
+// vision model, chat with images routed to the text-only local engine, and,
+// with the fake upstream as the vision backend, upload vs base64 giving the
+// same answer, the prompt as form field or query parameter, and upload file
+// names that are not UTF-8 or too long.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import crypto from 'node:crypto';
-import { startServer, req, rawConnect, readAll, KEY } from './lib.mjs';
+import zlib from 'node:zlib';
+import { startServer, req, rawConnect, readAll, sleep, waitLog, KEY } from './lib.mjs';
 
 const DIR = '../shared/images/';
 const INVOICE = 'Invoice 2041: total $318.40 Due date: 2026-12-01';
@@ -82,6 +86,27 @@ function corruptJpeg() {
   return b;
 }
 
+// A size x size page of 1-bit noise: Tesseract spends about 1 s on its
+// layout and then several seconds (7.5 s for 1400 x 1400 on one core) on
+// "words", so a stop is seen long before the end.
+function noisePng(size) {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(size, 0);
+  ihdr.writeUInt32BE(size, 4);
+  ihdr[8] = 1; // 1-bit gray
+  const stride = 1 + Math.ceil(size / 8);
+  const raw = Buffer.alloc(stride * size); // filter byte 0 on every row
+  let x = 42;
+  for (let y = 0; y < size; y++) {
+    for (let i = 1; i < stride; i++) {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      raw[y * stride + i] = (x >>> 16) & 0xff;
+    }
+  }
+  return Buffer.concat([Buffer.from('89504e470d0a1a0a', 'hex'), pngChunk('IHDR', ihdr),
+    pngChunk('IDAT', zlib.deflateSync(raw)), pngChunk('IEND', Buffer.alloc(0))]);
+}
+
 const BAD = [
   ['not-an-image.png', () => img('not-an-image.png'), 400, /Invalid image file: unrecognised format/],
   ['truncated PNG', () => img('sign.png').subarray(0, 7000), 400, /Invalid image file: .*truncated or corrupt/],
@@ -114,6 +139,20 @@ test('ocr: unknown language is 422 listing the installed ones', async () => {
   assert.match(JSON.stringify(r.json.detail), /klingon.*not installed.*eng/);
 });
 
+test('ocr: a client that leaves stops its OCR (the log shows it ended early)', async () => {
+  const ac = new AbortController();
+  const body = JSON.stringify({ image: b64(noisePng(1400)) });
+  const p = fetch(`${s.url}/vision/ocr`, { method: 'POST', body, signal: ac.signal,
+    headers: { 'X-API-Key': KEY, 'Content-Type': 'application/json' } }).catch((e) => e);
+  await sleep(600); // decoded and inside Tesseract by now
+  const t0 = Date.now();
+  ac.abort();
+  await p;
+  assert.ok(await waitLog(s, /ocr: stopped after \d+ ms: the client left/, 6000), 'the OCR ran on');
+  assert.ok(await waitLog(s, /POST \/vision\/ocr 503 /, 1000), s.stderr.slice(-2000));
+  assert.ok(Date.now() - t0 < 6000);
+});
+
 test('ocr: concurrent requests on the worker pool all get the right text', async () => {
   const names = Object.keys(KNOWN).filter((n) => KNOWN[n]);
   const rs = await Promise.all(names.concat(names).map((n) => post('/vision/ocr', { image: b64(img(n)) })));
@@ -142,6 +181,95 @@ test('bad images: clear 4xx through base64 and upload alike', async () => {
   }
 });
 
+test('OCR_TIMEOUT_S stops a long OCR with a clear 408; the worker then serves the next one', async () => {
+  // One worker: the request after the stopped one runs on the same thread
+  // and the same Tesseract handle.
+  const lim = await startServer({ CACHE_ENABLED: 'false', OCR_TIMEOUT_S: '1', REQUEST_WORKERS: '1' });
+  try {
+    const t0 = Date.now();
+    const r = await post('/vision/ocr', { image: b64(noisePng(1400)) }, lim);
+    const took = Date.now() - t0;
+    assert.equal(r.status, 408, r.text);
+    assert.match(r.json.detail, /OCR took longer than its limit of 1 s \(OCR_TIMEOUT_S\)/);
+    assert.ok(took < 5000, `answered after ${took} ms`); // the whole OCR takes about 7.5 s
+    const ok = await post('/vision/ocr', { image: b64(img('sign.png')) }, lim);
+    assert.equal(ok.status, 200, ok.text);
+    assert.equal(norm(ok.json.text), norm(SIGN));
+  } finally {
+    await lim.stop();
+  }
+});
+
+test('a chunked upload past MAX_UPLOAD_MB gets its 413 while the client is still sending', async () => {
+  const small = await startServer({ CACHE_ENABLED: 'false', MAX_UPLOAD_MB: '1' });
+  try {
+    const sock = await rawConnect(small.port);
+    sock.on('error', () => {});
+    let got = '';
+    sock.on('data', (d) => { got += d.toString('latin1'); });
+    sock.write(`POST /vision/upload HTTP/1.1\r\nHost: x\r\nX-API-Key: ${KEY}\r\n` +
+      'Content-Type: multipart/form-data; boundary=B\r\nTransfer-Encoding: chunked\r\n\r\n');
+    const head = '--B\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\n\r\n';
+    sock.write(`${Buffer.byteLength(head).toString(16)}\r\n${head}\r\n`);
+    const chunk = 'x'.repeat(256 * 1024);
+    let sent = 0;
+    // Keep sending (up to 64 MiB) until the answer shows up; never end the body.
+    while (!got.endsWith('}') && sent < (64 << 20) && !sock.destroyed) {
+      sock.write(`${chunk.length.toString(16)}\r\n${chunk}\r\n`);
+      sent += chunk.length;
+      await sleep(2);
+    }
+    sock.destroy();
+    assert.match(got, /^HTTP\/1\.1 413/);
+    assert.ok(sent < (4 << 20), `answered only after ${sent} bytes`);
+    assert.match(JSON.parse(got.slice(got.indexOf('\r\n\r\n') + 4)).detail, /MAX_UPLOAD_MB/);
+  } finally {
+    await small.stop();
+  }
+});
+
+test('chat images are checked like vision images: not an image, bomb, bad types', async () => {
+  const good = b64(img('sign.png'));
+  // Simpleton dialect: 422 naming the message and the image.
+  let r = await post('/inference/chat', { messages: [{ role: 'user', content: 'hi', images: ['QUJDRA=='] }] });
+  assert.equal(r.status, 422, r.text);
+  assert.deepEqual(r.json.detail[0].loc, ['body', 'messages.0.images.0']);
+  assert.match(r.json.detail[0].msg, /^Invalid image file: unrecognised format/);
+  r = await post('/inference/chat', { messages: [{ role: 'user', content: 'a' },
+    { role: 'user', content: 'b', images: [good, b64(pngBomb())] }] });
+  assert.equal(r.status, 422, r.text);
+  assert.deepEqual(r.json.detail[0].loc, ['body', 'messages.1.images.1']);
+  assert.match(r.json.detail[0].msg, /50000 x 50000 .*MAX_IMAGE_MP/);
+  r = await post('/inference/chat', { messages: [{ role: 'user', content: 'a', images: [`data:text/plain;base64,${good}`] }] });
+  assert.equal(r.status, 422, r.text);
+  assert.match(r.json.detail[0].msg, /data:image/);
+  // Ollama dialect, same parser: 400.
+  r = await post('/api/chat', { model: 'x', messages: [{ role: 'user', content: 'hi', images: ['QUJDRA=='] }] });
+  assert.equal(r.status, 400, r.text);
+  assert.match(r.json.error, /messages\.0\.images\.0: Invalid image file/);
+  // OpenAI dialect: 400 naming the part.
+  const chat = (part) => post('/v1/chat/completions', { model: 'x', messages: [{ role: 'user',
+    content: [{ type: 'text', text: 'hi' }, part] }] });
+  r = await chat({ type: 'image_url', image_url: { url: 'data:image/png;base64,QUJDRA==' } });
+  assert.equal(r.status, 400, r.text);
+  assert.match(r.json.error.message, /^messages\.0\.content\.1\.image_url: Invalid image file: unrecognised format/);
+  r = await chat({ type: 'image_url', image_url: `data:image/png;base64,${b64(img('not-an-image.png'))}` });
+  assert.equal(r.status, 400, r.text);
+  assert.match(r.json.error.message, /Invalid image file/);
+  r = await chat({ type: 'image_url', image_url: 5 });
+  assert.equal(r.status, 400, r.text);
+  assert.match(r.json.error.message, /image_url should be an object/);
+  r = await chat({ type: 'image_url', image_url: { url: 5 } });
+  assert.equal(r.status, 400, r.text);
+  assert.match(r.json.error.message, /image_url\.url should be a string/);
+  r = await chat({ type: 'image_url' });
+  assert.equal(r.status, 400, r.text);
+  assert.doesNotMatch(r.json.error.message, /Only data: URLs/);
+  r = await chat({ type: 'image_url', image_url: { url: 'https://example.com/cat.png' } });
+  assert.equal(r.status, 400, r.text);
+  assert.match(r.json.error.message, /Only data: URLs/);
+});
+
 test('bad base64, URLs and data URLs that are not images are 400', async () => {
   const good = b64(img('sign.png'));
   let r = await post('/vision/analyze', { image: good.slice(0, -2), prompt: 'x' });
@@ -168,6 +296,31 @@ test('validation: missing fields and unknown detail_level are 422', async () => 
   const u = await upload(s, '', null, null, { prompt: 'no file' });
   assert.equal(u.status, 422, u.text);
   assert.deepEqual(u.json.detail[0].loc, ['body', 'file']);
+});
+
+test('model: a wrong type is reported once; over 199 bytes is string_too_long, never cut', async () => {
+  const image = b64(img('sign.png'));
+  let r = await post('/vision/ocr', { image, model: {} });
+  assert.equal(r.status, 422, r.text);
+  assert.equal(r.json.detail.length, 1, r.text);
+  assert.deepEqual(r.json.detail[0].loc, ['body', 'model']);
+  const long = 'm'.repeat(200);
+  for (const p of ['/vision/analyze', '/vision/caption', '/vision/ocr']) {
+    r = await post(p, { image, prompt: 'x', model: long });
+    assert.equal(r.status, 422, `${p}: ${r.text}`);
+    assert.equal(r.json.detail[0].type, 'string_too_long');
+    assert.match(r.json.detail[0].msg, /at most 199 bytes/);
+  }
+  // 199 bytes is a name like any other (no backend has it: 503 naming it whole).
+  r = await post('/vision/analyze', { image, prompt: 'x', model: long.slice(1) });
+  assert.equal(r.status, 503, r.text);
+  assert.ok(r.json.detail.includes(`'${long.slice(1)}'`));
+  // Multi-byte names are counted in bytes and refused rather than cut inside a character.
+  r = await post('/vision/caption', { image, model: 'é'.repeat(100) });
+  assert.equal(r.status, 422, r.text);
+  const u = await upload(s, '', img('sign.png'), 'sign.png', { model: long });
+  assert.equal(u.status, 422, u.text);
+  assert.equal(u.json.detail[0].type, 'string_too_long');
 });
 
 test('wrong content type: an upload that is not multipart is 415, a JSON route given a form is 422', async () => {
@@ -266,6 +419,23 @@ test('with a vision backend: upload and base64 give the same answer; prompt as f
     }
     const d = await upload(gw, '', img('sign.png'), 'sign.png');
     assert.equal(d.json.response, `${reverse('Describe this image')} img:${sha(img('sign.png'))}`, 'default prompt');
+    // File names that are not UTF-8, or too long, still come back (as valid
+    // UTF-8, at most 255 bytes, cut between characters).
+    const names = [
+      [Buffer.from([0xff, 0x70, 0x68, 0x6f, 0x74, 0x6f, 0xc3, 0x2e, 0x70, 0x6e, 0x67]), '\ufffdphoto\ufffd.png'],
+      [Buffer.from('é'.repeat(200)), 'é'.repeat(127)],
+      [Buffer.from(`a${'€'.repeat(100)}`), `a${'€'.repeat(84)}`],
+    ];
+    for (const [raw, want] of names) {
+      const body = Buffer.concat([Buffer.from('--B\r\nContent-Disposition: form-data; name="file"; filename="'), raw,
+        Buffer.from('"\r\nContent-Type: image/png\r\n\r\n'), img('sign.png'), Buffer.from('\r\n--B--\r\n')]);
+      const res = await fetch(`${gw.url}/vision/upload`, { method: 'POST', body,
+        headers: { 'X-API-Key': KEY, 'Content-Type': 'multipart/form-data; boundary=B' } });
+      const j = await res.json();
+      assert.equal(res.status, 200, JSON.stringify(j));
+      assert.equal(j.filename, want);
+      assert.ok(Buffer.byteLength(j.filename) <= 255);
+    }
   } finally {
     await gw.stop();
     fake.stop();

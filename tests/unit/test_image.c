@@ -3,6 +3,7 @@
  * (leptonica's pix allocator is counted), EXIF orientation, truncated and
  * corrupt files, empty input and the base64 intake. Uses ../shared/images. */
 #include <leptonica/allheaders.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,20 +169,33 @@ TEST(image_bombs_refused_before_allocating) {
     free(d);
 }
 
-/* A 16x8 JPEG, left half black, right half white, with an APP1 Exif segment
- * holding Orientation = orient inserted after SOI. Caller frees. */
-static unsigned char *jpeg_with_orientation(int orient, size_t *n) {
+/* A 16x8 image, left half black, right half white, written by leptonica
+ * in format iff. Caller lept_free()s *d. */
+static int halves(int iff, l_uint8 **d, size_t *n) {
     PIX *pix = pixCreate(16, 8, 8);
     for (int y = 0; y < 8; y++)
         for (int x = 0; x < 16; x++) pixSetPixel(pix, x, y, x < 8 ? 0 : 255);
+    int rc = pixWriteMem(d, n, pix, iff);
+    pixDestroy(&pix);
+    return rc;
+}
+
+/* An EXIF block: "MM\0*", IFD offset 8, 1 entry: tag 0x0112 SHORT count 1
+ * value orient, next IFD 0 (26 bytes). */
+static void exif_block(unsigned char *t, int orient) {
+    static const unsigned char tiff[26] = {'M', 'M', 0, 0x2A, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3,
+                                           0,   0,   0, 1,    0, 0, 0, 0, 0, 0, 0,    0};
+    memcpy(t, tiff, sizeof tiff);
+    t[19] = (unsigned char)orient;
+}
+
+/* The JPEG, with an APP1 "Exif\0\0" segment after SOI. Caller frees. */
+static unsigned char *jpeg_with_orientation(int orient, size_t *n) {
     l_uint8 *jd = NULL;
     size_t jn = 0;
-    if (pixWriteMem(&jd, &jn, pix, IFF_JFIF_JPEG) != 0) return NULL;
-    pixDestroy(&pix);
-    /* APP1: FF E1, length, "Exif\0\0", "MM\0*", IFD offset 8, 1 entry:
-     * tag 0x0112 SHORT count 1 value orient, next IFD 0. */
-    unsigned char app1[] = {0xFF, 0xE1, 0x00, 0x22, 'E', 'x', 'i', 'f', 0, 0, 'M', 'M', 0, 0x2A, 0, 0, 0, 8,
-                            0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, (unsigned char)orient, 0, 0, 0, 0, 0, 0};
+    if (halves(IFF_JFIF_JPEG, &jd, &jn) != 0) return NULL;
+    unsigned char app1[4 + 6 + 26] = {0xFF, 0xE1, 0x00, 0x22, 'E', 'x', 'i', 'f', 0, 0};
+    exif_block(app1 + 10, orient);
     *n = jn + sizeof app1;
     unsigned char *out = malloc(*n);
     memcpy(out, jd, 2);
@@ -191,11 +205,75 @@ static unsigned char *jpeg_with_orientation(int orient, size_t *n) {
     return out;
 }
 
+static uint32_t crc32_png(const unsigned char *p, size_t n) {
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1)));
+    }
+    return ~c;
+}
+
+/* The PNG, with an eXIf chunk after IHDR (prefixed with "Exif\0\0" when
+ * prefixed, as some writers do). Caller frees. */
+static unsigned char *png_with_orientation(int orient, bool prefixed, size_t *n) {
+    l_uint8 *pd = NULL;
+    size_t pn = 0;
+    if (halves(IFF_PNG, &pd, &pn) != 0) return NULL;
+    size_t dl = (prefixed ? 6 : 0) + 26;
+    unsigned char chunk[12 + 32];
+    put_be32(chunk, (uint32_t)dl);
+    memcpy(chunk + 4, "eXIf", 4);
+    if (prefixed) memcpy(chunk + 8, "Exif\0\0", 6);
+    exif_block(chunk + 8 + dl - 26, orient);
+    put_be32(chunk + 8 + dl, crc32_png(chunk + 4, 4 + dl));
+    size_t cl = 12 + dl;
+    *n = pn + cl;
+    unsigned char *out = malloc(*n);
+    memcpy(out, pd, 33); /* signature + IHDR */
+    memcpy(out + 33, chunk, cl);
+    memcpy(out + 33 + cl, pd + 33, pn - 33);
+    lept_free(pd);
+    return out;
+}
+
+static void put_le32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)v, p[1] = (unsigned char)(v >> 8), p[2] = (unsigned char)(v >> 16), p[3] = (unsigned char)(v >> 24);
+}
+
+/* The WebP made extended: RIFF, VP8X (flags: EXIF when flagged), the simple
+ * file's image chunk, then an EXIF chunk. Caller frees. */
+static unsigned char *webp_with_orientation(int orient, bool flagged, size_t *n) {
+    l_uint8 *wd = NULL;
+    size_t wn = 0;
+    if (halves(IFF_WEBP, &wd, &wn) != 0) return NULL;
+    size_t img = wn - 12; /* the VP8/VP8L chunk(s) after "RIFF" size "WEBP" */
+    *n = 12 + 18 + img + 8 + 26;
+    unsigned char *out = calloc(1, *n);
+    memcpy(out, "RIFF", 4);
+    put_le32(out + 4, (uint32_t)(*n - 8));
+    memcpy(out + 8, "WEBPVP8X", 8);
+    put_le32(out + 16, 10);
+    out[20] = flagged ? 0x08 : 0;
+    out[24] = 15; /* canvas width - 1 (LE 24-bit) */
+    out[27] = 7;  /* canvas height - 1 */
+    memcpy(out + 30, wd + 12, img);
+    memcpy(out + 30 + img, "EXIF", 4);
+    put_le32(out + 34 + img, 26);
+    exif_block(out + 38 + img, orient);
+    lept_free(wd);
+    return out;
+}
+
 static int gray_at(PIX *p, int x, int y) {
+    PIX *g = pixGetDepth(p) == 8 ? pixClone(p) : pixConvertTo8(p, 0); /* WebP decodes to RGB */
     l_uint32 v = 0;
-    pixGetPixel(p, x, y, &v);
+    pixGetPixel(g, x, y, &v);
+    pixDestroy(&g);
     return (int)v;
 }
+
+enum { EXIF_JPEG, EXIF_PNG, EXIF_PNG_PREFIXED, EXIF_WEBP };
 
 TEST(image_exif_orientation_is_applied) {
     /* orientation -> upright size, and where the black half ends up */
@@ -207,25 +285,66 @@ TEST(image_exif_orientation_is_applied) {
         {1, 16, 8, 2, 4, 13, 4}, {3, 16, 8, 13, 4, 2, 4}, {6, 8, 16, 4, 2, 4, 13},
         {8, 8, 16, 4, 13, 4, 2}, {5, 8, 16, 4, 2, 4, 13}, {2, 16, 8, 13, 4, 2, 4},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        size_t n;
-        unsigned char *d = jpeg_with_orientation(cases[i].orient, &n);
-        REQUIRE(d);
-        image_info info;
-        PIX *pix = NULL;
-        char err[256] = "";
-        int rc = image_decode(d, n, MAX_PX, &pix, &info, err, sizeof err);
-        if (rc) fprintf(stderr, "  orientation %d: %s\n", cases[i].orient, err);
-        REQUIRE(rc == 0);
-        CHECK_INT(info.orientation, cases[i].orient);
-        CHECK_INT(info.width, 16); /* the header's (stored) size */
-        CHECK_INT(pixGetWidth(pix), cases[i].w);
-        CHECK_INT(pixGetHeight(pix), cases[i].h);
-        CHECK(gray_at(pix, cases[i].bx, cases[i].by) < 64);
-        CHECK(gray_at(pix, cases[i].wx, cases[i].wy) > 192);
-        pixDestroy(&pix);
-        free(d);
+    static const char *const kinds[] = {"jpeg", "png", "png (Exif prefix)", "webp"};
+    for (int kind = EXIF_JPEG; kind <= EXIF_WEBP; kind++) {
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            size_t n = 0;
+            int o = cases[i].orient;
+            unsigned char *d = kind == EXIF_JPEG     ? jpeg_with_orientation(o, &n)
+                               : kind == EXIF_WEBP   ? webp_with_orientation(o, true, &n)
+                                                     : png_with_orientation(o, kind == EXIF_PNG_PREFIXED, &n);
+            REQUIRE(d);
+            image_info info;
+            PIX *pix = NULL;
+            char err[256] = "";
+            int rc = image_decode(d, n, MAX_PX, &pix, &info, err, sizeof err);
+            if (rc) fprintf(stderr, "  %s orientation %d: %s\n", kinds[kind], o, err);
+            REQUIRE(rc == 0);
+            if (info.orientation != o) fprintf(stderr, "  %s orientation %d read as %d\n", kinds[kind], o, info.orientation);
+            CHECK_INT(info.orientation, o);
+            CHECK_INT(info.width, 16); /* the header's (stored) size */
+            CHECK_INT(pixGetWidth(pix), cases[i].w);
+            CHECK_INT(pixGetHeight(pix), cases[i].h);
+            CHECK(gray_at(pix, cases[i].bx, cases[i].by) < 64);
+            CHECK(gray_at(pix, cases[i].wx, cases[i].wy) > 192);
+            pixDestroy(&pix);
+            free(d);
+        }
     }
+}
+
+TEST(image_exif_orientation_ignored_when_absent_or_cut) {
+    image_info info;
+    char err[256];
+    size_t n;
+    /* A WebP whose VP8X does not announce EXIF: the chunk is not looked at. */
+    unsigned char *d = webp_with_orientation(6, false, &n);
+    REQUIRE(d);
+    CHECK_INT(image_probe(d, n, MAX_PX, &info, err, sizeof err), 0);
+    CHECK_INT(info.orientation, 1);
+    /* The EXIF chunk cut off by the end of the file. */
+    free(d);
+    d = webp_with_orientation(6, true, &n);
+    CHECK_INT(image_probe(d, n - 10, MAX_PX, &info, err, sizeof err), 0);
+    CHECK_INT(info.orientation, 1);
+    free(d);
+    /* A PNG eXIf chunk whose length runs past the end; an IFD offset past
+     * the chunk: both read as no orientation, and nothing is read out of
+     * bounds (the sanitizer build checks that). */
+    d = png_with_orientation(6, false, &n);
+    REQUIRE(d);
+    CHECK_INT(image_probe(d, 33 + 8 + 20, MAX_PX, &info, err, sizeof err), 0);
+    CHECK_INT(info.orientation, 1);
+    d[33 + 8 + 7] = 200; /* IFD offset */
+    CHECK_INT(image_probe(d, n, MAX_PX, &info, err, sizeof err), 0);
+    CHECK_INT(info.orientation, 1);
+    free(d);
+    /* The files without EXIF read as 1. */
+    d = slurp("sign.webp", &n);
+    REQUIRE(d);
+    CHECK_INT(image_probe(d, n, MAX_PX, &info, err, sizeof err), 0);
+    CHECK_INT(info.orientation, 1);
+    free(d);
 }
 
 TEST(image_truncated_png_and_corrupt_jpeg_refused) {
