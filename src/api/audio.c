@@ -11,10 +11,14 @@
  * point into the request body or into the job's decoded base64), then queues
  * it on the shared worker pool (textgen_submit): decoding, model loading and
  * transcription never run on an HTTP thread. The worker produces one
- * canonical result object {text, language, duration, model, task, segments}
- * (cached by the audio's SHA-256 and every option that changes the output,
- * when the temperature is 0), then renders it in the route's shape. A client
- * that leaves stops the transcription between decoder steps. */
+ * canonical result object {text, language (an ISO code, also for forwarded
+ * answers), duration, model, task, segments, stats (per segment: the decoding
+ * figures verbose_json reports)} (cached by the audio's SHA-256 and every
+ * option that changes the output, when the temperature is 0), then renders
+ * it in the route's shape. A client that leaves stops the transcription
+ * between decoder steps, and a model download nobody else waits for.
+ * Error statuses: "Invalid audio" (400) only for audio the decoder refuses;
+ * a model file that does not load is the store's 503. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -47,6 +51,7 @@ typedef struct {
     http_req *r;
     const char *endpoint;   /* route template, for metrics */
     bool translate;
+    bool translate_route;   /* /audio/translate, /audio/upload/translate: source_language */
     resp_format fmt;
     json_t *body;           /* JSON routes */
     multipart form;         /* upload routes: parts point into the request body */
@@ -54,6 +59,7 @@ typedef struct {
     const unsigned char *audio;
     size_t len;
     const char *filename, *content_type;
+    char data_type[64];     /* a data: URL's MIME type ("" when none) */
     char model[160];
     char language[16];      /* "" = detect */
     char *prompt;           /* owned; NULL: none */
@@ -120,9 +126,14 @@ static void respond(audio_job *j, json_t *res) {
     const char *text = json_string_value(json_object_get(res, "text"));
     switch (j->fmt) {
     case RF_SIMPLETON: {
-        json_t *o = json_pack("{s:s,s:O,s:O,s:O,s:O}", "text", text, j->translate ? "source_language" : "language",
-                              json_object_get(res, "language"), "duration", json_object_get(res, "duration"), "model",
+        /* The translate routes name the spoken language source_language;
+         * the transcribe routes always answer language (and, for task
+         * translate, source_language too). */
+        json_t *lang = json_object_get(res, "language");
+        json_t *o = json_pack("{s:s,s:O,s:O,s:O,s:O}", "text", text, j->translate_route ? "source_language" : "language",
+                              lang, "duration", json_object_get(res, "duration"), "model",
                               json_object_get(res, "model"), "segments", json_object_get(res, "segments"));
+        if (o && j->translate && !j->translate_route) json_object_set(o, "source_language", lang);
         http_send_json(r, 200, o);
         return;
     }
@@ -141,11 +152,16 @@ static void respond(audio_job *j, json_t *res) {
         json_t *segs = json_array(), *s;
         size_t i;
         json_array_foreach(json_object_get(res, "segments"), i, s) {
-            json_array_append_new(segs, json_pack("{s:i,s:i,s:O,s:O,s:O,s:[],s:f,s:f,s:f,s:f}", "id", (int)i, "seek",
-                                                  0, "start", json_object_get(s, "start"), "end",
-                                                  json_object_get(s, "end"), "text", json_object_get(s, "text"),
-                                                  "tokens", "temperature", j->temperature > 0 ? j->temperature : 0.0,
-                                                  "avg_logprob", 0.0, "compression_ratio", 0.0, "no_speech_prob", 0.0));
+            json_t *st = json_array_get(json_object_get(res, "stats"), i); /* NULL: no figures */
+            json_t *t = json_object_get(st, "temperature");
+            json_array_append_new(
+                segs, json_pack("{s:i,s:i,s:O,s:O,s:O,s:[],s:f,s:f,s:f,s:f}", "id", (int)i, "seek", 0, "start",
+                                json_object_get(s, "start"), "end", json_object_get(s, "end"), "text",
+                                json_object_get(s, "text"), "tokens", "temperature",
+                                t ? json_number_value(t) : (j->temperature > 0 ? j->temperature : 0.0), "avg_logprob",
+                                json_number_value(json_object_get(st, "avg_logprob")), "compression_ratio",
+                                json_number_value(json_object_get(st, "compression_ratio")), "no_speech_prob",
+                                json_number_value(json_object_get(st, "no_speech_prob"))));
         }
         http_send_json(r, 200, json_pack("{s:s,s:O,s:O,s:s,s:o}", "task", j->translate ? "translate" : "transcribe",
                                          "language", json_object_get(res, "language"), "duration",
@@ -166,42 +182,66 @@ static void cache_key_for(const audio_job *j, char key[CACHE_KEY_MAX]) {
     json_decref(f);
 }
 
+/* One segment's decoding figures (verbose_json), kept beside the segments. */
+static json_t *seg_stats(double avg_logprob, double compression_ratio, double no_speech_prob, double temperature) {
+    return json_pack("{s:f,s:f,s:f,s:f}", "avg_logprob", avg_logprob, "compression_ratio", compression_ratio,
+                     "no_speech_prob", no_speech_prob, "temperature", temperature);
+}
+
 /* Canonical result from the engine's. */
 static json_t *from_whisper(const audio_job *j, const whisper_result *w) {
-    json_t *segs = json_array();
-    for (int i = 0; i < w->n_segments; i++)
-        json_array_append_new(segs, json_pack("{s:f,s:f,s:s}", "start", w->segments[i].start, "end",
-                                              w->segments[i].end, "text", w->segments[i].text ? w->segments[i].text : ""));
-    return json_pack("{s:s,s:s,s:f,s:s,s:s,s:o}", "text", w->text ? w->text : "", "language", w->language, "duration",
-                     w->duration, "model", j->model, "task", j->translate ? "translate" : "transcribe", "segments",
-                     segs);
+    json_t *segs = json_array(), *stats = json_array();
+    for (int i = 0; i < w->n_segments; i++) {
+        const whisper_segment *g = &w->segments[i];
+        json_array_append_new(segs, json_pack("{s:f,s:f,s:s}", "start", g->start, "end", g->end, "text",
+                                              g->text ? g->text : ""));
+        json_array_append_new(stats, seg_stats(g->avg_logprob, g->compression_ratio, g->no_speech_prob, g->temperature));
+    }
+    return json_pack("{s:s,s:s,s:f,s:s,s:s,s:o,s:o}", "text", w->text ? w->text : "", "language", w->language,
+                     "duration", w->duration, "model", j->model, "task", j->translate ? "translate" : "transcribe",
+                     "segments", segs, "stats", stats);
+}
+
+/* OpenAI answers with the language's English name ("english"); we keep ISO
+ * codes. A code, or a name we do not know, passes through. */
+static const char *iso_language(const char *lang) {
+    int id = whisper_lang_id_by_name(lang);
+    return id >= 0 ? whisper_lang_code(id) : lang;
 }
 
 /* Canonical result from an OpenAI-compatible server's verbose_json (or json). */
 static json_t *from_openai(const audio_job *j, json_t *up) {
-    json_t *segs = json_array(), *s;
+    json_t *segs = json_array(), *stats = json_array(), *s;
     size_t i;
     json_array_foreach(json_object_get(up, "segments"), i, s) {
         const char *t = json_string_value(json_object_get(s, "text"));
         json_array_append_new(segs, json_pack("{s:f,s:f,s:s}", "start", json_number_value(json_object_get(s, "start")),
                                               "end", json_number_value(json_object_get(s, "end")), "text", t ? t : ""));
+        json_array_append_new(stats, seg_stats(json_number_value(json_object_get(s, "avg_logprob")),
+                                               json_number_value(json_object_get(s, "compression_ratio")),
+                                               json_number_value(json_object_get(s, "no_speech_prob")),
+                                               json_number_value(json_object_get(s, "temperature"))));
     }
     const char *lang = json_string_value(json_object_get(up, "language"));
-    if (!lang) lang = j->language;
-    return json_pack("{s:s,s:s,s:f,s:s,s:s,s:o}", "text", json_string_value(json_object_get(up, "text")), "language",
-                     lang, "duration", json_number_value(json_object_get(up, "duration")), "model", j->model, "task",
-                     j->translate ? "translate" : "transcribe", "segments", segs);
+    lang = lang && *lang ? iso_language(lang) : j->language;
+    return json_pack("{s:s,s:s,s:f,s:s,s:s,s:o,s:o}", "text", json_string_value(json_object_get(up, "text")),
+                     "language", lang, "duration", json_number_value(json_object_get(up, "duration")), "model",
+                     j->model, "task", j->translate ? "translate" : "transcribe", "segments", segs, "stats", stats);
 }
 
-static int run_local(audio_job *j, json_t **res, char *err, size_t errlen) {
+/* *bad_audio: the failure is the audio's (only then is it "Invalid audio"). */
+static int run_local(audio_job *j, json_t **res, bool *bad_audio, char *err, size_t errlen) {
     float *pcm = NULL;
     size_t n = 0;
     whisper_model *m = NULL;
     whisper_result w = {0};
     int rc = audio_decode(j->audio, j->len, (double)config_get()->max_audio_seconds, &pcm, &n, err, errlen);
-    if (rc) return rc;
+    if (rc) {
+        *bad_audio = rc == -SMP_E_FORMAT;
+        return rc;
+    }
     uint64_t t0 = util_now_ns();
-    rc = whisper_store_acquire(j->model, &m, err, errlen);
+    rc = whisper_store_acquire(j->model, client_gone, j->r, &m, err, errlen);
     if (rc) goto out;
     if (util_now_ns() - t0 > 1000000) metrics_model_load_seconds(j->model, (util_now_ns() - t0) / 1e9);
     whisper_params p;
@@ -230,7 +270,7 @@ static int run_remote(audio_job *j, json_t **res, char *err, size_t errlen) {
                           .audio = j->audio,
                           .len = j->len,
                           .filename = j->filename,
-                          .content_type = j->content_type,
+                          .content_type = j->content_type ? j->content_type : j->data_type,
                           .language = j->language,
                           .prompt = j->prompt,
                           .temperature = j->temperature,
@@ -261,15 +301,15 @@ static void run_job(void *arg) {
             if (res) goto done;
         }
     }
-    bool remote = openai_audio_wanted(j->model);
+    bool remote = openai_audio_wanted(j->model), bad_audio = false;
     metrics_llm_request(j->model, j->endpoint);
-    int rc = remote ? run_remote(j, &res, err, sizeof err) : run_local(j, &res, err, sizeof err);
+    int rc = remote ? run_remote(j, &res, err, sizeof err) : run_local(j, &res, &bad_audio, err, sizeof err);
     if (rc == 1) {
         http_send_error(r, SMP_E_UNAVAILABLE, "transcription cancelled: the client left or the server is stopping");
         goto out;
     }
     if (rc) {
-        if (rc == -SMP_E_FORMAT) http_send_error(r, SMP_E_FORMAT, "Invalid audio: %s", err);
+        if (bad_audio) http_send_error(r, SMP_E_FORMAT, "Invalid audio: %s", err);
         else if (rc == -SMP_E_TOO_MANY) textgen_send_backend_error(r, rc, err);
         else http_send_error(r, rc, "%s", err[0] ? err : smp_err_message(rc));
         goto out;
@@ -295,18 +335,13 @@ static void start(audio_job *j) {
 
 /* ---- parsing ------------------------------------------------------------------------------- */
 
-/* Language: "" / "auto" = detect; otherwise an ISO 639-1 code (2 or 3 letters). */
+/* Language: "" / "auto" = detect; otherwise one of Whisper's language codes
+ * (ISO 639-1, plus "haw" and "yue"), any case. */
 static bool set_language(audio_job *j, const char *s) {
     if (!s || !*s || !strcasecmp(s, "auto")) return j->language[0] = '\0', true;
-    size_t l = strlen(s);
-    if (l < 2 || l > 3) return false;
-    for (size_t i = 0; i < l; i++) {
-        char c = s[i];
-        if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
-        if (c < 'a' || c > 'z') return false;
-        j->language[i] = c;
-    }
-    j->language[l] = '\0';
+    int id = whisper_lang_id(s);
+    if (id < 0) return false;
+    snprintf(j->language, sizeof j->language, "%s", whisper_lang_code(id));
     return true;
 }
 
@@ -320,7 +355,8 @@ static void set_model(audio_job *j, const char *m) {
     snprintf(j->model, sizeof j->model, "%s", m);
 }
 
-static const char *lang_rule = "language should be an ISO 639-1 code such as 'en' (or omitted / 'auto' to detect)";
+static const char *lang_rule = "language should be a Whisper language code (ISO 639-1) such as 'en', 'de' or 'ja' (or "
+                                "omitted / 'auto' to detect)";
 
 static bool use_cache(http_req *r) {
     const char *cc = http_header(r, "Cache-Control");
@@ -336,6 +372,7 @@ static audio_job *job_new(http_req *r, bool translate, resp_format fmt) {
     j->r = r;
     j->endpoint = http_route(r);
     j->translate = translate;
+    j->translate_route = translate;
     j->fmt = fmt;
     j->temperature = -1;
     j->cache = use_cache(r);
@@ -355,6 +392,11 @@ static bool decode_audio_field(audio_job *j, const char *s, size_t len) {
         if (hl < 7 || strncasecmp(comma - 7, ";base64", 7)) {
             http_send_error(j->r, SMP_E_BAD_REQUEST, "Invalid data URL in 'audio': only ';base64' data URLs are accepted");
             return false;
+        }
+        size_t tl = hl - 7 - 5; /* between "data:" and ";base64" (parameters included); hl >= 12 here */
+        if (hl >= 12 && tl < sizeof j->data_type) {
+            memcpy(j->data_type, s + 5, tl);
+            j->data_type[tl] = '\0';
         }
         len -= hl + 1;
         s = comma + 1;
@@ -395,7 +437,7 @@ static void json_route(http_req *r, bool translate_route) {
     static const char *const tasks[] = {"transcribe", "translate", NULL};
     valid_str(&v, b, "audio", true, true, &audio);
     if (valid_str(&v, b, "language", false, false, &lang) == 1 && !set_language(j, lang))
-        valid_add(&v, "language", "value_error", "%s", lang_rule);
+        valid_add(&v, "language", "value_error", "unknown language '%.20s': %s", lang, lang_rule);
     if (valid_str(&v, b, "model", false, false, &model) == 1 && strlen(model) >= sizeof j->model)
         valid_add(&v, "model", "string_too_long", "model should have at most %zu characters", sizeof j->model - 1);
     if (valid_enum(&v, b, "task", false, tasks, &task) == 1 && !translate_route) j->translate = !strcmp(task, "translate");
@@ -460,7 +502,9 @@ static void upload_route(http_req *r, bool translate_route, bool openai) {
     if (s && !strcmp(s, "\x01")) valid_add(&v, "model", "value_error", "model is too long");
     else set_model(j, s);
     s = form_value(r, &j->form, "language", tmp, sizeof tmp);
-    if (s && !set_language(j, s)) valid_add(&v, "language", "value_error", "%s", lang_rule);
+    if (s && !set_language(j, s))
+        valid_add(&v, "language", "value_error", "unknown language '%.20s': %s", strcmp(s, "\x01") ? s : "(too long)",
+                  lang_rule);
     if (!openai && !translate_route) {
         s = form_value(r, &j->form, "task", tmp, sizeof tmp);
         if (s && *s && strcmp(s, "transcribe") && strcmp(s, "translate"))

@@ -3,7 +3,9 @@
  * One blocking libcurl request per call (a fresh easy handle: transcription
  * uploads are large and rare, connection reuse buys little). The body is a
  * curl_mime form: file (the client's bytes unchanged, with its file name and
- * type), model, response_format=verbose_json, and language / prompt /
+ * type; OpenAI picks the decoder from the file name's extension, so bytes
+ * without a named file, as from base64, go up as "audio.<ext>" with the
+ * container guessed from their magic bytes or their data: URL type), model, response_format=verbose_json, and language / prompt /
  * temperature when given. The answer is collected into a capped buf and
  * parsed: a JSON object with "text" (verbose_json adds language, duration
  * and segments), or, from servers that answer plain text, the text itself. */
@@ -12,12 +14,14 @@
 #include <curl/curl.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "backend/httpc.h"
 #include "core/buf.h"
 #include "core/config.h"
 #include "core/errors.h"
 #include "core/log.h"
+#include "media/audio.h"
 #include "media/whisper_store.h"
 
 #define OA_MAX_ANSWER (16u << 20)
@@ -46,6 +50,8 @@ bool openai_audio_wanted(const char *model) {
     const char *b = model ? explicit_backend(model, &bl) : NULL;
     if (b) return bl == 6 && !strncmp(b, "openai", 6);
     if (!c->openai_base_url || !c->openai_base_url[0] || !model) return false;
+    size_t ml = strlen(model);
+    if (ml > 5 && !strcmp(model + ml - 5, ".gguf")) return false; /* a local file name: answered "not supported" */
     char path[4096];
     return !whisper_store_is_size(model) && !whisper_store_find(model, path, sizeof path);
 }
@@ -87,6 +93,24 @@ static void upstream_message(const buf *b, char *out, size_t n) {
     json_decref(j);
 }
 
+static bool has_ext(const char *name) {
+    const char *dot = strrchr(name, '.'), *slash = strrchr(name, '/');
+    return dot && dot[1] && (!slash || dot > slash);
+}
+
+/* "audio.<ext>" from the bytes (or the given type) when the client named no
+ * file with an extension, and the Content-Type to send (NULL: curl's
+ * application/octet-stream). */
+static void upload_name(const openai_audio_req *q, char *name, size_t n, const char **type) {
+    const char *given = q->content_type && q->content_type[0] && strcasecmp(q->content_type, "application/octet-stream")
+                            ? q->content_type
+                            : NULL;
+    const char *guessed_type = NULL;
+    const char *ext = audio_guess_container(q->audio, q->len, given, &guessed_type);
+    snprintf(name, n, "audio%s%s", ext ? "." : "", ext ? ext : "");
+    *type = given ? given : guessed_type;
+}
+
 int openai_audio_transcribe(const openai_audio_req *q, json_t **out, char *err, size_t errlen) {
     const config *c = config_get();
     *out = NULL;
@@ -110,10 +134,13 @@ int openai_audio_transcribe(const openai_audio_req *q, json_t **out, char *err, 
     buf_init(&body, OA_MAX_ANSWER);
     int rc = -SMP_E_NOMEM;
     if (!h || !(form = curl_mime_init(h))) goto fail;
+    char fname[64];
+    const char *ftype;
+    upload_name(q, fname, sizeof fname, &ftype);
     curl_mimepart *file = curl_mime_addpart(form);
     if (!file || curl_mime_name(file, "file") || curl_mime_data(file, q->audio, q->len) ||
-        curl_mime_filename(file, q->filename && q->filename[0] ? q->filename : "audio") ||
-        (q->content_type && q->content_type[0] && curl_mime_type(file, q->content_type)))
+        curl_mime_filename(file, q->filename && has_ext(q->filename) ? q->filename : fname) ||
+        (ftype && curl_mime_type(file, ftype)))
         goto fail;
     if (add_field(form, "model", q->model) || add_field(form, "response_format", "verbose_json")) goto fail;
     if (q->language && q->language[0] && add_field(form, "language", q->language)) goto fail;

@@ -5,7 +5,7 @@
  *
  * Routing (openai_audio_wanted): MODEL_BACKENDS maps the model to "openai"
  * (e.g. whisper-1=openai), or OPENAI_BASE_URL is set and the name is neither
- * a Whisper size nor a Whisper file present locally. */
+ * a Whisper size, a Whisper file present locally, nor a ".gguf" file name. */
 #ifndef SMP_OPENAI_AUDIO_H
 #define SMP_OPENAI_AUDIO_H
 
@@ -17,8 +17,8 @@ typedef struct {
     const char *model;
     const void *audio; /* the bytes as the client sent them */
     size_t len;
-    const char *filename;     /* may be NULL ("audio") */
-    const char *content_type; /* may be NULL */
+    const char *filename;     /* may be NULL: "audio.<ext>" guessed from the bytes */
+    const char *content_type; /* may be NULL (a data: URL's type when there was one) */
     const char *language;     /* NULL or "": not sent */
     const char *prompt;       /* NULL or "": not sent */
     double temperature;       /* < 0: not sent */

@@ -108,6 +108,28 @@ int whisper_lang_id(const char *code) {
 
 const char *whisper_lang_code(int id) { return id >= 0 && id < N_LANG_CODES ? LANG_CODES[id] : NULL; }
 
+/* The names OpenAI's API answers with, in LANG_CODES order. */
+static const char *const LANG_NAMES[N_LANG_CODES] = {
+    "english", "chinese", "german", "spanish", "russian", "korean", "french", "japanese", "portuguese",
+    "turkish", "polish", "catalan", "dutch", "arabic", "swedish", "italian", "indonesian", "hindi", "finnish",
+    "vietnamese", "hebrew", "ukrainian", "greek", "malay", "czech", "romanian", "danish", "hungarian", "tamil",
+    "norwegian", "thai", "urdu", "croatian", "bulgarian", "lithuanian", "latin", "maori", "malayalam", "welsh",
+    "slovak", "telugu", "persian", "latvian", "bengali", "serbian", "azerbaijani", "slovenian", "kannada",
+    "estonian", "macedonian", "breton", "basque", "icelandic", "armenian", "nepali", "mongolian", "bosnian",
+    "kazakh", "albanian", "swahili", "galician", "marathi", "punjabi", "sinhala", "khmer", "shona", "yoruba",
+    "somali", "afrikaans", "occitan", "georgian", "belarusian", "tajik", "sindhi", "gujarati", "amharic",
+    "yiddish", "lao", "uzbek", "faroese", "haitian creole", "pashto", "turkmen", "nynorsk", "maltese",
+    "sanskrit", "luxembourgish", "myanmar", "tibetan", "tagalog", "malagasy", "assamese", "tatar", "hawaiian",
+    "lingala", "hausa", "bashkir", "javanese", "sundanese", "cantonese",
+};
+
+int whisper_lang_id_by_name(const char *name) {
+    if (!name) return -1;
+    for (int i = 0; i < N_LANG_CODES; i++)
+        if (!strcasecmp(name, LANG_NAMES[i])) return i;
+    return -1;
+}
+
 void whisper_params_default(whisper_params *p) {
     memset(p, 0, sizeof *p);
     p->timestamps = true;
@@ -684,7 +706,7 @@ static int add_segment(transcript *tr, const whisper_model *m, double start, dou
         tr->seg = ns;
         tr->cap = nc;
     }
-    tr->seg[tr->n++] = (whisper_segment){start, end, text};
+    tr->seg[tr->n++] = (whisper_segment){.start = start, .end = end, .text = text};
     if (b.len && buf_append(&tr->raw, b.data, b.len)) goto fail;
     buf_free(&b);
     return 0;
@@ -977,11 +999,17 @@ int whisper_transcribe(whisper_model *m, const float *pcm, size_t n_samples, con
             seek += segment_size;
             continue;
         }
-        int n_used;
+        int n_used, n_before = tr.n;
         long adv = window_segments(&tr, m, d.seq, a.n, seek, segment_size, out->duration, p->timestamps, &n_used);
         if (adv < 0) {
             rc = (int)adv;
             goto fail;
+        }
+        for (int i = n_before; i < tr.n; i++) {
+            tr.seg[i].avg_logprob = a.avg_logprob;
+            tr.seg[i].compression_ratio = a.compression;
+            tr.seg[i].no_speech_prob = no_speech;
+            tr.seg[i].temperature = a.temperature;
         }
         if ((rc = add_context(&tr, d.seq, n_used))) goto fail;
         if (a.temperature > CONTEXT_RESET_TEMP) tr.ctx_from = tr.n_ctx;

@@ -1,7 +1,8 @@
 /* whisper.h - speech to text with Whisper models, in-process.
  *
  * A whisper_model is loaded once (whisper.cpp's ggml .bin files: ggml-base.bin
- * and friends, F32/F16/Q8_0/Q5_0/Q4_0 weights; GGUF where present) and is
+ * and friends, F32/F16/Q8_0/Q5_0/Q4_0 weights; GGUF Whisper files are not
+ * read) and is
  * read-only afterwards: any number of threads may transcribe with the same
  * model at once, each call keeps its own state (mel, encoder output, KV
  * caches). Compute runs on the engine's thread pool.
@@ -42,6 +43,11 @@ int whisper_n_vocab(const whisper_model *m);
 typedef struct {
     double start, end; /* seconds from the start of the audio */
     char *text;        /* UTF-8, owned */
+    /* The decoding window's figures, as OpenAI's verbose_json reports them
+     * (every segment of one 30 s window shares them): mean log-probability
+     * of the sampled tokens, gzip-style compression ratio of the text,
+     * probability of the no-speech token, and the temperature used. */
+    double avg_logprob, compression_ratio, no_speech_prob, temperature;
 } whisper_segment;
 
 typedef struct {
@@ -77,5 +83,8 @@ void whisper_result_free(whisper_result *r);
 /* ISO code -> language token index (0..98), or -1. */
 int whisper_lang_id(const char *code);
 const char *whisper_lang_code(int id);
+/* English language name as OpenAI reports it ("english", "haitian creole";
+ * any case) -> language index, or -1. */
+int whisper_lang_id_by_name(const char *name);
 
 #endif

@@ -264,6 +264,14 @@ void http_send_validation(http_req *r, json_t *detail) {
         snprintf(text, sizeof text, "%s: %s", field, msg ? msg : "invalid");
     else
         snprintf(text, sizeof text, "%s", msg ? msg : "invalid request body");
+    if (r->dialect == HTTP_DIALECT_OPENAI) {
+        /* OpenAI's shape names the offending field in "param". */
+        json_t *body = error_body(r, SMP_E_BAD_REQUEST, text);
+        if (field && body) json_object_set_new(json_object_get(body, "error"), "param", json_string(field));
+        json_decref(detail);
+        http_send_json(r, 400, body);
+        return;
+    }
     if (r->dialect != HTTP_DIALECT_SIMPLETON) {
         json_decref(detail);
         /* Other dialects answer 400 with their own shape. */

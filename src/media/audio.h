@@ -17,4 +17,11 @@
 int audio_decode(const void *data, size_t len, double max_seconds, float **pcm, size_t *n, char *err,
                  size_t errlen);
 
+/* The container the bytes look like (magic bytes; else mime, e.g. a data:
+ * URL's type, when it names one), for servers that go by the file name:
+ * "wav", "mp3", "m4a", "flac", "ogg", "webm", or NULL when unknown.
+ * *content_type (may be NULL) gets the matching MIME type or NULL. Static
+ * strings. */
+const char *audio_guess_container(const void *data, size_t len, const char *mime, const char **content_type);
+
 #endif

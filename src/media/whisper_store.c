@@ -14,7 +14,14 @@
  * computed on the fly; progress is logged every 10% or 5 s; the finished
  * file must match Content-Length, the official SHA-1 (only when fetching from
  * the official repository) and load as a Whisper model before it is renamed
- * into place. Any failure unlinks the .part file. */
+ * into place. Any failure unlinks the .part file.
+ *
+ * Cancelling: the requester passes a cancel hook. The progress callback polls
+ * it (libcurl calls it at least once a second, also while the server sends
+ * nothing) and aborts the transfer when the requester is gone and no other
+ * request waits for the same file; while others wait, the download goes on
+ * for them. A waiter polls its own hook every WAIT_POLL_MS and leaves alone
+ * (the download it waited for is not touched). */
 #include "media/whisper_store.h"
 
 #include <curl/curl.h>
@@ -27,6 +34,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backend/httpc.h"
@@ -39,6 +47,7 @@
 #define STORE_NAME_MAX 128
 #define OFFICIAL_URL "https://huggingface.co/ggerganov/whisper.cpp/resolve/main"
 #define DOWNLOAD_MAX_BYTES ((curl_off_t)8 << 30)
+#define WAIT_POLL_MS 200
 
 /* The official files and their SHA-1 (whisper.cpp models/README.md). NULL:
  * a known size whose hash we do not carry. */
@@ -66,6 +75,8 @@ typedef struct store_entry {
     whisper_model *model; /* NULL while busy */
     int refs;
     bool busy;
+    int waiters;          /* requests blocked on this entry while it is busy */
+    bool dead;            /* failed and unlinked; the last waiter frees it */
     uint64_t used;        /* util_now_ns of the last acquire */
     struct store_entry *next;
 } store_entry;
@@ -114,11 +125,12 @@ bool whisper_store_find(const char *name, char *path, size_t n) {
     if (si >= 0) {
         snprintf(cands[nc++], sizeof cands[0], "%s", sizes[si].file);
         if (!strcmp(name, "large")) snprintf(cands[nc++], sizeof cands[0], "ggml-large.bin");
-    } else if (ends_with(name, ".bin") || ends_with(name, ".gguf")) {
+    } else if (ends_with(name, ".gguf")) {
+        return false; /* no GGUF Whisper format is in use: see whisper_store_acquire */
+    } else if (ends_with(name, ".bin")) {
         snprintf(cands[nc++], sizeof cands[0], "%s", name);
     } else {
         snprintf(cands[nc++], sizeof cands[0], "%s.bin", name);
-        snprintf(cands[nc++], sizeof cands[0], "%s.gguf", name);
         snprintf(cands[nc++], sizeof cands[0], "ggml-%s.bin", name);
         snprintf(cands[nc++], sizeof cands[0], "%s", name);
     }
@@ -133,6 +145,18 @@ bool whisper_store_find(const char *name, char *path, size_t n) {
     return false;
 }
 
+/* True (with path filled) when a GGUF file of that name lies where models
+ * are looked for: it is named in the "not supported" message. */
+static bool find_gguf(const char *name, char *path, size_t n) {
+    char dir[PATH_MAX];
+    const char *ext = ends_with(name, ".gguf") ? "" : ".gguf";
+    int w = snprintf(path, n, "%s/%s%s", config_get()->models_dir, name, ext);
+    if (w > 0 && (size_t)w < n && is_file(path)) return true;
+    data_models_dir(dir, sizeof dir);
+    w = snprintf(path, n, "%s/%s%s", dir, name, ext);
+    return w > 0 && (size_t)w < n && is_file(path);
+}
+
 /* Load with the configured compute threads (THREADS; 0: one per core). */
 static int load_model(const char *path, whisper_model **out, char *err, size_t errlen) {
     whisper_load_opts o = {.n_threads = (int)config_get()->threads, .pool = NULL};
@@ -144,6 +168,10 @@ static int load_model(const char *path, whisper_model **out, char *err, size_t e
 typedef struct {
     int fd;
     EVP_MD_CTX *sha;
+    store_entry *entry;          /* its waiters keep the download going */
+    bool (*cancelled)(void *ud); /* the requester's hook; may be NULL */
+    void *cancel_ud;
+    bool aborted;                /* stopped because nobody wants it any more */
     curl_off_t got;
     bool write_failed;
     const char *file;
@@ -171,6 +199,15 @@ static size_t dl_write(char *p, size_t size, size_t nmemb, void *ud) {
 static int dl_progress(void *ud, curl_off_t total, curl_off_t now, curl_off_t ut, curl_off_t un) {
     (void)ut, (void)un;
     download *d = ud;
+    if (d->cancelled && d->cancelled(d->cancel_ud)) {
+        pthread_mutex_lock(&store_mu);
+        int waiting = d->entry ? d->entry->waiters : 0;
+        pthread_mutex_unlock(&store_mu);
+        if (waiting == 0) {
+            d->aborted = true;
+            return 1; /* CURLE_ABORTED_BY_CALLBACK */
+        }
+    }
     uint64_t t = util_now_ns();
     int pct = total > 0 ? (int)(now * 100 / total) : -1;
     bool step = pct >= 0 && pct / 10 > d->last_pct / 10;
@@ -197,8 +234,10 @@ static int mkdir_p(const char *dir) {
     return mkdir(tmp, 0755) && errno != EEXIST ? -1 : 0;
 }
 
-/* Fetch sizes[si] into final_path and load it. */
-static int download_model(int si, const char *final_path, whisper_model **out, char *err, size_t errlen) {
+/* Fetch sizes[si] into final_path and load it. Returns 1 when the requester
+ * left and nobody else waited (the .part file is removed). */
+static int download_model(int si, const char *final_path, store_entry *e, bool (*cancelled)(void *), void *cancel_ud,
+                          whisper_model **out, char *err, size_t errlen) {
     const config *cfg = config_get();
     const char *file = sizes[si].file;
     char dir[PATH_MAX], part[PATH_MAX + 64], url[2048];
@@ -210,7 +249,13 @@ static int download_model(int si, const char *final_path, whisper_model **out, c
     snprintf(url, sizeof url, "%.*s/%s", (int)bl, base, file);
     bool official = !strncmp(base, OFFICIAL_URL, strlen(OFFICIAL_URL)) && bl == strlen(OFFICIAL_URL);
 
-    download d = {.fd = -1, .file = file, .last_pct = 0, .last_log_ns = util_now_ns()};
+    download d = {.fd = -1,
+                  .file = file,
+                  .entry = e,
+                  .cancelled = cancelled,
+                  .cancel_ud = cancel_ud,
+                  .last_pct = 0,
+                  .last_log_ns = util_now_ns()};
     CURL *c = NULL;
     int rc;
     if (mkdir_p(dir)) {
@@ -255,6 +300,12 @@ static int download_model(int si, const char *final_path, whisper_model **out, c
     curl_off_t clen = -1;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_getinfo(c, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen);
+    if (d.aborted) {
+        snprintf(err, errlen, "download of Whisper model %s cancelled after %.1f MB: the requesting client left and "
+                 "no other request waits for it", file, d.got / 1e6);
+        rc = 1;
+        goto fail;
+    }
     if (d.write_failed) {
         snprintf(err, errlen, "cannot write %s: %s", part, strerror(errno));
         rc = -SMP_E_IO;
@@ -324,7 +375,8 @@ fail:
     unlink(part);
     if (c) curl_easy_cleanup(c);
     EVP_MD_CTX_free(d.sha);
-    log_warn("whisper: %s", err);
+    if (rc > 0) log_info("whisper: %s", err);
+    else log_warn("whisper: %s", err);
     return rc;
 }
 
@@ -363,7 +415,31 @@ static void evict_locked(void) {
     }
 }
 
-int whisper_store_acquire(const char *name, whisper_model **out, char *err, size_t errlen) {
+/* Wait (store_mu held) while path's entry is busy. Returns the entry (NULL:
+ * none) or sets *cancelled when the requester left while waiting. */
+static store_entry *wait_idle_locked(const char *path, bool (*cancelled)(void *), void *cancel_ud, bool *gone) {
+    store_entry *e;
+    *gone = false;
+    while ((e = find_entry(path)) && e->busy) {
+        if (cancelled && cancelled(cancel_ud)) {
+            *gone = true;
+            return NULL;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += WAIT_POLL_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        e->waiters++;
+        pthread_cond_timedwait(&store_cv, &store_mu, &ts);
+        /* A failed entry is unlinked but stays allocated while it has
+         * waiters: the count comes off the entry it was added to. */
+        if (--e->waiters == 0 && e->dead) smp_free(e);
+    }
+    return e;
+}
+
+int whisper_store_acquire(const char *name, bool (*cancelled)(void *), void *cancel_ud, whisper_model **out, char *err,
+                          size_t errlen) {
     const config *cfg = config_get();
     *out = NULL;
     if (!name || !name_ok(name)) {
@@ -375,9 +451,14 @@ int whisper_store_acquire(const char *name, whisper_model **out, char *err, size
     int si = size_index(name);
     bool can_download = false;
     if (!whisper_store_find(name, path, sizeof path)) {
+        if (ends_with(name, ".gguf") || (si < 0 && find_gguf(name, path, sizeof path))) {
+            snprintf(err, errlen, "Whisper model '%s': GGUF Whisper files are not supported yet; use whisper.cpp's "
+                     "ggml .bin files (ggml-base.bin and friends) in %s", name, cfg->models_dir);
+            return -SMP_E_UNAVAILABLE;
+        }
         if (si < 0 || !cfg->whisper_download_url || !cfg->whisper_download_url[0]) {
             const char *file = si >= 0 ? sizes[si].file : name;
-            bool ext = ends_with(name, ".bin") || ends_with(name, ".gguf");
+            bool ext = ends_with(name, ".bin");
             snprintf(err, errlen, "Whisper model '%s' not found: put %s%s in %s%s", name, file,
                      si < 0 && !ext ? ".bin" : "", cfg->models_dir,
                      si >= 0 ? " or set WHISPER_DOWNLOAD_URL" : "");
@@ -390,8 +471,14 @@ int whisper_store_acquire(const char *name, whisper_model **out, char *err, size
     }
 
     pthread_mutex_lock(&store_mu);
-    store_entry *e;
-    while ((e = find_entry(path)) && e->busy) pthread_cond_wait(&store_cv, &store_mu);
+    bool gone;
+    store_entry *e = wait_idle_locked(path, cancelled, cancel_ud, &gone);
+    if (gone) {
+        pthread_mutex_unlock(&store_mu);
+        snprintf(err, errlen, "cancelled while waiting for Whisper model '%s'", name);
+        log_info("whisper: a request waiting for %s left (the load or download goes on for the others)", path);
+        return 1;
+    }
     if (e) {
         e->refs++;
         e->used = util_now_ns();
@@ -417,18 +504,27 @@ int whisper_store_acquire(const char *name, whisper_model **out, char *err, size
     int rc;
     uint64_t t0 = util_now_ns();
     if (can_download && !is_file(path)) {
-        rc = download_model(si, path, &m, err, errlen);
+        rc = download_model(si, path, e, cancelled, cancel_ud, &m, err, errlen);
     } else {
         char lerr[256];
         rc = load_model(path, &m, lerr, sizeof lerr);
-        if (rc) snprintf(err, errlen, "Whisper model '%s' (%s) could not be loaded: %s", name, path, lerr);
-        else log_info("whisper: loaded %s (%s) in %.0f ms", path, whisper_describe(m), (util_now_ns() - t0) / 1e6);
+        if (rc == 0) {
+            log_info("whisper: loaded %s (%s) in %.0f ms", path, whisper_describe(m), (util_now_ns() - t0) / 1e6);
+        } else if (rc == -SMP_E_NOMEM) {
+            snprintf(err, errlen, "out of memory loading Whisper model '%s' (%s)", name, path);
+        } else {
+            /* The file is the operator's to fix, not the client's: 503. */
+            snprintf(err, errlen, "Whisper model file %s (model '%s') is unusable: %s", path, name, lerr);
+            log_warn("whisper: %s", err);
+            rc = -SMP_E_UNAVAILABLE;
+        }
     }
 
     pthread_mutex_lock(&store_mu);
     if (rc) {
         unlink_entry(e);
-        smp_free(e);
+        if (e->waiters) e->dead = true;
+        else smp_free(e);
     } else {
         e->model = m;
         e->busy = false;

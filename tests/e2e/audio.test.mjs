@@ -7,8 +7,13 @@ import assert from 'node:assert/strict';
 import { createReadStream, mkdtempSync, mkdirSync, readdirSync, symlinkSync, writeFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
-import { startServer, KEY } from '../integration/lib.mjs';
+
+// Paths are relative to the repository root (as in every test); run from
+// tests/e2e as well, so move there before lib.mjs resolves the binary.
+process.chdir(fileURLToPath(new URL('../..', import.meta.url)));
+const { startServer, KEY } = await import('../integration/lib.mjs');
 
 const WMODELS = path.resolve('../shared/models/whisper');
 const JFK = path.resolve('../shared/audio/jfk.wav');
@@ -58,4 +63,20 @@ test('openai client: audio.translations.create, and a BadRequestError for text p
   writeFileSync(fake, 'these are meeting notes, not a recording\n');
   await assert.rejects(client.audio.transcriptions.create({ file: createReadStream(fake), model: 'whisper-1' }),
     (e) => e instanceof OpenAI.BadRequestError && e.status === 400 && /audio/.test(e.message));
+});
+
+test('openai client: an unknown language is a BadRequestError naming it; verbose_json carries decoding figures', async () => {
+  await assert.rejects(client.audio.transcriptions.create({ file: createReadStream(JFK), model: 'whisper-1', language: 'xx' }),
+    (e) => e instanceof OpenAI.BadRequestError && e.status === 400 && /unknown language 'xx'/.test(e.message));
+  const v = await client.audio.transcriptions.create({ file: createReadStream(JFK), model: 'whisper-1', language: 'en',
+    response_format: 'verbose_json' });
+  assert.ok(v.segments.length > 0);
+  for (const seg of v.segments) {
+    assert.ok(seg.avg_logprob < 0 && seg.compression_ratio > 0 && seg.no_speech_prob > 0, JSON.stringify(seg));
+  }
+});
+
+test('openai client: a GGUF model name is a 503 saying GGUF Whisper files are not supported', async () => {
+  await assert.rejects(client.audio.transcriptions.create({ file: createReadStream(JFK), model: 'whisper-tiny.gguf' }),
+    (e) => e instanceof OpenAI.APIError && e.status === 503 && /GGUF Whisper files are not supported yet/.test(e.message));
 });

@@ -157,6 +157,11 @@ test('bad input: malformed JSON names line and column; invalid UTF-8 is refused'
   const o = await req(srv, 'POST', '/v1/chat/completions', { body: '{"model": ', headers: { 'Content-Type': 'application/json' } });
   assert.equal(o.status, 400);
   assert.equal(typeof o.json.error.message, 'string');
+  // A field error names the field in OpenAI's "param".
+  const t = await req(srv, 'POST', '/v1/chat/completions', { json: { messages: [{ role: 'user', content: 'x' }], temperature: 3 } });
+  assert.equal(t.status, 400);
+  assert.equal(t.json.error.param, 'temperature');
+  assert.equal(t.json.error.type, 'invalid_request_error');
 });
 
 test('redis cache: hits across two Simpleton processes sharing one Redis', async () => {

@@ -9,17 +9,20 @@
 //   model download from a local HTTP server (truncated, failed, good,
 //     concurrent requests share one download);
 //   forwarding to an OpenAI-compatible stand-in that checks the uploaded bytes;
-//   the OpenAI routes' response_format variants and error shape.
+//   the OpenAI routes' response_format variants and error shape;
+//   bad model files (503, not "Invalid audio"), GGUF names, unknown
+//   languages (422 list / OpenAI 400), a download the client abandons, the
+//   transcribe route's task translate shape, and the `simpleton transcribe` CLI.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, mkdirSync, symlinkSync, readFileSync, writeFileSync, readdirSync, existsSync, rmSync,
   statSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { startServer, req, waitLog, BIN, KEY } from './lib.mjs';
+import { startServer, req, waitLog, sleep, BIN, KEY } from './lib.mjs';
 
 const SHARED = path.resolve('../shared');
 const JFK = path.join(SHARED, 'audio/jfk.wav');
@@ -159,6 +162,15 @@ test('base64 (plain and data: URL) and upload paths give the same answer', async
   const trUp = await upload(s, '/audio/upload/translate', 'jfk.wav', wav, { language: 'en' });
   assert.equal(trUp.status, 200, trUp.text);
   assert.deepEqual(trUp.json, tr.json);
+  // task translate on the transcribe routes: `language` as API.md lists for
+  // them, and source_language too; same text as the translate route.
+  for (const t of [await b64(s, '/audio/transcribe', { audio: wav.toString('base64'), language: 'en', task: 'translate' }),
+    await upload(s, '/audio/upload/transcribe', 'jfk.wav', wav, { language: 'en', task: 'translate' })]) {
+    assert.equal(t.status, 200, t.text);
+    assert.equal(t.json.language, 'en');
+    assert.equal(t.json.source_language, 'en');
+    assert.equal(t.json.text, tr.json.text);
+  }
 });
 
 test('bad input gets the documented 4xx, and nothing hangs', async () => {
@@ -204,6 +216,23 @@ test('bad input gets the documented 4xx, and nothing hangs', async () => {
   assert.match(r.json.detail, /put ggml-base\.bin in .* or set WHISPER_DOWNLOAD_URL/);
   r = await upload(s, '/audio/upload/transcribe', 'jfk.wav', wav, { model: '../etc/passwd' });
   assert.equal(r.status, 422, r.text);
+  // Unknown but well-formed languages: refused by the handler, before the
+  // audio is decoded (broken audio still gets the 422), as the detail list.
+  r = await b64(s, '/audio/transcribe', { audio: Buffer.from('not audio').toString('base64'), language: 'xx' });
+  assert.equal(r.status, 422, r.text);
+  assert.deepEqual(r.json.detail.map((d) => d.loc), [['body', 'language']]);
+  assert.match(r.json.detail[0].msg, /unknown language 'xx'/);
+  assert.equal(r.json.detail[0].type, 'value_error');
+  r = await upload(s, '/audio/upload/transcribe', 'x.wav', Buffer.from('not audio'), { language: 'zz' });
+  assert.equal(r.status, 422, r.text);
+  assert.equal(r.json.detail[0].loc[1], 'language');
+  r = await upload(s, '/v1/audio/transcriptions', 'x.wav', Buffer.from('not audio'), { model: 'whisper-1', language: 'xx' });
+  assert.equal(r.status, 400, r.text);
+  assert.match(r.json.error.message, /^language: unknown language 'xx'/);
+  assert.equal(r.json.error.type, 'invalid_request_error');
+  r = await b64(s, '/audio/transcribe', { audio: wav.toString('base64'), language: 'HAW' }, NC); // 3-letter code, any case
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.language, 'haw');
   const fd = new FormData();
   fd.append('language', 'en');
   const res = await fetch(`${s.url}/audio/upload/transcribe`, { method: 'POST', headers: { 'X-API-Key': KEY }, body: fd });
@@ -380,11 +409,35 @@ test('forwarding to an OpenAI-compatible server: bytes arrive intact, answers ma
     assert.equal(c.auth, 'Bearer sk-up');
     assert.deepEqual(c.fields, { model: 'whisper-1', response_format: 'verbose_json', language: 'en', prompt: 'Kennedy',
       temperature: '0.2' });
-    // Base64: the decoded bytes go up.
+    assert.equal(r.json.language, 'en', 'OpenAI\'s "english" comes back as the ISO code');
+    // Base64: the decoded bytes go up, named for their container (OpenAI
+    // picks the decoder from the extension).
     r = await b64(srv, '/audio/translate', { audio: mp3.toString('base64'), model: 'whisper-1' });
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json.text, `sha ${sha}`);
-    assert.equal(up.calls.at(-1).url, '/v1/audio/translations');
+    assert.equal(r.json.source_language, 'en');
+    c = up.calls.at(-1);
+    assert.equal(c.url, '/v1/audio/translations');
+    assert.equal(c.filename, 'audio.mp3');
+    assert.equal(c.type, 'audio/mpeg');
+    for (const ext of ['wav', 'm4a', 'flac', 'ogg', 'webm']) {
+      const bytes = readFileSync(ext === 'wav' ? JFK : files[ext]);
+      r = await b64(srv, '/audio/transcribe', { audio: bytes.toString('base64'), model: 'whisper-1' }, NC);
+      assert.equal(r.status, 200, r.text);
+      assert.equal(up.calls.at(-1).filename, `audio.${ext}`);
+      assert.match(up.calls.at(-1).type, /^audio\//);
+    }
+    // Bytes that say nothing: the data: URL's type names the container.
+    r = await b64(srv, '/audio/transcribe', { audio: `data:audio/ogg;base64,${Buffer.from('????').toString('base64')}`,
+      model: 'whisper-1' }, NC);
+    assert.equal(r.status, 200, r.text);
+    assert.equal(up.calls.at(-1).filename, 'audio.ogg');
+    assert.equal(up.calls.at(-1).type, 'audio/ogg');
+    // An upload without an extension gets one too.
+    r = await upload(srv, '/audio/upload/transcribe', 'recording', mp3, { model: 'whisper-1' }, { headers: NC });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(up.calls.at(-1).filename, 'audio.mp3');
+    assert.equal(up.calls.at(-1).type, 'audio/mpeg');
     // A name that is no local Whisper model goes upstream too (OPENAI_BASE_URL set).
     r = await upload(srv, '/v1/audio/transcriptions', 'a.mp3', mp3, { model: 'gpt-4o-transcribe', response_format: 'srt' });
     assert.equal(r.status, 200, r.text);
@@ -434,6 +487,14 @@ test('OpenAI routes: response_format json, text, srt, vtt, verbose_json; whisper
   assert.ok(Math.abs(v.json.duration - 11) < 0.01);
   assert.equal(v.json.text, j.json.text);
   assert.equal(v.json.segments.length, own.json.segments.length);
+  // The decoding figures come from the engine (the random model speaks, so
+  // there are segments, and its tokens are far from certain).
+  assert.ok(v.json.segments.length > 0);
+  for (const seg of v.json.segments) {
+    assert.ok(seg.avg_logprob < 0, JSON.stringify(seg));
+    assert.ok(seg.compression_ratio > 0, JSON.stringify(seg));
+    assert.ok(seg.no_speech_prob > 0 && seg.no_speech_prob < 1, JSON.stringify(seg));
+  }
   const srt = await upload(s, '/v1/audio/transcriptions', 'jfk.wav', wav, { ...base, response_format: 'srt' });
   assert.equal(srt.status, 200);
   const cue = /^\d+\n\d\d:\d\d:\d\d,\d\d\d --> \d\d:\d\d:\d\d,\d\d\d\n.*\n$/s;
@@ -493,4 +554,109 @@ test('audio routes show up in metrics and analytics by route template', async ()
   assert.match(m.text, /simpleton_requests_total\{method="POST",endpoint="\/v1\/audio\/transcriptions",status="400"\}/);
   const a = await req(s, 'GET', '/analytics/stats');
   assert.ok(a.json.metrics.endpoint_breakdown['POST /audio/transcribe'].requests > 0);
+});
+
+test('a bad model file is a 503 naming the file and the reason, not "Invalid audio"; GGUF is not supported yet', async () => {
+  const wav = readFileSync(JFK);
+  writeFileSync(path.join(modelsDir, 'cut-model.bin'), readFileSync(path.join(WMODELS, `${MODEL}.bin`)).subarray(0, 4096));
+  symlinkSync(path.join(SHARED, 'models/stories260K.gguf'), path.join(modelsDir, 'lm.bin'));
+  symlinkSync(path.join(SHARED, 'models/stories260K.gguf'), path.join(modelsDir, 'lm.gguf'));
+  for (const [model, file] of [['cut-model', 'cut-model.bin'], ['lm', 'lm.bin'], ['lm.bin', 'lm.bin']]) {
+    const r = await upload(s, '/audio/upload/transcribe', 'jfk.wav', wav, { model }, { headers: NC });
+    assert.equal(r.status, 503, r.text);
+    assert.match(r.json.detail, new RegExp(`${file.replace('.', '\\.')} \\(model '${model.replace('.', '\\.')}'\\) is unusable: .+`));
+    assert.doesNotMatch(r.json.detail, /Invalid audio/);
+  }
+  const r = await upload(s, '/v1/audio/transcriptions', 'jfk.wav', wav, { model: 'lm.gguf' });
+  assert.equal(r.status, 503, r.text);
+  assert.match(r.json.error.message, /GGUF Whisper files are not supported yet.*ggml \.bin/);
+  // Broken audio with a good model is still "Invalid audio".
+  const bad = await upload(s, '/audio/upload/transcribe', 'x.wav', Buffer.from('not audio at all'), {});
+  assert.equal(bad.status, 400);
+  assert.match(bad.json.detail, /^Invalid audio: /);
+});
+
+test('a download whose client leaves is aborted (logged, no .part left); with others waiting it goes on', async () => {
+  // The stand-in sends 256 KB, then 16 KB every 200 ms: ~10 minutes for the file.
+  const model = readFileSync(path.join(WMODELS, `${MODEL}.bin`));
+  let conns = 0, closed = 0;
+  const server = http.createServer((rq, rs) => {
+    if (rq.url !== '/ggml-tiny.bin') { rs.writeHead(404); rs.end(); return; }
+    conns++;
+    rs.writeHead(200, { 'Content-Length': model.length });
+    let off = 256 << 10;
+    rs.write(model.subarray(0, off));
+    const t = setInterval(() => { rs.write(model.subarray(off, off + 16384)); off += 16384; }, 200);
+    rs.on('close', () => { clearInterval(t); closed++; });
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const emptyModels = path.join(tmp, 'empty-models-2');
+  mkdirSync(emptyModels, { recursive: true });
+  const srv = await startServer({ MODELS_DIR: emptyModels, DEFAULT_AUDIO_MODEL: 'tiny',
+    WHISPER_DOWNLOAD_URL: `http://127.0.0.1:${server.address().port}` });
+  const dl = path.join(srv.dir, 'data', 'models');
+  const send = (signal) => {
+    const fd = new FormData();
+    fd.append('file', new Blob([readFileSync(JFK)]), 'jfk.wav');
+    return fetch(`${srv.url}/audio/upload/transcribe`, { method: 'POST', headers: { 'X-API-Key': KEY }, body: fd, signal })
+      .catch((e) => e);
+  };
+  try {
+    // Two clients: the first (the downloader) leaves; the second still waits,
+    // so the download goes on. When the second leaves too, it is aborted.
+    const a = new AbortController(), b = new AbortController();
+    const pa = send(a.signal);
+    assert.ok(await waitLog(srv, /model tiny is missing, downloading/, 5000), srv.stderr);
+    const pb = send(b.signal);
+    await sleep(300);
+    a.abort();
+    await pa;
+    await sleep(1500);
+    assert.doesNotMatch(srv.stderr, /cancelled after/);
+    assert.equal(conns, 1, 'one download for both requests');
+    assert.equal(closed, 0, 'the download went on for the waiting request');
+    assert.ok(existsSync(path.join(dl, '.ggml-tiny.bin.part')));
+    const t0 = Date.now();
+    b.abort();
+    await pb;
+    assert.ok(await waitLog(srv, /a request waiting for .*ggml-tiny\.bin left/, 5000), srv.stderr);
+    assert.ok(await waitLog(srv, /download of Whisper model ggml-tiny\.bin cancelled after [\d.]+ MB: the requesting client left/,
+      5000), srv.stderr);
+    assert.ok(Date.now() - t0 < 5000);
+    await sleep(200);
+    assert.equal(closed, 1);
+    assert.equal(conns, 1);
+    assert.deepEqual(readdirSync(dl), [], 'no .part file stays');
+  } finally {
+    await srv.stop();
+    server.closeAllConnections();
+    server.close();
+  }
+});
+
+test('simpleton transcribe: text, --json, --task translate; a missing file fails with a message', () => {
+  const model = path.join(WMODELS, `${MODEL}.bin`);
+  const run = (...args) => spawnSync(BIN, ['transcribe', model, ...args], { encoding: 'utf8', timeout: T });
+  const plain = run(JFK, '--language', 'en');
+  assert.equal(plain.status, 0, plain.stderr);
+  assert.ok(plain.stdout.endsWith('\n') && plain.stdout.trim().length > 0, plain.stdout);
+  assert.match(plain.stderr, /11\.00 s of audio \(en\)/);
+  const js = run(JFK, '--language', 'en', '--json');
+  assert.equal(js.status, 0, js.stderr);
+  const j = JSON.parse(js.stdout);
+  assert.deepEqual(Object.keys(j), ['text', 'language', 'duration', 'segments']);
+  assert.equal(j.text, plain.stdout.slice(0, -1));
+  assert.equal(j.language, 'en');
+  assert.ok(Math.abs(j.duration - 11) < 0.01);
+  for (const seg of j.segments) assert.deepEqual(Object.keys(seg), ['start', 'end', 'text']);
+  const tr = run(JFK, '--language', 'en', '--task', 'translate', '--json');
+  assert.equal(tr.status, 0, tr.stderr);
+  assert.equal(typeof JSON.parse(tr.stdout).text, 'string');
+  const missing = run(path.join(tmp, 'no-such.wav'));
+  assert.ok(missing.status === 1 || missing.status === 2, `exit ${missing.status}`);
+  assert.match(missing.stderr, /cannot open '.*no-such\.wav'/);
+  assert.equal(missing.stdout, '');
+  const badTask = run(JFK, '--task', 'summarize');
+  assert.equal(badTask.status, 2);
+  assert.match(badTask.stderr, /bad --task 'summarize'/);
 });

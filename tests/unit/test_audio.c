@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/alloc.h"
 #include "core/errors.h"
@@ -183,4 +184,56 @@ TEST(audio_absurd_shapes) {
     CHECK(pcm[0] == 0.0f && pcm[1] == 1.0f && pcm[2] == 0.0f && pcm[3] == 0.5f);
     smp_free(pcm);
     free(w);
+}
+
+TEST(audio_result_is_shrunk_to_its_samples) {
+    /* 10 s decoded: the returned array holds exactly n samples (the growth
+     * by doubling, 4 -> 8 -> 16 s, is given back), with and without a
+     * container length to reserve from. */
+    size_t len;
+    unsigned char *w = make_wav(16000, 160000, 100, &len);
+    float *pcm;
+    size_t n;
+    char err[256];
+    for (int lie = 0; lie < 2; lie++) {
+        if (lie) { /* claims no length: grown by doubling */
+            uint32_t big = 0xFFFFFFFFu;
+            memcpy(w + 40, &big, 4);
+            memcpy(w + 4, &big, 4);
+        }
+        size_t before = smp_alloc_live_bytes();
+        REQUIRE(audio_decode(w, len, 60, &pcm, &n, err, sizeof err) == 0);
+        CHECK_INT(n, 160000);
+        CHECK_INT(smp_alloc_live_bytes() - before, n * sizeof(float));
+        smp_free(pcm);
+    }
+    free(w);
+}
+
+TEST(audio_guess_container_from_magic_and_mime) {
+    static const struct {
+        const char *bytes;
+        size_t len;
+        const char *ext, *type;
+    } cases[] = {
+        {"RIFF\x24\0\0\0WAVEfmt ", 16, "wav", "audio/wav"},
+        {"ID3\x04\0\0\0\0\0\0", 10, "mp3", "audio/mpeg"},
+        {"\xFF\xFB\x90\x64", 4, "mp3", "audio/mpeg"},
+        {"\0\0\0\x20" "ftypM4A \0\0\0\0", 16, "m4a", "audio/mp4"},
+        {"fLaC\0\0\0\x22", 8, "flac", "audio/flac"},
+        {"OggS\0\x02\0\0", 8, "ogg", "audio/ogg"},
+        {"\x1A\x45\xDF\xA3\x9F", 5, "webm", "audio/webm"},
+    };
+    const char *type;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *ext = audio_guess_container(cases[i].bytes, cases[i].len, "audio/ogg", &type);
+        CHECK_STR(ext ? ext : "(null)", cases[i].ext); /* the bytes win over the given type */
+        CHECK_STR(type ? type : "(null)", cases[i].type);
+    }
+    /* ADTS AAC (not layer III) and unknown bytes: the MIME type decides, else nothing. */
+    CHECK(audio_guess_container("\xFF\xF1\x50\x80", 4, NULL, &type) == NULL && type == NULL);
+    CHECK_STR(audio_guess_container("????", 4, "audio/x-wav;codecs=1", &type), "wav");
+    CHECK_STR(type, "audio/wav");
+    CHECK_STR(audio_guess_container("????", 4, "video/webm", NULL), "webm");
+    CHECK(audio_guess_container("", 0, "text/plain", &type) == NULL);
 }
