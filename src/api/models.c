@@ -1,6 +1,7 @@
 /* models.c - model listings: Simpleton's GET /models, OpenAI's GET /v1/models
  * (and /v1/models/{model}), Ollama's /api/tags, /api/ps, /api/show,
- * /api/version. Every list merges all backends, each entry naming its backend. */
+ * /api/version. Every list merges all backends, each entry naming its backend;
+ * /models also lists the Whisper model files (kind 'audio'). */
 #include <string.h>
 #include <time.h>
 
@@ -11,8 +12,15 @@
 #include "core/version.h"
 #include "http/router.h"
 #include "http/server.h"
+#include "media/whisper_store.h"
 
-static void list(http_req *r) { http_send_json(r, 200, json_pack("{s:o}", "models", registry_list_models())); }
+/* Text models of every backend, then the Whisper model files (kind "audio"). */
+static void list(http_req *r) {
+    json_t *all = registry_list_models(), *audio = whisper_store_list();
+    if (audio) json_array_extend(all, audio);
+    json_decref(audio);
+    http_send_json(r, 200, json_pack("{s:o}", "models", all));
+}
 
 static void openai_list(http_req *r) {
     json_t *all = registry_list_models(), *data = json_array();

@@ -25,8 +25,10 @@
 #include "media/whisper_store.h"
 
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <limits.h>
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -143,6 +145,46 @@ bool whisper_store_find(const char *name, char *path, size_t n) {
             if (w > 0 && (size_t)w < n && is_file(path)) return true;
         }
     return false;
+}
+
+/* A regular file that starts with whisper.cpp's ggml magic ("lmgg" on disk). */
+static bool has_ggml_magic(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    unsigned char m[4];
+    bool ok = fread(m, 1, 4, f) == 4 && m[0] == 0x6c && m[1] == 0x6d && m[2] == 0x67 && m[3] == 0x67;
+    fclose(f);
+    return ok;
+}
+
+json_t *whisper_store_list(void) {
+    json_t *out = json_array();
+    char dirs[2][PATH_MAX];
+    snprintf(dirs[0], sizeof dirs[0], "%s", config_get()->models_dir);
+    data_models_dir(dirs[1], sizeof dirs[1]);
+    for (int d = 0; d < 2 && out; d++) {
+        if (d == 1 && !strcmp(dirs[0], dirs[1])) break;
+        DIR *dir = opendir(dirs[d]);
+        if (!dir) continue;
+        struct dirent *e;
+        while ((e = readdir(dir))) {
+            size_t len = strlen(e->d_name);
+            if (e->d_name[0] == '.' || len <= 4 || len >= STORE_NAME_MAX || !ends_with(e->d_name, ".bin")) continue;
+            char path[PATH_MAX + STORE_NAME_MAX + 2];
+            int w = snprintf(path, sizeof path, "%s/%s", dirs[d], e->d_name);
+            struct stat st;
+            if (w < 0 || (size_t)w >= sizeof path) continue;
+            if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || !has_ggml_magic(path)) continue;
+            char name[STORE_NAME_MAX], when[40];
+            snprintf(name, sizeof name, "%.*s", (int)(len - 4), e->d_name);
+            util_iso8601((double)st.st_mtime, when, sizeof when);
+            json_t *m = json_pack("{s:s,s:I,s:s,s:n,s:s,s:s}", "name", name, "size", (json_int_t)st.st_size,
+                                  "modified_at", when, "digest", "backend", "local", "kind", "audio");
+            if (m) json_array_append_new(out, m);
+        }
+        closedir(dir);
+    }
+    return out;
 }
 
 /* True (with path filled) when a GGUF file of that name lies where models

@@ -50,6 +50,13 @@ int whisper_store_acquire(const char *name, bool (*cancelled)(void *), void *can
                           char *err, size_t errlen);
 void whisper_store_release(whisper_model *m);
 
+/* The Whisper model files on disk (MODELS_DIR, then DATA_DIR/models; a file
+ * counts when it starts with the ggml magic): a new JSON array of
+ * {name, size, modified_at, digest: null, backend: "local", kind: "audio"},
+ * name being what a request's `model` may say (the file name without .bin). */
+struct json_t;
+struct json_t *whisper_store_list(void);
+
 /* Unload everything not in use (tests, shutdown). */
 void whisper_store_clear(void);
 

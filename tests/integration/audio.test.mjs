@@ -548,6 +548,19 @@ test('answers are cached by audio content and options; no-cache bypasses', async
   assert.equal(await hits(), h0 + 1);
 });
 
+test('/models lists the Whisper model files with kind "audio"', async () => {
+  const r = await req(s, 'GET', '/models');
+  assert.equal(r.status, 200, r.text);
+  const w = r.json.models.find((m) => m.name === 'whisper-rand-tiny64-f16');
+  assert.ok(w, JSON.stringify(r.json.models.map((m) => m.name)));
+  assert.equal(w.kind, 'audio');
+  assert.equal(w.backend, 'local');
+  assert.equal(w.size, 8247619);
+  // Text models are still there, and nothing that is not a Whisper file is listed as audio.
+  assert.ok(r.json.models.some((m) => m.name === 'stories260K' && m.kind !== 'audio'));
+  assert.ok(r.json.models.filter((m) => m.kind === 'audio').every((m) => /whisper|ggml/.test(m.name)));
+});
+
 test('audio routes show up in metrics and analytics by route template', async () => {
   const m = await req(s, 'GET', '/metrics');
   assert.match(m.text, /simpleton_requests_total\{method="POST",endpoint="\/audio\/upload\/transcribe",status="200"\}/);
