@@ -484,12 +484,7 @@ static const char *form_value(http_req *r, const multipart *m, const char *name,
 static void upload_route(http_req *r, bool translate_route, bool openai) {
     audio_job *j = job_new(r, translate_route, openai ? RF_JSON : RF_SIMPLETON);
     if (!j) return;
-    size_t blen;
-    const char *body = http_body(r, &blen);
-    char err[512];
-    int rc = multipart_parse(http_header(r, "Content-Type"), body, blen, &j->form, err, sizeof err);
-    if (rc) {
-        http_send_error(r, rc == -SMP_E_FORMAT ? SMP_E_BAD_REQUEST : rc, "Invalid multipart body: %s", err);
+    if (http_multipart(r, "the audio in a field named 'file'", &j->form)) {
         job_free(j);
         return;
     }

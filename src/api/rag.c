@@ -494,12 +494,7 @@ static void ingest_file(http_req *r) {
         return;
     }
     j->r = r;
-    size_t blen;
-    const char *body = http_body(r, &blen);
-    char err[512];
-    int rc = multipart_parse(http_header(r, "Content-Type"), body, blen, &j->form, err, sizeof err);
-    if (rc) {
-        http_send_error(r, rc == -SMP_E_FORMAT ? SMP_E_BAD_REQUEST : rc, "Invalid multipart body: %s", err);
+    if (http_multipart(r, "the document in a field named 'file'", &j->form)) {
         ingest_free(j);
         return;
     }

@@ -384,15 +384,7 @@ static void upload(http_req *r) {
     j->r = r;
     j->kind = VJ_UPLOAD;
     j->temperature = 0.7;
-    size_t blen;
-    const char *body = http_body(r, &blen);
-    char err[512];
-    int rc = multipart_parse(http_header(r, "Content-Type"), body, blen, &j->form, err, sizeof err);
-    if (rc) {
-        if (rc == -SMP_E_UNSUPPORTED_MEDIA)
-            http_send_error(r, rc, "Expected a multipart/form-data upload with the image in a field named 'file' (%s)", err);
-        else
-            http_send_error(r, rc == -SMP_E_FORMAT ? SMP_E_BAD_REQUEST : rc, "Invalid multipart body: %s", err);
+    if (http_multipart(r, "the image in a field named 'file'", &j->form)) {
         job_free(j);
         return;
     }

@@ -28,7 +28,7 @@ typedef struct {
     size_t len;
 } multipart_part;
 
-typedef struct {
+typedef struct multipart {
     multipart_part *parts;
     int n;
 } multipart;

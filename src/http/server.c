@@ -29,6 +29,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "core/valid.h"
+#include "http/multipart.h"
 #include "http/auth.h"
 #include "http/router.h"
 #include "obs/analytics.h"
@@ -281,6 +282,17 @@ void http_send_validation(http_req *r, json_t *detail) {
     snprintf(r->error_text, sizeof r->error_text, "%s", text);
     r->error_code = SMP_E_VALIDATION;
     http_send_json(r, 422, json_pack("{s:o}", "detail", detail));
+}
+
+int http_multipart(http_req *r, const char *what, multipart *out) {
+    char err[512];
+    int rc = multipart_parse(http_header(r, "Content-Type"), r->body.data ? r->body.data : "", r->body.len, out, err,
+                             sizeof err);
+    if (rc == -SMP_E_UNSUPPORTED_MEDIA)
+        http_send_error(r, rc, "Expected a multipart/form-data upload with %s (%s)", what, err);
+    else if (rc)
+        http_send_error(r, rc == -SMP_E_FORMAT ? SMP_E_BAD_REQUEST : rc, "Invalid multipart body: %s", err);
+    return rc;
 }
 
 json_t *http_json_object(http_req *r) {

@@ -86,5 +86,11 @@ void http_set_offload(http_offload_fn submit);
 /* Parse the body as a JSON object. On failure the 422 is already sent and
  * NULL returned. The caller owns the result. */
 json_t *http_json_object(http_req *r);
+/* The body as multipart/form-data (parts point into the body, which lives as
+ * long as r). On failure answers 415 (not multipart: `what` says what the
+ * route expects, e.g. "the image in a field named 'file'") or 400 (malformed)
+ * itself and returns non-zero. */
+struct multipart;
+int http_multipart(http_req *r, const char *what, struct multipart *out);
 
 #endif
