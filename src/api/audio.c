@@ -315,11 +315,10 @@ static void run_job(void *arg) {
         goto out;
     }
     if (cacheable) {
-        char *s = json_dumps(res, JSON_COMPACT);
-        json_free_t jfree;
-        json_get_alloc_funcs(NULL, &jfree); /* json_dumps used jansson's allocator */
-        if (s) cache_put(CACHE_AUDIO, key, s, strlen(s), 0);
-        if (s) jfree(s);
+        buf s;
+        buf_init(&s, 0);
+        if (valid_dump(res, JSON_COMPACT, &s) == 0) cache_put(CACHE_AUDIO, key, s.data, s.len, 0);
+        buf_free(&s);
     }
 done:
     respond(j, res);

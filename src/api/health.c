@@ -9,6 +9,7 @@
 #include "api/api.h"
 #include "backend/registry.h"
 #include "cache/cache.h"
+#include "core/errors.h"
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/version.h"
@@ -77,7 +78,7 @@ static void metrics(http_req *r) {
     buf_init(&b, 64u << 20);
     if (metrics_render(&b) != 0) {
         buf_free(&b);
-        http_send_error(r, -1, "metrics exposition too large");
+        http_send_error(r, SMP_E_INTERNAL, "metrics exposition too large");
         return;
     }
     http_send(r, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);

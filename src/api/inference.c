@@ -28,16 +28,11 @@ static void parse_sampling(valid *v, json_t *b, backend_gen_req *q) {
 }
 
 static void generate(http_req *r) {
-    json_t *b = http_json_object(r);
-    if (!b) return;
+    json_t *b;
+    textjob *j = textjob_from_request(r, TG_SIMPLETON_GENERATE, &b);
+    if (!j) return;
     valid v;
     valid_init(&v);
-    textjob *j = textjob_new(r, TG_SIMPLETON_GENERATE, b);
-    if (!j) {
-        valid_free(&v);
-        http_send_error(r, -1, "out of memory");
-        return;
-    }
     backend_gen_req *q = textjob_req(j);
     const char *model = NULL;
     bool stream = false;
@@ -161,16 +156,11 @@ int api_parse_messages(valid *v, textjob *j, json_t *b) {
 }
 
 static void chat(http_req *r) {
-    json_t *b = http_json_object(r);
-    if (!b) return;
+    json_t *b;
+    textjob *j = textjob_from_request(r, TG_SIMPLETON_CHAT, &b);
+    if (!j) return;
     valid v;
     valid_init(&v);
-    textjob *j = textjob_new(r, TG_SIMPLETON_CHAT, b);
-    if (!j) {
-        valid_free(&v);
-        http_send_error(r, -1, "out of memory");
-        return;
-    }
     backend_gen_req *q = textjob_req(j);
     const char *model = NULL;
     bool stream = false;

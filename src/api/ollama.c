@@ -35,10 +35,9 @@ static void parse_options(valid *v, json_t *b, backend_gen_req *q) {
 }
 
 static void generate(http_req *r) {
-    json_t *b = http_json_object(r);
-    if (!b) return;
-    textjob *j = textjob_new(r, TG_OLLAMA_GENERATE, b);
-    if (!j) return http_send_error(r, -1, "out of memory");
+    json_t *b;
+    textjob *j = textjob_from_request(r, TG_OLLAMA_GENERATE, &b);
+    if (!j) return;
     valid v;
     valid_init(&v);
     backend_gen_req *q = textjob_req(j);
@@ -79,10 +78,9 @@ static void generate(http_req *r) {
 }
 
 static void chat(http_req *r) {
-    json_t *b = http_json_object(r);
-    if (!b) return;
-    textjob *j = textjob_new(r, TG_OLLAMA_CHAT, b);
-    if (!j) return http_send_error(r, -1, "out of memory");
+    json_t *b;
+    textjob *j = textjob_from_request(r, TG_OLLAMA_CHAT, &b);
+    if (!j) return;
     valid v;
     valid_init(&v);
     const char *model = NULL;

@@ -127,10 +127,9 @@ static int parse_content(valid *v, textjob *j, json_t *content, backend_msg *m, 
 static const char *const roles[] = {"system", "developer", "user", "assistant", "tool", NULL};
 
 static void chat_completions(http_req *r) {
-    json_t *b = http_json_object(r);
-    if (!b) return;
-    textjob *j = textjob_new(r, TG_OPENAI_CHAT, b);
-    if (!j) return http_send_error(r, -1, "out of memory");
+    json_t *b;
+    textjob *j = textjob_from_request(r, TG_OPENAI_CHAT, &b);
+    if (!j) return;
     valid v;
     valid_init(&v);
     const char *model = NULL;
@@ -161,10 +160,9 @@ static void chat_completions(http_req *r) {
 }
 
 static void completions(http_req *r) {
-    json_t *b = http_json_object(r);
-    if (!b) return;
-    textjob *j = textjob_new(r, TG_OPENAI_COMPLETION, b);
-    if (!j) return http_send_error(r, -1, "out of memory");
+    json_t *b;
+    textjob *j = textjob_from_request(r, TG_OPENAI_COMPLETION, &b);
+    if (!j) return;
     valid v;
     valid_init(&v);
     const char *model = NULL;

@@ -46,7 +46,9 @@ void textgen_free(void) {
     pool = NULL;
 }
 
-textjob *textjob_new(http_req *r, textjob_kind kind, json_t *body) {
+/* body: the parsed request (ownership passes to the job; req's strings may
+ * point into it). */
+static textjob *textjob_new(http_req *r, textjob_kind kind, json_t *body) {
     textjob *j = smp_calloc(1, sizeof *j);
     if (!j) {
         json_decref(body);
@@ -63,6 +65,18 @@ textjob *textjob_new(http_req *r, textjob_kind kind, json_t *body) {
     char hex[33];
     util_random_hex(12, hex);
     snprintf(j->id, sizeof j->id, "%s%s", kind == TG_OPENAI_COMPLETION ? "cmpl-" : "chatcmpl-", hex);
+    return j;
+}
+
+textjob *textjob_from_request(http_req *r, textjob_kind kind, json_t **body) {
+    json_t *b = http_json_object(r);
+    if (!b) return NULL;
+    textjob *j = textjob_new(r, kind, b);
+    if (!j) {
+        http_send_error(r, SMP_E_NOMEM, NULL);
+        return NULL;
+    }
+    *body = b;
     return j;
 }
 
@@ -325,7 +339,6 @@ static const char *endpoint_label(textjob_kind k) {
     }
 }
 
-static int dump_cb(const char *s, size_t n, void *ud) { return buf_append(ud, s, n); }
 
 static void run_job(void *arg) {
     textjob *j = arg;
@@ -358,7 +371,7 @@ static void run_job(void *arg) {
     json_t *o = stats_json(j, &res, res.text ? res.text : "", false);
     buf b;
     buf_init(&b, 0);
-    if (json_dump_callback(o, dump_cb, &b, JSON_COMPACT | JSON_ENSURE_ASCII) == 0) {
+    if (valid_dump(o, JSON_COMPACT | JSON_ENSURE_ASCII, &b) == 0) {
         if (j->cacheable) cache_put(j->ctype, j->cache_key, b.data, b.len, 0);
         if (j->cacheable) http_add_header(r, "X-Cache", "MISS");
         http_add_header(r, "X-Served-By", served_by);

@@ -1,7 +1,7 @@
 /* textgen.h - one generate/chat request from any dialect, run on a worker.
  *
  * A route handler parses and validates its dialect's body into a textjob
- * (textjob_new + filling job->req), then calls textjob_start, which answers
+ * (textjob_from_request + filling job->req), then calls textjob_finish, which answers
  * from the cache when it can, or parks the connection and queues the job.
  * The worker asks the registry (routing, fallback), streams frames in the
  * job's dialect as tokens arrive (the HTTP response starts with the first
@@ -28,9 +28,10 @@ typedef enum {
 
 typedef struct textjob textjob;
 
-/* body: the parsed request (ownership passes to the job; req's strings may
- * point into it). */
-textjob *textjob_new(http_req *r, textjob_kind kind, json_t *body);
+/* The usual start of a text route: the request's JSON object body and a job
+ * that owns it (*body points to it). NULL when the body was not a JSON
+ * object or memory ran out: the error has been answered. */
+textjob *textjob_from_request(http_req *r, textjob_kind kind, json_t **body);
 backend_gen_req *textjob_req(textjob *j);
 /* Message array of n entries owned by the job (zeroed). */
 backend_msg *textjob_messages(textjob *j, int n);

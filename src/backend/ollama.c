@@ -32,6 +32,7 @@
 #include "core/buf.h"
 #include "core/errors.h"
 #include "core/util.h"
+#include "core/valid.h"
 
 #define MAX_CONTEXT_IDS (1 << 24)
 
@@ -41,14 +42,6 @@ typedef struct {
 } ollama;
 
 /* ---- request bodies ---- */
-
-/* JSON into a buf (jansson's own allocator may differ from ours). */
-static int dump_cb(const char *p, size_t n, void *ud) { return buf_append(ud, p, n); }
-
-static int dump_json(json_t *j, buf *out) {
-    buf_init(out, 0);
-    return j && json_dump_callback(j, dump_cb, out, JSON_COMPACT) == 0 ? 0 : -1;
-}
 
 static json_t *options_json(const backend_gen_req *r) {
     json_t *o = json_object();
@@ -253,7 +246,8 @@ static int ollama_generate(backend *b, const backend_gen_req *req, backend_token
     httpc_resp resp = {0};
     uint64_t t0 = util_now_ns();
     json_t *j = gen_body(req, chat, on_token != NULL);
-    int rc = dump_json(j, &body);
+    buf_init(&body, 0);
+    int rc = valid_dump(j, JSON_COMPACT, &body);
     json_decref(j);
     if (rc != 0) {
         snprintf(err, errlen, "ollama: out of memory");
@@ -321,7 +315,8 @@ static int ollama_embed(backend *b, const char *model, const char *const *texts,
     json_t *in = json_array();
     for (int i = 0; i < n; i++) json_array_append_new(in, json_string(texts[i] ? texts[i] : ""));
     json_object_set_new(j, "input", in);
-    int rc = dump_json(j, &body);
+    buf_init(&body, 0);
+    int rc = valid_dump(j, JSON_COMPACT, &body);
     json_decref(j);
     if (rc != 0) {
         snprintf(err, errlen, "ollama: out of memory");

@@ -43,33 +43,19 @@
 #include "core/buf.h"
 #include "core/errors.h"
 #include "core/util.h"
+#include "core/valid.h"
+#include "media/image.h"
 
 typedef struct {
     httpc *http;
     httpc_timeouts t;
 } openai;
 
-static int dump_cb(const char *p, size_t n, void *ud) { return buf_append(ud, p, n); }
-
-static int dump_json(json_t *j, buf *out) {
-    buf_init(out, 0);
-    return j && json_dump_callback(j, dump_cb, out, JSON_COMPACT) == 0 ? 0 : -1;
-}
-
-const char *openai_image_mime(const unsigned char *p, size_t n) {
-    if (n >= 8 && !memcmp(p, "\x89PNG\r\n\x1a\n", 8)) return "image/png";
-    if (n >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF) return "image/jpeg";
-    if (n >= 6 && (!memcmp(p, "GIF87a", 6) || !memcmp(p, "GIF89a", 6))) return "image/gif";
-    if (n >= 12 && !memcmp(p, "RIFF", 4) && !memcmp(p + 8, "WEBP", 4)) return "image/webp";
-    if (n >= 2 && p[0] == 'B' && p[1] == 'M') return "image/bmp";
-    if (n >= 4 && (!memcmp(p, "II*\0", 4) || !memcmp(p, "MM\0*", 4))) return "image/tiff";
-    return "application/octet-stream";
-}
-
 /* ---- request bodies ---- */
 
 static json_t *image_part(const unsigned char *p, size_t n) {
-    const char *mime = openai_image_mime(p, n);
+    const char *mime = image_mime(image_detect(p, n));
+    if (!mime) mime = "application/octet-stream"; /* the routes probe images, so not expected */
     size_t pre = strlen("data:") + strlen(mime) + strlen(";base64,");
     char *url = smp_malloc(pre + 4 * ((n + 2) / 3) + 1);
     if (!url) return NULL;
@@ -305,7 +291,8 @@ static int openai_generate(backend *b, const backend_gen_req *req, backend_token
     buf body;
     httpc_resp resp = {0};
     json_t *j = gen_body(req, chat, on_token != NULL);
-    int rc = dump_json(j, &body);
+    buf_init(&body, 0);
+    int rc = valid_dump(j, JSON_COMPACT, &body);
     json_decref(j);
     if (rc != 0) {
         snprintf(err, errlen, "openai: out of memory");
@@ -385,7 +372,8 @@ static int openai_embed(backend *b, const char *model, const char *const *texts,
     for (int i = 0; i < n; i++) json_array_append_new(in, json_string(texts[i] ? texts[i] : ""));
     json_object_set_new(j, "input", in);
     json_object_set_new(j, "encoding_format", json_string("float"));
-    int rc = dump_json(j, &body);
+    buf_init(&body, 0);
+    int rc = valid_dump(j, JSON_COMPACT, &body);
     json_decref(j);
     if (rc != 0) {
         snprintf(err, errlen, "openai: out of memory");

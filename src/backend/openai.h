@@ -20,8 +20,4 @@ backend *openai_backend_new(const char *base_url, const char *api_key, char *err
 /* Replace the timeouts (see ollama_backend_set_timeouts). Call before first use. */
 void openai_backend_set_timeouts(backend *b, const httpc_timeouts *t);
 
-/* The MIME type of an image from its first bytes: image/png, image/jpeg,
- * image/gif, image/webp, image/bmp, image/tiff, else application/octet-stream. */
-const char *openai_image_mime(const unsigned char *p, size_t n);
-
 #endif

@@ -26,7 +26,9 @@
 #include "cache_int.h"
 #include "core/alloc.h"
 #include "core/log.h"
+#include "core/buf.h"
 #include "core/util.h"
+#include "core/valid.h"
 #include "obs/metrics.h"
 
 #define TTL_MAX_SECONDS (10L * 366 * 24 * 3600)
@@ -98,15 +100,15 @@ bool cache_enabled(void) { return C.enabled; }
  * cache_put refuse it, so such a request is simply not cached. */
 void cache_key(cache_type t, json_t *fields, char out[CACHE_KEY_MAX]) {
     char hex[65];
-    char *text = json_dumps(fields, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
-    if (!text) {
+    buf text;
+    buf_init(&text, 0);
+    if (valid_dump(fields, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII | JSON_ENCODE_ANY, &text) != 0) {
+        buf_free(&text);
         out[0] = '\0';
         return;
     }
-    util_sha256_hex(text, strlen(text), hex);
-    json_free_t jfree;
-    json_get_alloc_funcs(NULL, &jfree); /* json_dumps used jansson's allocator */
-    jfree(text);
+    util_sha256_hex(text.data, text.len, hex);
+    buf_free(&text);
     snprintf(out, CACHE_KEY_MAX, CACHE_KEY_PREFIX "%s:%s", cache_type_name(t), hex);
 }
 

@@ -1,13 +1,18 @@
 /* util.c - see util.h. */
 #include "util.h"
 
+#include <errno.h>
 #include <math.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+
+#include "alloc.h"
+#include "errors.h"
 
 uint64_t util_now_ns(void) {
     struct timespec ts;
@@ -218,4 +223,45 @@ int util_fmt_float(float xf, char *out) {
     }
     *o = '\0';
     return (int)(o - out);
+}
+
+bool util_is_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int util_read_file(const char *path, size_t max, char **out, size_t *len) {
+    *out = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return -SMP_E_IO;
+    int rc = -SMP_E_IO;
+    struct stat st;
+    char *buf = NULL;
+    if (fstat(fileno(f), &st) != 0) goto done;
+    if (!S_ISREG(st.st_mode)) {
+        errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL; /* a device, a pipe: "not a regular file" */
+        goto done;
+    }
+    if ((uint64_t)st.st_size > max) {
+        rc = -SMP_E_TOO_LARGE;
+        goto done;
+    }
+    buf = smp_malloc((size_t)st.st_size + 1);
+    if (!buf) {
+        rc = -SMP_E_NOMEM;
+        goto done;
+    }
+    if (fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
+        smp_free(buf);
+        buf = NULL;
+        goto done;
+    }
+    buf[st.st_size] = '\0';
+    *out = buf;
+    *len = (size_t)st.st_size;
+    rc = 0;
+done:
+    fclose(f);
+    return rc;
 }

@@ -34,4 +34,11 @@ size_t util_b64_encode(const unsigned char *in, size_t len, char *out);
  * 24 bytes. Returns the length. */
 int util_fmt_float(float x, char *out);
 
+/* Is path a regular file (links followed)? */
+bool util_is_file(const char *path);
+/* The whole of a regular file, NUL-terminated (owned, smp_free), at most
+ * max bytes. Returns 0; -SMP_E_IO (cannot open or read, or not a regular
+ * file; errno tells why); -SMP_E_TOO_LARGE; -SMP_E_NOMEM. */
+int util_read_file(const char *path, size_t max, char **out, size_t *len);
+
 #endif

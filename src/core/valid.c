@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "buf.h"
+
 void valid_init(valid *v) { v->errors = json_array(); }
 
 void valid_free(valid *v) {
@@ -225,4 +227,10 @@ bool valid_utf8(const char *s, size_t n) {
         p += len;
     }
     return true;
+}
+
+static int dump_cb(const char *p, size_t n, void *ud) { return buf_append(ud, p, n); }
+
+int valid_dump(json_t *j, size_t flags, buf *out) {
+    return j && json_dump_callback(j, dump_cb, out, flags) == 0 ? 0 : -1;
 }

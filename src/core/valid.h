@@ -42,4 +42,9 @@ int valid_enum(valid *v, json_t *obj, const char *field, bool required, const ch
 /* True if s (n bytes) is well-formed UTF-8. */
 bool valid_utf8(const char *s, size_t n);
 
+/* Append the JSON text of j (json_dumps flags) to out, in our allocator
+ * (json_dumps would use jansson's). Returns 0, or -1 (j NULL, out of memory). */
+struct buf;
+int valid_dump(json_t *j, size_t flags, struct buf *out);
+
 #endif

@@ -137,14 +137,9 @@ static int parse_opts(const char *cmd, int argc, char **argv, const char *allowe
 
 /* ---- model files ---- */
 
-static bool is_file(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 /* A path as given if it names a file; else $MODELS_DIR/<name>.gguf. */
 static int resolve_model(const char *name, char *out, size_t n) {
-    if (is_file(name)) {
+    if (util_is_file(name)) {
         snprintf(out, n, "%s", name);
         return 0;
     }
@@ -155,7 +150,7 @@ static int resolve_model(const char *name, char *out, size_t n) {
         return -1;
     }
     snprintf(out, n, "%s/%s.gguf", dir, name);
-    if (is_file(out)) return 0;
+    if (util_is_file(out)) return 0;
     fprintf(stderr, "simpleton: model '%s' not found (neither a file nor %s/%s.gguf)\n", name, dir, name);
     return -1;
 }
@@ -813,7 +808,7 @@ out:
 /* tokenizer.* keys from a vocab file, if its vocabulary has n_vocab entries. */
 static int copy_vocab(gguf_writer *w, const char *path, int n_vocab, bool *copied) {
     *copied = false;
-    if (!is_file(path)) return 0;
+    if (!util_is_file(path)) return 0;
     gguf *v;
     char err[256];
     if (gguf_open(path, &v, err, sizeof err)) {
@@ -872,7 +867,7 @@ static int cmd_mkmodel(int argc, char **argv) {
         goto werr;
     bool copied = false;
     const char *vocab = o.vocab ? o.vocab : sh->vocab_file;
-    if (o.vocab && !is_file(o.vocab)) {
+    if (o.vocab && !util_is_file(o.vocab)) {
         fprintf(stderr, "simpleton: vocab file '%s' not found\n", o.vocab);
         goto done;
     }

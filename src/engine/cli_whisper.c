@@ -19,7 +19,9 @@
 
 #include "core/alloc.h"
 #include "core/errors.h"
+#include "core/buf.h"
 #include "core/util.h"
+#include "core/valid.h"
 #include "engine/kernels/kernels.h"
 #include "engine/tensor_types.h"
 #include "engine/threadpool.h"
@@ -105,15 +107,10 @@ static int parse(const char *cmd, int argc, char **argv, const char *allowed, in
 
 /* ---- files ---- */
 
-static bool is_file(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 /* A path as given, else $MODELS_DIR/ggml-<name>.bin or $MODELS_DIR/<name>.
  * Returns false (nothing printed) when neither exists. */
 static bool resolve(const char *name, char *out, size_t n) {
-    if (is_file(name)) {
+    if (util_is_file(name)) {
         snprintf(out, n, "%s", name);
         return true;
     }
@@ -121,9 +118,9 @@ static bool resolve(const char *name, char *out, size_t n) {
     const char *dir = getenv("MODELS_DIR");
     if (!dir || !*dir) dir = "models";
     snprintf(out, n, "%s/ggml-%s.bin", dir, name);
-    if (is_file(out)) return true;
+    if (util_is_file(out)) return true;
     snprintf(out, n, "%s/%s", dir, name);
-    return is_file(out);
+    return util_is_file(out);
 }
 
 static int load_model(const char *name, int threads, whisper_model **m) {
@@ -141,64 +138,15 @@ static int load_model(const char *name, int threads, whisper_model **m) {
     return 0;
 }
 
+/* A whole file (at most MAX_AUDIO_FILE bytes), or NULL with the error printed. */
 static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "simpleton: cannot open '%s': %s\n", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = NULL;
-    struct stat st;
-    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode) || st.st_size > (off_t)MAX_AUDIO_FILE) {
-        fprintf(stderr, "simpleton: '%s' is not a regular file of at most %u bytes\n", path, MAX_AUDIO_FILE);
-        goto done;
-    }
-    buf = smp_malloc((size_t)st.st_size + 1);
-    if (!buf || fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-        fprintf(stderr, "simpleton: cannot read '%s'\n", path);
-        smp_free(buf);
-        buf = NULL;
-        goto done;
-    }
-    *len = (size_t)st.st_size;
-done:
-    fclose(f);
-    return buf;
-}
-
-/* Fallback while audio_decode is not built: RIFF/WAVE, PCM 16-bit, mono, 16 kHz. */
-static int wav_pcm16(const unsigned char *b, size_t len, float **pcm, size_t *n) {
-    if (len < 12 || memcmp(b, "RIFF", 4) || memcmp(b + 8, "WAVE", 4)) return -1;
-    bool fmt_ok = false;
-    for (size_t off = 12; off + 8 <= len;) {
-        uint32_t sz;
-        memcpy(&sz, b + off + 4, 4);
-        const unsigned char *d = b + off + 8;
-        size_t avail = len - off - 8;
-        if (!memcmp(b + off, "fmt ", 4) && sz >= 16 && avail >= 16) {
-            uint16_t fmt, ch, bits;
-            uint32_t rate;
-            memcpy(&fmt, d, 2);
-            memcpy(&ch, d + 2, 2);
-            memcpy(&rate, d + 4, 4);
-            memcpy(&bits, d + 14, 2);
-            fmt_ok = fmt == 1 && ch == 1 && rate == WHISPER_SAMPLE_RATE && bits == 16;
-        } else if (!memcmp(b + off, "data", 4)) {
-            if (!fmt_ok) return -1;
-            size_t bytes = sz < avail ? sz : avail;
-            *n = bytes / 2;
-            if (!(*pcm = smp_malloc(*n * sizeof(float) + 1))) return -1;
-            for (size_t i = 0; i < *n; i++) {
-                int16_t v;
-                memcpy(&v, d + 2 * i, 2);
-                (*pcm)[i] = v / 32768.0f;
-            }
-            return 0;
-        }
-        if (sz > avail) break;
-        off += 8 + (size_t)sz + (sz & 1);
-    }
-    return -1;
+    char *data;
+    int rc = util_read_file(path, MAX_AUDIO_FILE, &data, len);
+    if (rc == -SMP_E_TOO_LARGE)
+        fprintf(stderr, "simpleton: '%s' is larger than %u bytes\n", path, MAX_AUDIO_FILE);
+    else if (rc)
+        fprintf(stderr, "simpleton: cannot open '%s': %s\n", path, rc == -SMP_E_IO ? strerror(errno) : "out of memory");
+    return rc ? NULL : data;
 }
 
 /* Any audio file -> 16 kHz mono float. Prints the error. */
@@ -208,7 +156,6 @@ static int load_audio(const char *path, float **pcm, size_t *n) {
     if (!data) return -1;
     char err[512];
     int rc = audio_decode(data, len, 0, pcm, n, err, sizeof err);
-    if (rc == -SMP_E_NOT_IMPLEMENTED && wav_pcm16((const unsigned char *)data, len, pcm, n) == 0) rc = 0;
     smp_free(data);
     if (rc) {
         fprintf(stderr, "simpleton: %s: %s\n", path, err[0] ? err : "cannot decode the audio");
@@ -407,11 +354,10 @@ static int cmd_transcribe(int argc, char **argv) {
             json_array_append_new(segs, sg);
         }
         json_object_set_new(j, "segments", segs);
-        char *txt = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        if (txt) printf("%s\n", txt);
-        json_free_t jfree;
-        json_get_alloc_funcs(NULL, &jfree); /* json_dumps used jansson's allocator */
-        jfree(txt);
+        buf txt;
+        buf_init(&txt, 0);
+        if (valid_dump(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER, &txt) == 0) printf("%.*s\n", (int)txt.len, txt.data);
+        buf_free(&txt);
         json_decref(j);
     } else {
         printf("%s\n", r.text ? r.text : "");

@@ -192,12 +192,10 @@ void http_send(http_req *r, int status, const char *ctype, const void *data, siz
     queue_owned(r, status, ctype, copy, len);
 }
 
-static int dump_cb(const char *s, size_t n, void *ud) { return buf_append(ud, s, n); }
-
 void http_send_json(http_req *r, int status, json_t *body) {
     buf b;
     buf_init(&b, 0);
-    int rc = body ? json_dump_callback(body, dump_cb, &b, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(9)) : -1;
+    int rc = valid_dump(body, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(9), &b);
     json_decref(body);
     if (rc != 0) {
         buf_free(&b);
@@ -498,25 +496,23 @@ static void send_too_large_raw(http_req *r) {
     char msg[128];
     too_large_msg(r, msg, sizeof msg);
     json_t *body = error_body(r, SMP_E_TOO_LARGE, msg);
-    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    buf text;
+    buf_init(&text, 0);
+    int rc = valid_dump(body, JSON_COMPACT | JSON_ENSURE_ASCII, &text);
     json_decref(body);
     r->responded = true;
     r->answered_raw = true;
     r->status = 413;
-    if (ci && text) {
+    if (ci && rc == 0) {
         char out[1024];
         int n = snprintf(out, sizeof out,
                          "HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
-                         "Content-Length: %zu\r\nConnection: close\r\nX-Request-Id: %s\r\n\r\n%s",
-                         strlen(text), r->request_id, text);
+                         "Content-Length: %zu\r\nConnection: close\r\nX-Request-Id: %s\r\n\r\n%.*s",
+                         text.len, r->request_id, (int)text.len, text.data);
         /* One small write into a socket buffer that holds nothing of ours. */
         if (n > 0 && (size_t)n < sizeof out) (void)send(ci->connect_fd, out, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
     }
-    if (text) {
-        json_free_t jfree;
-        json_get_alloc_funcs(NULL, &jfree); /* json_dumps used jansson's allocator */
-        jfree(text);
-    }
+    buf_free(&text);
     record_request(r, false);
 }
 

@@ -110,11 +110,6 @@ static bool ends_with(const char *s, const char *suffix) {
     return a >= b && !strcmp(s + a - b, suffix);
 }
 
-static bool is_file(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 static void data_models_dir(char *out, size_t n) {
     snprintf(out, n, "%s/models", config_get()->data_dir);
 }
@@ -142,7 +137,7 @@ bool whisper_store_find(const char *name, char *path, size_t n) {
     for (int d = 0; d < 2; d++)
         for (int c = 0; c < nc; c++) {
             int w = snprintf(path, n, "%s/%s", dirs[d], cands[c]);
-            if (w > 0 && (size_t)w < n && is_file(path)) return true;
+            if (w > 0 && (size_t)w < n && util_is_file(path)) return true;
         }
     return false;
 }
@@ -193,10 +188,10 @@ static bool find_gguf(const char *name, char *path, size_t n) {
     char dir[PATH_MAX];
     const char *ext = ends_with(name, ".gguf") ? "" : ".gguf";
     int w = snprintf(path, n, "%s/%s%s", config_get()->models_dir, name, ext);
-    if (w > 0 && (size_t)w < n && is_file(path)) return true;
+    if (w > 0 && (size_t)w < n && util_is_file(path)) return true;
     data_models_dir(dir, sizeof dir);
     w = snprintf(path, n, "%s/%s%s", dir, name, ext);
-    return w > 0 && (size_t)w < n && is_file(path);
+    return w > 0 && (size_t)w < n && util_is_file(path);
 }
 
 /* Load with the configured compute threads (THREADS; 0: one per core). */
@@ -545,7 +540,7 @@ int whisper_store_acquire(const char *name, bool (*cancelled)(void *), void *can
     whisper_model *m = NULL;
     int rc;
     uint64_t t0 = util_now_ns();
-    if (can_download && !is_file(path)) {
+    if (can_download && !util_is_file(path)) {
         rc = download_model(si, path, e, cancelled, cancel_ud, &m, err, errlen);
     } else {
         char lerr[256];

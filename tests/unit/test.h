@@ -67,4 +67,11 @@ extern int test_failures;
         }                                                                            \
     } while (0)
 
+/* Shared helpers (main.c). test_slurp: a whole file, NUL-terminated (owned,
+ * smp_free; len may be NULL), or NULL. test_read_wav: a 16 kHz mono 16-bit
+ * PCM WAV as floats (int16 / 32768; owned), or NULL. */
+#include <stddef.h>
+void *test_slurp(const char *path, size_t *len);
+float *test_read_wav(const char *path, size_t *n);
+
 #endif

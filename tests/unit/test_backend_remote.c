@@ -30,6 +30,7 @@
 #include "core/alloc.h"
 #include "core/errors.h"
 #include "core/util.h"
+#include "media/image.h"
 #include "test.h"
 
 /* ---- the fake upstream process ---- */
@@ -1032,6 +1033,12 @@ TEST(backend_openai_cancel_and_slow_start) {
     backend_gen_result_free(&res);
     b->ops->destroy(b);
     fake_stop(&f);
+}
+
+/* The MIME type the OpenAI backend puts in an image's data: URL. */
+static const char *openai_image_mime(const unsigned char *p, size_t n) {
+    const char *m = image_mime(image_detect(p, n));
+    return m ? m : "application/octet-stream";
 }
 
 TEST(backend_image_mime_and_kind) {

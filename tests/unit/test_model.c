@@ -29,23 +29,6 @@
 
 /* ---- helpers ---- */
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = smp_malloc((size_t)n + 1);
-    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
-        smp_free(p);
-        p = NULL;
-    }
-    fclose(f);
-    if (p) p[n] = 0;
-    if (len) *len = (size_t)n;
-    return p;
-}
-
 /* Comma- or space-separated ids; returns the count (at most cap). */
 static int parse_ids(const char *s, int32_t *ids, int cap) {
     int n = 0;
@@ -153,7 +136,7 @@ static const struct {
 
 static void mini_golden(const char *impl) {
     REQUIRE(kern_select(impl) == 0);
-    char *seq = slurp(REF_DIR "mini/sequence.txt", NULL);
+    char *seq = test_slurp(REF_DIR "mini/sequence.txt", NULL);
     REQUIRE(seq);
     int32_t ids[512];
     int n = parse_ids(seq, ids, 512);
@@ -168,7 +151,7 @@ static void mini_golden(const char *impl) {
         int nv = model_n_vocab(m);
         size_t ref_len;
         snprintf(path, sizeof path, REF_DIR "mini/%s.logits.f32", minis[f].name);
-        float *ref = (float *)slurp(path, &ref_len);
+        float *ref = (float *)test_slurp(path, &ref_len);
         CHECK(ref && ref_len == (size_t)n * nv * sizeof(float));
         model_ctx *c = NULL;
         char err[256];
@@ -235,7 +218,7 @@ static int greedy_check(model_ctx *c, const int32_t *prompt, int np, const int32
 
 static void stories_greedy(const char *impl) {
     REQUIRE(kern_select(impl) == 0);
-    char *txt = slurp(REF_DIR "stories260K-greedy.txt", NULL);
+    char *txt = test_slurp(REF_DIR "stories260K-greedy.txt", NULL);
     REQUIRE(txt);
     model *m = load(STORIES, 2);
     REQUIRE(m);
@@ -288,7 +271,7 @@ TEST(model_stories_greedy_avx2) {
 
 static void stories_llama2c(const char *impl) {
     REQUIRE(kern_select(impl) == 0);
-    char *txt = slurp(REF_DIR "stories260K-llama2c-golden.txt", NULL);
+    char *txt = test_slurp(REF_DIR "stories260K-llama2c-golden.txt", NULL);
     REQUIRE(txt);
     char *p = strstr(txt, "first 4 are the prompt):\n");
     REQUIRE(p);
@@ -353,7 +336,7 @@ TEST(model_stories_llama2c_avx2) {
 
 static void batch_vs_single(const char *path, const char *impl) {
     REQUIRE(kern_select(impl) == 0);
-    char *seq = slurp(REF_DIR "mini/sequence.txt", NULL);
+    char *seq = test_slurp(REF_DIR "mini/sequence.txt", NULL);
     REQUIRE(seq);
     int32_t ids[512];
     int n = parse_ids(seq, ids, 512);
@@ -672,7 +655,7 @@ TEST(model_cli_mkmodel_eval_and_errors) {
     const char *ev[] = {mk, "--tokens", "1,403,407,261", "--logits", lg};
     REQUIRE(cli("eval", ev, 5) == 0);
     size_t len;
-    float *got = (float *)slurp(lg, &len);
+    float *got = (float *)test_slurp(lg, &len);
     REQUIRE(got && len == 4 * 512 * sizeof(float));
     model_ctx *c;
     char err[256];
@@ -715,7 +698,7 @@ TEST(model_cli_run_resolves_names_in_models_dir) {
     dup2(saved, 1);
     close(saved);
     CHECK_INT(rc, 0);
-    char *txt = slurp(out, NULL);
+    char *txt = test_slurp(out, NULL);
     CHECK_STR(txt, ", there was a little girl named Lily. She\n");
     smp_free(txt);
     unlink(out);

@@ -22,25 +22,6 @@
 #include "engine/unicode.h"
 #include "test.h"
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = smp_malloc((size_t)n + 1);
-    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
-        smp_free(p);
-        p = NULL;
-    }
-    fclose(f);
-    if (p) {
-        p[n] = '\0';
-        *len = (size_t)n;
-    }
-    return p;
-}
-
 static tokenizer *load(const char *path, gguf **g) {
     char err[256];
     *g = NULL;
@@ -71,7 +52,7 @@ static int run_vocab_file(const char *name) {
     snprintf(inp_path, sizeof(inp_path), "%s.inp", path);
     snprintf(out_path, sizeof(out_path), "%s.out", path);
     size_t ni = 0, no = 0;
-    char *inp = slurp(inp_path, &ni), *out = slurp(out_path, &no);
+    char *inp = test_slurp(inp_path, &ni), *out = test_slurp(out_path, &no);
     gguf *g = NULL;
     tokenizer *t = inp && out ? load(path, &g) : NULL;
     if (!t) {
@@ -146,7 +127,7 @@ TEST(tok_stories260k_prompts) {
     CHECK(tok_is_eog(t, 2));
     CHECK(!tok_is_eog(t, 1));
     size_t len;
-    char *ref = slurp("../shared/reference/stories260K-greedy.txt", &len);
+    char *ref = test_slurp("../shared/reference/stories260K-greedy.txt", &len);
     REQUIRE(ref);
     int prompts = 0;
     for (char *p = ref; (p = strstr(p, "prompt: ")) != NULL;) {

@@ -24,53 +24,9 @@
 #define AUSTEN "../shared/audio/librivox/sense_and_sensibility_01_austen_64kb-0880.wav"
 #define AUSTEN_CLIP "sense_and_sensibility_01_austen_64kb-0880"
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = smp_malloc((size_t)n + 1);
-    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
-        smp_free(p);
-        p = NULL;
-    }
-    fclose(f);
-    if (p) p[n] = 0;
-    if (len) *len = (size_t)n;
-    return p;
-}
-
-/* 16-bit mono PCM WAV -> float samples (int16 / 32768). */
-static float *read_wav(const char *path, size_t *n) {
-    size_t len;
-    unsigned char *b = (unsigned char *)slurp(path, &len);
-    if (!b) return NULL;
-    float *out = NULL;
-    size_t off = 12;
-    while (off + 8 <= len) {
-        uint32_t sz;
-        memcpy(&sz, b + off + 4, 4);
-        if (!memcmp(b + off, "data", 4)) {
-            if (sz > len - off - 8) sz = (uint32_t)(len - off - 8);
-            *n = sz / 2;
-            out = smp_malloc(*n * sizeof(float) + 1);
-            for (size_t i = 0; out && i < *n; i++) {
-                int16_t v;
-                memcpy(&v, b + off + 8 + 2 * i, 2);
-                out[i] = v / 32768.0f;
-            }
-            break;
-        }
-        off += 8 + sz + (sz & 1);
-    }
-    smp_free(b);
-    return out;
-}
-
 static float *read_f32(const char *path, size_t *count) {
     size_t len;
-    char *p = slurp(path, &len);
+    char *p = test_slurp(path, &len);
     if (p) *count = len / 4;
     return (float *)p;
 }
@@ -108,7 +64,7 @@ static void mel_golden(const char *wav, const char *clip) {
     whisper_model *m = load("whisper-rand-tiny64-f16");
     REQUIRE(m);
     size_t n;
-    float *pcm = read_wav(wav, &n);
+    float *pcm = test_read_wav(wav, &n);
     REQUIRE(pcm);
     float *mel;
     int nf;
@@ -191,7 +147,7 @@ typedef struct {
 } forced_txt;
 
 static bool read_forced(const char *path, forced_txt *f) {
-    char *txt = slurp(path, NULL);
+    char *txt = test_slurp(path, NULL);
     if (!txt) return false;
     int got = 0, rows = 0;
     for (char *line = txt; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
@@ -221,7 +177,7 @@ static void logits_golden(const char *model, const char *wav, const char *clip, 
     whisper_model *m = load(model);
     REQUIRE(m);
     size_t n;
-    float *pcm = read_wav(wav, &n);
+    float *pcm = test_read_wav(wav, &n);
     REQUIRE(pcm);
     float *mel;
     int nf;
@@ -329,7 +285,7 @@ static int load_bytes(const char *bytes, size_t len, char *err, size_t errlen) {
 
 TEST(whisper_load_rejects_broken_files) {
     size_t len;
-    char *b = slurp(WMODELS "whisper-rand-tiny64-f16.bin", &len);
+    char *b = test_slurp(WMODELS "whisper-rand-tiny64-f16.bin", &len);
     REQUIRE(b);
     char err[256];
     /* Truncated in the middle of the tensors, in the vocabulary, in the header. */
@@ -469,7 +425,7 @@ TEST(whisper_cli_mkwhisper_eval_mel) {
  * -SMP_E_FORMAT and a message; it never crashes (the sanitizer build checks). */
 TEST(whisper_load_mutations) {
     size_t len;
-    char *b = slurp(WMODELS "whisper-rand-tiny64-q5_0.bin", &len);
+    char *b = test_slurp(WMODELS "whisper-rand-tiny64-q5_0.bin", &len);
     REQUIRE(b);
     char *c = smp_malloc(len);
     uint64_t st = 42;
@@ -498,7 +454,7 @@ TEST(whisper_load_mutations) {
  * shorter / longer. */
 static void vocab_variant(int n_vocab, const whisper_tokens *want) {
     size_t len;
-    char *b = slurp(WMODELS "whisper-rand-tiny64-f16.bin", &len);
+    char *b = test_slurp(WMODELS "whisper-rand-tiny64-f16.bin", &len);
     REQUIRE(b);
     const char *name = "decoder.token_embedding.weight";
     size_t nl = strlen(name), at = 0;

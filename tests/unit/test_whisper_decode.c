@@ -25,52 +25,6 @@
 #define JFK "../shared/audio/jfk.wav"
 #define CLIP0880 "../shared/audio/librivox/sense_and_sensibility_01_austen_64kb-0880.wav"
 
-static unsigned char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *p = smp_malloc((size_t)n + 1);
-    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
-        smp_free(p);
-        p = NULL;
-    }
-    fclose(f);
-    if (p) p[n] = 0;
-    *len = (size_t)n;
-    return p;
-}
-
-static uint32_t le32(const unsigned char *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
-
-/* 16 kHz mono PCM16 WAV -> floats (owned), or NULL. */
-static float *read_wav(const char *path, size_t *n) {
-    size_t len;
-    unsigned char *b = slurp(path, &len);
-    float *pcm = NULL;
-    if (!b || len < 12 || memcmp(b, "RIFF", 4) || memcmp(b + 8, "WAVE", 4)) goto done;
-    for (size_t off = 12; off + 8 <= len;) {
-        uint32_t sz = le32(b + off + 4);
-        if (!memcmp(b + off, "fmt ", 4) && off + 8 + 16 <= len) {
-            const unsigned char *f = b + off + 8;
-            if ((f[0] | f[1] << 8) != 1 || (f[2] | f[3] << 8) != 1 || le32(f + 4) != 16000 || (f[14] | f[15] << 8) != 16)
-                goto done;
-        } else if (!memcmp(b + off, "data", 4)) {
-            size_t bytes = sz <= len - off - 8 ? sz : len - off - 8;
-            *n = bytes / 2;
-            pcm = smp_malloc(*n * sizeof *pcm + 1);
-            for (size_t i = 0; pcm && i < *n; i++)
-                pcm[i] = (float)(int16_t)(b[off + 8 + 2 * i] | b[off + 9 + 2 * i] << 8) / 32768.0f;
-            break;
-        }
-        off += 8 + sz + (sz & 1);
-    }
-done:
-    smp_free(b);
-    return pcm;
-}
-
 static int hexval(char c) { return c <= '9' ? c - '0' : (c | 32) - 'a' + 10; }
 
 typedef struct {
@@ -83,7 +37,7 @@ typedef struct {
 
 static int read_golden(const char *path, golden *g) {
     size_t len;
-    char *s = (char *)slurp(path, &len);
+    char *s = (char *)test_slurp(path, &len);
     if (!s) return -1;
     memset(g, 0, sizeof *g);
     for (char *line = strtok(s, "\n"); line; line = strtok(NULL, "\n")) {
@@ -120,7 +74,7 @@ static void check_greedy(const char *model, const char *clip_name, const char *w
     whisper_model *m = NULL;
     REQUIRE(whisper_load(path, &m, err, sizeof err) == 0);
     size_t n;
-    float *pcm = read_wav(wav, &n), *mel = NULL;
+    float *pcm = test_read_wav(wav, &n), *mel = NULL;
     int n_frames = 0, n_ids = 0;
     REQUIRE(pcm);
     REQUIRE(whisper_mel(m, pcm, n, &mel, &n_frames) == 0);
@@ -286,7 +240,7 @@ TEST(whisper_decode_segments_in_order) {
     whisper_model *m = load_f16();
     REQUIRE(m);
     size_t n1, n2;
-    float *jfk = read_wav(JFK, &n1), *clip = read_wav(CLIP0880, &n2);
+    float *jfk = test_read_wav(JFK, &n1), *clip = test_read_wav(CLIP0880, &n2);
     REQUIRE(jfk && clip);
     size_t gap = 16000 * 32, n = n2 + gap + n1;
     float *pcm = smp_calloc(n, sizeof *pcm);
@@ -340,7 +294,7 @@ TEST(whisper_decode_cancel_and_errors) {
     whisper_model *m = load_f16();
     REQUIRE(m);
     size_t n;
-    float *pcm = read_wav(JFK, &n);
+    float *pcm = test_read_wav(JFK, &n);
     REQUIRE(pcm);
     char err[256];
     whisper_params p;
@@ -379,7 +333,7 @@ TEST(whisper_decode_out_of_memory) {
     whisper_model *m = load_f16();
     REQUIRE(m);
     size_t n;
-    float *pcm = read_wav(JFK, &n);
+    float *pcm = test_read_wav(JFK, &n);
     REQUIRE(pcm && n > 16000 * 3);
     n = 16000 * 3;
     char err[256];
@@ -431,7 +385,7 @@ TEST(whisper_decode_concurrent_calls) {
     whisper_model *m = load_f16();
     REQUIRE(m);
     size_t n1, n2;
-    float *a = read_wav(JFK, &n1), *b = read_wav(CLIP0880, &n2);
+    float *a = test_read_wav(JFK, &n1), *b = test_read_wav(CLIP0880, &n2);
     REQUIRE(a && b);
     job solo[2] = {{m, a, n1, {0}, 0}, {m, b, n2, {0}, 0}}, both[2] = {{m, a, n1, {0}, 0}, {m, b, n2, {0}, 0}};
     run_job(&solo[0]);
