@@ -370,23 +370,6 @@ double whisper_sum_exp_ref(const float *l, int n, float mx, float scale, float *
 }
 
 #ifdef __AVX2__
-static inline __m256 exp8_neg(__m256 x) { /* x in [-30, 0] */
-    const __m256 log2e = _mm256_set1_ps(1.44269504088896341f);
-    const __m256 ln2_hi = _mm256_set1_ps(0.693359375f), ln2_lo = _mm256_set1_ps(-2.12194440e-4f);
-    __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(fx, ln2_hi, x);
-    r = _mm256_fnmadd_ps(fx, ln2_lo, r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    __m256 y = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
-}
-
 double whisper_sum_exp(const float *l, int n, float mx, float scale, float *out) {
     const __m256 vmx = _mm256_set1_ps(mx), vs = _mm256_set1_ps(scale), cut = _mm256_set1_ps(EXP_CUT);
     __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
@@ -394,7 +377,7 @@ double whisper_sum_exp(const float *l, int n, float mx, float scale, float *out)
     for (; i + 8 <= n; i += 8) {
         __m256 z = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(l + i), vmx), vs);
         __m256 keep = _mm256_cmp_ps(z, cut, _CMP_GT_OQ); /* false for -inf and NaN */
-        __m256 e = _mm256_and_ps(exp8_neg(_mm256_max_ps(z, cut)), keep);
+        __m256 e = _mm256_and_ps(whisper_exp8(_mm256_max_ps(z, cut)), keep);
         if (out) _mm256_storeu_ps(out + i, e);
         acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
         acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));

@@ -348,26 +348,6 @@ static void pv1_f16_ref(int hd, const float *p, int nk, const uint16_t *v, float
 }
 
 #ifdef __AVX2__
-/* e^x for x <= 0 (scores minus their max): Cephes' expf polynomial on
- * x = n ln2 + r, |r| <= ln2 / 2, then 2^n through the exponent bits; relative
- * error about 2e-7. Inputs below -87 give 0-ish values (never NaN). */
-static inline __m256 exp256(__m256 x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    __m256 y = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
-}
-
 static inline float hsum256(__m256 v) {
     __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     a = _mm_add_ps(a, _mm_movehl_ps(a, a));
@@ -392,7 +372,7 @@ static void gelu_row(float *y, int n) {
         p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
         p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
         p = _mm256_mul_ps(p, t);
-        __m256 e = exp256(_mm256_mul_ps(_mm256_xor_ps(az, sign), az)); /* e^(-z^2) */
+        __m256 e = whisper_exp8(_mm256_mul_ps(_mm256_xor_ps(az, sign), az)); /* e^(-z^2) */
         __m256 erf_abs = _mm256_fnmadd_ps(p, e, one);
         __m256 erf = _mm256_or_ps(erf_abs, _mm256_and_ps(z, sign)); /* copy the sign of z */
         _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(half, x), _mm256_add_ps(one, erf)));
@@ -410,7 +390,7 @@ static void softmax_row(float *p, int n) {
     __m256 vmx = _mm256_set1_ps(mx), vs = _mm256_setzero_ps();
     float buf[8];
     for (i = 0; i + 8 <= n; i += 8) {
-        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(p + i), vmx));
+        __m256 e = whisper_exp8(_mm256_sub_ps(_mm256_loadu_ps(p + i), vmx));
         _mm256_storeu_ps(p + i, e);
         vs = _mm256_add_ps(vs, e);
     }
@@ -418,7 +398,7 @@ static void softmax_row(float *p, int n) {
     if (i < n) {
         int k = n - i;
         for (int j = 0; j < 8; j++) buf[j] = j < k ? p[i + j] - mx : -INFINITY;
-        __m256 e = exp256(_mm256_loadu_ps(buf));
+        __m256 e = whisper_exp8(_mm256_loadu_ps(buf));
         _mm256_storeu_ps(buf, e);
         for (int j = 0; j < k; j++) {
             p[i + j] = buf[j];
