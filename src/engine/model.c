@@ -45,6 +45,12 @@
 #define MODEL_DEFAULT_BATCH 256
 /* A token-wise step (norm, rope, swiglu) goes to the pool from this batch size. */
 #define MODEL_PAR_TOKENS 4
+/* A matmul or attention run with fewer multiply-adds than this stays on the
+ * calling thread: waking a sleeping worker costs ~5-10 us, more than a core
+ * needs for 64K multiply-adds, and a woken pool then spins ~100 us on a core
+ * the rest of the process may want (tiny models such as stories260K never
+ * reach it). */
+#define MODEL_PAR_MACS (64 * 1024)
 
 typedef enum { ARCH_LLAMA, ARCH_QWEN2 } model_arch;
 
@@ -604,7 +610,11 @@ static void matmul(model_ctx *c, int nt, const float *x, int n, const mat *const
         j.p[i].n_chunks = (w[i]->rows + chunk - 1) / chunk;
         n_tasks += j.p[i].n_chunks;
     }
-    tp_run(c->m->pool, mm_task, &j, n_tasks);
+    if ((size_t)total_rows * (size_t)w[0]->cols * (size_t)nt < MODEL_PAR_MACS) {
+        for (int t = 0; t < n_tasks; t++) mm_task(&j, t, 0);
+    } else {
+        tp_run(c->m->pool, mm_task, &j, n_tasks);
+    }
 }
 
 static void matmul1(model_ctx *c, int nt, const float *x, const mat *w, float *y, float *resid) {
@@ -753,7 +763,13 @@ static void forward(model_ctx *c, const int32_t *tokens, int nt, out_mode mode, 
         matmul(c, nt, c->xb, 3, (const mat *const[]){&ly->wq, &ly->wk, &ly->wv},
                (float *const[]){c->q, c->k, c->v}, NULL, (const float *const[]){ly->bq, ly->bk, ly->bv});
         run_steps(c, rope_store_task, &s, nt);
-        tp_run(m->pool, attn_task, &s, nt * m->n_head);
+        /* q.k and p.v over the cached positions, every head. */
+        size_t att_macs = (size_t)nt * (size_t)(c->n_past + nt) * (size_t)m->n_head * (size_t)m->head_dim * 2;
+        if (att_macs < MODEL_PAR_MACS) {
+            for (int t = 0; t < nt * m->n_head; t++) attn_task(&s, t, 0);
+        } else {
+            tp_run(m->pool, attn_task, &s, nt * m->n_head);
+        }
         matmul1(c, nt, c->att, &ly->wo, c->tmp, c->x);
         s.norm_w = ly->ffn_norm;
         run_steps(c, norm_task, &s, nt);

@@ -1,4 +1,7 @@
-/* test_core.c - buf, valid, util, config. */
+/* test_core.c - buf, valid, util, config, workq. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -8,6 +11,7 @@
 #include "core/errors.h"
 #include "core/util.h"
 #include "core/valid.h"
+#include "core/workq.h"
 #include "test.h"
 
 TEST(buf_cap_refuses_overflow) {
@@ -188,4 +192,80 @@ TEST(fmt_float_round_trips) {
             return;
         }
     }
+}
+
+/* ---- workq ---- */
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool open;              /* gate: blocking jobs wait until set */
+    _Atomic int ran;
+    _Atomic int running;
+    pthread_t who[64];      /* which thread ran job i */
+} wq_state;
+
+typedef struct {
+    wq_state *st;
+    int i;
+    bool block;
+} wq_job;
+
+static void wq_fn(void *arg) {
+    wq_job *j = arg;
+    wq_state *st = j->st;
+    atomic_fetch_add(&st->running, 1);
+    if (j->block) {
+        pthread_mutex_lock(&st->mu);
+        while (!st->open) pthread_cond_wait(&st->cv, &st->mu);
+        pthread_mutex_unlock(&st->mu);
+    }
+    st->who[j->i] = pthread_self();
+    atomic_fetch_add(&st->ran, 1);
+}
+
+static void wq_wait_ran(wq_state *st, int n) {
+    for (int t = 0; t < 5000 && atomic_load(&st->ran) < n; t++) usleep(1000);
+}
+
+TEST(workq_bounds_the_queue_and_finishes_queued_work) {
+    wq_state st = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    workq *q;
+    REQUIRE(workq_new(2, 3, &q) == 0);
+    wq_job jobs[8];
+    for (int i = 0; i < 8; i++) jobs[i] = (wq_job){&st, i, true};
+    /* Two workers take a blocking job each; three more wait; the sixth is refused. */
+    CHECK_INT(workq_submit(q, wq_fn, &jobs[0]), 0);
+    CHECK_INT(workq_submit(q, wq_fn, &jobs[1]), 0);
+    for (int t = 0; t < 5000 && atomic_load(&st.running) < 2; t++) usleep(1000);
+    CHECK_INT(atomic_load(&st.running), 2);
+    for (int i = 2; i < 5; i++) CHECK_INT(workq_submit(q, wq_fn, &jobs[i]), 0);
+    CHECK_INT((int)workq_pending(q), 3);
+    CHECK_INT(workq_submit(q, wq_fn, &jobs[5]), -SMP_E_TOO_MANY);
+    pthread_mutex_lock(&st.mu);
+    st.open = true;
+    pthread_cond_broadcast(&st.cv);
+    pthread_mutex_unlock(&st.mu);
+    workq_free(q); /* finishes the queued jobs before returning */
+    CHECK_INT(atomic_load(&st.ran), 5);
+}
+
+TEST(workq_sequential_jobs_reuse_the_last_idle_worker) {
+    /* One job at a time: the worker that just finished takes the next one
+     * (LIFO), instead of every thread of the pool in turn. */
+    wq_state st = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .open = true};
+    workq *q;
+    REQUIRE(workq_new(8, 16, &q) == 0);
+    wq_job jobs[20];
+    for (int i = 0; i < 20; i++) {
+        jobs[i] = (wq_job){&st, i, false};
+        CHECK_INT(workq_submit(q, wq_fn, &jobs[i]), 0);
+        wq_wait_ran(&st, i + 1);
+        usleep(2000); /* let the worker park again */
+    }
+    int same = 0;
+    for (int i = 11; i < 20; i++) same += pthread_equal(st.who[i], st.who[10]) != 0;
+    CHECK_INT(same, 9);
+    workq_free(q);
+    CHECK_INT(atomic_load(&st.ran), 20);
 }
