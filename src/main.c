@@ -87,7 +87,6 @@ static int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "simpleton: cannot start request workers\n");
         goto out;
     }
-    http_set_offload(textgen_submit);
     api_register_all();
     if (http_server_start(&cfg, &port, err, sizeof err) != 0) {
         fprintf(stderr, "simpleton: %s\n", err);

@@ -107,5 +107,5 @@ void api_analytics_register(void) {
     router_add("GET", "/analytics/alerts", alerts, 0, "Alerts over the last 5 minutes");
     router_add("GET", "/analytics/cache", cache_get_stats, 0, "Cache statistics");
     router_add("DELETE", "/analytics/cache", cache_delete, 0, "Clear Simpleton's cache entries (prefix)");
-    router_add("GET", "/analytics/health", health, ROUTE_PUBLIC | ROUTE_BLOCKING, "Health of monitoring, cache and backends");
+    router_add("GET", "/analytics/health", health, ROUTE_PUBLIC, "Health of monitoring, cache and backends");
 }

@@ -308,7 +308,7 @@ static void start(embjob *e, const char *requested_model) {
         embjob_free(e);
         return;
     }
-    if (textgen_submit(r, run_embed, e) != 0) embjob_free(e);
+    textgen_run_here(r, run_embed, e);
 }
 
 static embjob *embjob_new(http_req *r, emb_kind kind, json_t *body) {

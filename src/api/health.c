@@ -121,7 +121,7 @@ static void docs(http_req *r) { http_send(r, 200, "text/html; charset=utf-8", do
 
 void api_health_register(void) {
     router_add("GET", "/", root, ROUTE_PUBLIC, "Service description");
-    router_add("GET", "/health", health, ROUTE_PUBLIC | ROUTE_BLOCKING, "What can serve: backends, models, cache");
+    router_add("GET", "/health", health, ROUTE_PUBLIC, "What can serve: backends, models, cache");
     router_add("GET", "/metrics", metrics, ROUTE_PUBLIC | ROUTE_NO_METRICS, "Prometheus metrics");
     router_add("GET", "/openapi.json", openapi, ROUTE_PUBLIC, "OpenAPI description of every route");
     router_add("GET", "/docs", docs, ROUTE_PUBLIC, "Human-readable route list");

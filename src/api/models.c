@@ -133,11 +133,11 @@ static void ollama_show(http_req *r) {
 static void ollama_version(http_req *r) { http_send_json(r, 200, json_pack("{s:s}", "version", SIMPLETON_VERSION)); }
 
 void api_models_register(void) {
-    router_add("GET", "/models", list, ROUTE_BLOCKING, "Every model of every backend");
-    router_add("GET", "/v1/models", openai_list, ROUTE_BLOCKING, "OpenAI: list models");
-    router_add("GET", "/v1/models/{model}", openai_one, ROUTE_BLOCKING, "OpenAI: one model");
-    router_add("GET", "/api/tags", ollama_tags, ROUTE_BLOCKING, "Ollama: list models");
-    router_add("GET", "/api/ps", ollama_ps, ROUTE_BLOCKING, "Ollama: loaded models");
-    router_add("POST", "/api/show", ollama_show, ROUTE_BLOCKING, "Ollama: model details");
+    router_add("GET", "/models", list, 0, "Every model of every backend");
+    router_add("GET", "/v1/models", openai_list, 0, "OpenAI: list models");
+    router_add("GET", "/v1/models/{model}", openai_one, 0, "OpenAI: one model");
+    router_add("GET", "/api/tags", ollama_tags, 0, "Ollama: list models");
+    router_add("GET", "/api/ps", ollama_ps, 0, "Ollama: loaded models");
+    router_add("POST", "/api/show", ollama_show, 0, "Ollama: model details");
     router_add("GET", "/api/version", ollama_version, 0, "Ollama: version");
 }

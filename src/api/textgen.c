@@ -63,7 +63,7 @@ static textjob *textjob_new(http_req *r, textjob_kind kind, json_t *body) {
     j->created = (long)time(NULL);
     util_iso8601(util_wall_seconds(), j->created_at, sizeof j->created_at);
     char hex[33];
-    util_random_hex(12, hex);
+    util_unique_hex(12, hex);
     snprintf(j->id, sizeof j->id, "%s%s", kind == TG_OPENAI_COMPLETION ? "cmpl-" : "chatcmpl-", hex);
     return j;
 }
@@ -387,6 +387,11 @@ out:
     http_release(r);
 }
 
+void textgen_run_here(http_req *r, void (*fn)(void *), void *arg) {
+    http_detach(r);
+    fn(arg);
+}
+
 int textgen_submit(http_req *r, void (*fn)(void *), void *arg) {
     http_detach(r);
     int rc = workq_submit(pool, fn, arg);
@@ -452,7 +457,10 @@ void textjob_start(textjob *j, const char *requested_model) {
             return;
         }
     }
-    if (textgen_submit(r, run_job, j) != 0) textjob_free(j);
+    if (!j->stream)
+        textgen_run_here(r, run_job, j);
+    else if (textgen_submit(r, run_job, j) != 0)
+        textjob_free(j);
 }
 
 void textjob_finish(textjob *j, valid *v, bool stream, const char *requested_model) {

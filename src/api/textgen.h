@@ -47,11 +47,19 @@ void textjob_free(textjob *j);
 struct valid;
 void textjob_finish(textjob *j, struct valid *v, bool stream, const char *requested_model);
 
-/* Shared worker pool for every long request (text, embeddings, ...). */
+/* Where a request's job runs. fn(arg) answers r and calls http_release(r).
+ * - textgen_run_here: on the connection's thread, now. For jobs that wait
+ *   rather than compute (a remote backend) or that a bound of their own
+ *   already limits (a local model's queue, MODEL_QUEUE_MAX): no thread
+ *   hand-off on the way in or out.
+ * - textgen_submit: on the shared worker pool (REQUEST_WORKERS threads, a
+ *   bounded queue), for streams (their producer cannot be the thread that
+ *   sends) and heavy in-process work with no other bound (OCR, audio, RAG
+ *   ingestion). On a full queue answers 503 itself and returns non-zero (the
+ *   caller frees arg). */
 int textgen_init(int workers, int queue);
 void textgen_free(void);
-/* Park r and run fn(arg) on a worker; on a full queue answers 503 itself and
- * returns non-zero (the caller frees arg). */
+void textgen_run_here(http_req *r, void (*fn)(void *), void *arg);
 int textgen_submit(http_req *r, void (*fn)(void *), void *arg);
 
 /* Parse a "stop" value (string or list of strings) into req. Returns 1 ok,

@@ -8,6 +8,7 @@
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -59,6 +60,30 @@ int util_random_hex(size_t nbytes, char *out) {
     }
     out[2 * nbytes] = '\0';
     return 0;
+}
+
+/* splitmix64: a 64-bit counter through a bijective mixer, so one thread's
+ * outputs never repeat within 2^64 calls; threads start at random points. */
+void util_unique_hex(size_t nbytes, char *out) {
+    static _Thread_local uint64_t state;
+    static _Thread_local bool seeded;
+    if (!seeded) {
+        if (getrandom(&state, sizeof state, 0) != (ssize_t)sizeof state)
+            state = util_now_ns() ^ (uint64_t)(uintptr_t)&state;
+        seeded = true;
+    }
+    if (nbytes > 64) nbytes = 64;
+    for (size_t i = 0; i < nbytes; i += 8) {
+        uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        z ^= z >> 31;
+        for (size_t k = 0; k < 8 && i + k < nbytes; k++, z >>= 8) {
+            out[2 * (i + k)] = hexd[(z >> 4) & 15];
+            out[2 * (i + k) + 1] = hexd[z & 15];
+        }
+    }
+    out[2 * nbytes] = '\0';
 }
 
 bool util_ct_equal(const void *a, size_t alen, const void *b, size_t blen) {

@@ -14,8 +14,13 @@ void util_iso8601(double wall_seconds, char *out, size_t n);
 
 /* SHA-256 of data as 64 lowercase hex digits + NUL (out >= 65 bytes). */
 void util_sha256_hex(const void *data, size_t len, char *out);
-/* n random bytes as 2n hex digits + NUL. Returns 0 or -1. */
+/* n random bytes as 2n hex digits + NUL. Returns 0 or -1. For secrets. */
 int util_random_hex(size_t nbytes, char *out);
+/* n unpredictable-enough bytes as 2n hex digits + NUL, for identifiers that
+ * must not repeat (request and completion ids), not for secrets: a per-thread
+ * generator seeded once from the system's randomness. ~50x cheaper than
+ * util_random_hex, which costs ~5 us a call on the request path. nbytes <= 64. */
+void util_unique_hex(size_t nbytes, char *out);
 /* Constant-time equality of two byte strings (time depends only on lengths). */
 bool util_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 

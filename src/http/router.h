@@ -21,8 +21,6 @@ enum {
     ROUTE_PUBLIC = 1 << 0,  /* no API key needed */
     ROUTE_NO_METRICS = 1 << 1, /* not recorded by monitoring (/metrics itself) */
     ROUTE_UPLOAD = 1 << 2,  /* multipart body: MAX_UPLOAD_MB instead of MAX_BODY_MB */
-    ROUTE_BLOCKING = 1 << 3, /* the handler may wait on the network (remote model lists,
-                                health probes): it runs on a worker, not an HTTP thread */
 };
 
 typedef struct route {

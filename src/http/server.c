@@ -1,11 +1,21 @@
 /* server.c - libmicrohttpd glue; see server.h.
  *
- * MHD runs a pool of poll threads (HTTP_THREADS). Each request owns an
- * http_req (below) hung on MHD's per-request pointer. MHD calls the access
- * handler first with headers only, then once per body piece, then once with
- * no data: we answer on that last call (answering on the first call would make
- * MHD close keep-alive connections), except for an early 413 when the
- * Content-Length already exceeds the cap. */
+ * MHD runs one thread per connection. Each request owns an http_req (below)
+ * hung on MHD's per-request pointer. MHD calls the access handler first with
+ * headers only, then once per body piece, then once with no data: we answer
+ * on that last call (answering on the first call would make MHD close
+ * keep-alive connections), except for an early 413 when the Content-Length
+ * already exceeds the cap.
+ *
+ * A connection's thread may block, so handlers that wait on a model or an
+ * upstream run right there: a forwarded request costs no hand-off between
+ * threads, which is most of what a gateway hop costs on a small machine
+ * (bench/RESULTS.md). Work handed to a worker (streams, heavy in-process
+ * jobs) is answered through the request: the worker leaves the response in
+ * `pending` and the connection thread, waiting in the access handler, queues
+ * it. Every MHD call on a connection is made on that connection's thread;
+ * libmicrohttpd 0.9.75 cannot suspend connections in this mode, and needs
+ * none of it. */
 #define _GNU_SOURCE /* POLLRDHUP */
 #include "server.h"
 
@@ -61,12 +71,14 @@ struct http_req {
     struct {
         char *name, *value;
     } extra[MAX_EXTRA_HEADERS];
-    /* Asynchronous answers (see http_detach). mu guards everything below and
-     * the MHD calls that suspend, queue on and resume a detached connection. */
+    pthread_t thread;   /* the connection's thread: the only one that calls MHD for it */
+    /* Asynchronous answers (see http_detach). mu guards everything below;
+     * cv is signalled when pending, the stream or refs change. */
     pthread_mutex_t mu;
-    atomic_int refs;    /* MHD's (dropped on completion) + a worker's + a stream response's */
-    bool detached;      /* a worker answers */
-    bool suspended;     /* MHD_suspend_connection in effect */
+    pthread_cond_t cv;
+    atomic_int refs;    /* MHD's (dropped on completion) + a job's + a stream response's */
+    bool detached;      /* a job answers (on this thread or a worker) */
+    struct MHD_Response *pending; /* answered by a worker, not yet queued */
     bool closed;        /* MHD reported the request complete */
     bool streaming;
     bool stream_ended;
@@ -152,6 +164,24 @@ static void add_common_headers(http_req *r, struct MHD_Response *resp) {
 }
 
 /* Queue a response that owns data (freed with smp_free by MHD). */
+/* Queue resp now when on the connection's thread; from a worker, leave it
+ * for the connection thread (waiting in on_request) to queue. Takes resp. */
+static void queue_or_hand_over(http_req *r, int status, struct MHD_Response *resp) {
+    if (pthread_equal(pthread_self(), r->thread)) {
+        MHD_queue_response(r->conn, (unsigned)status, resp);
+        MHD_destroy_response(resp);
+        return;
+    }
+    pthread_mutex_lock(&r->mu);
+    if (!r->closed && !r->pending) {
+        r->pending = resp;
+        resp = NULL;
+        pthread_cond_broadcast(&r->cv);
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (resp) MHD_destroy_response(resp);
+}
+
 static void queue_owned(http_req *r, int status, const char *ctype, char *data, size_t len) {
     if (r->responded) {
         smp_free(data);
@@ -166,21 +196,7 @@ static void queue_owned(http_req *r, int status, const char *ctype, char *data, 
     add_common_headers(r, resp);
     r->responded = true;
     r->status = status;
-    if (r->detached) {
-        /* From a worker: queue while suspended, then wake the connection. */
-        pthread_mutex_lock(&r->mu);
-        if (!r->closed) {
-            MHD_queue_response(r->conn, (unsigned)status, resp);
-            if (r->suspended) {
-                r->suspended = false;
-                MHD_resume_connection(r->conn);
-            }
-        }
-        pthread_mutex_unlock(&r->mu);
-    } else {
-        MHD_queue_response(r->conn, (unsigned)status, resp);
-    }
-    MHD_destroy_response(resp);
+    queue_or_hand_over(r, status, resp);
     record_request(r, false);
 }
 
@@ -310,13 +326,19 @@ void http_detach(http_req *r) {
     atomic_fetch_add(&r->refs, 1);
     pthread_mutex_lock(&r->mu);
     r->detached = true;
-    r->suspended = true;
-    MHD_suspend_connection(r->conn);
     pthread_mutex_unlock(&r->mu);
 }
 
+/* The count drops under mu, so a connection thread waiting for a job to let
+ * go (refs back to 1) cannot go on, and free r, before this thread is done
+ * with it. */
 void http_release(http_req *r) {
-    if (r && atomic_fetch_sub(&r->refs, 1) == 1) req_free(r);
+    if (!r) return;
+    pthread_mutex_lock(&r->mu);
+    int left = atomic_fetch_sub(&r->refs, 1) - 1;
+    if (left) pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    if (!left) req_free(r);
 }
 
 bool http_client_gone(http_req *r) {
@@ -325,7 +347,7 @@ bool http_client_gone(http_req *r) {
     bool closed = r->closed;
     pthread_mutex_unlock(&r->mu);
     if (closed) return true;
-    /* A suspended connection is not watched by MHD: look at the socket. */
+    /* MHD does not read the socket while its thread waits on us: look at it. */
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (!ci) return false;
     struct pollfd p = {.fd = ci->connect_fd, .events = POLLIN | POLLRDHUP};
@@ -335,12 +357,15 @@ bool http_client_gone(http_req *r) {
     return recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
 }
 
-/* MHD pulls stream bytes here (on its thread). Nothing ready: park the
- * connection until http_stream_write or _end wakes it. */
+/* MHD pulls stream bytes here, on the connection's thread, which waits
+ * until the producer writes, ends the stream or lets go of the request
+ * (refs: MHD's, the stream response's and the producer's). */
 static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max) {
     http_req *r = cls;
     ssize_t n;
     pthread_mutex_lock(&r->mu);
+    while (r->stream.len == r->stream_off && !r->stream_ended && atomic_load(&r->refs) > 2)
+        pthread_cond_wait(&r->cv, &r->mu);
     size_t avail = r->stream.len - r->stream_off;
     if (avail) {
         n = (ssize_t)(avail < max ? avail : max);
@@ -353,9 +378,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max) {
     } else if (r->stream_ended) {
         n = MHD_CONTENT_READER_END_OF_STREAM;
     } else {
-        r->suspended = true;
-        MHD_suspend_connection(r->conn);
-        n = 0;
+        n = MHD_CONTENT_READER_END_WITH_ERROR; /* the producer left without ending it */
     }
     pthread_mutex_unlock(&r->mu);
     return n;
@@ -376,19 +399,15 @@ int http_stream_begin(http_req *r, int status, const char *ctype, const void *fi
     r->status = status;
     pthread_mutex_lock(&r->mu);
     r->streaming = true;
-    int rc = -1;
+    bool closed = r->closed;
     if (first_len) buf_append(&r->stream, first, first_len);
-    if (!r->closed) {
-        MHD_queue_response(r->conn, (unsigned)status, resp);
-        if (r->suspended) {
-            r->suspended = false;
-            MHD_resume_connection(r->conn);
-        }
-        rc = 0;
-    }
     pthread_mutex_unlock(&r->mu);
-    MHD_destroy_response(resp);
-    return rc;
+    if (closed) {
+        MHD_destroy_response(resp); /* drops the stream's ref */
+        return -1;
+    }
+    queue_or_hand_over(r, status, resp);
+    return 0;
 }
 
 static int stream_push(http_req *r, const void *data, size_t len, bool end) {
@@ -399,10 +418,7 @@ static int stream_push(http_req *r, const void *data, size_t len, bool end) {
     } else {
         if (len && buf_append(&r->stream, data, len) != 0) rc = -1;
         if (end) r->stream_ended = true;
-        if (r->suspended) {
-            r->suspended = false;
-            MHD_resume_connection(r->conn);
-        }
+        pthread_cond_broadcast(&r->cv);
     }
     pthread_mutex_unlock(&r->mu);
     return rc;
@@ -450,13 +466,15 @@ static http_req *req_new(struct MHD_Connection *c, const char *url, const char *
     if (rid && valid_request_id(rid))
         snprintf(r->request_id, sizeof r->request_id, "%s", rid);
     else
-        util_random_hex(16, r->request_id);
+        util_unique_hex(16, r->request_id);
+    r->thread = pthread_self();
     r->match_rc = router_match(method, url, &r->match);
     bool upload = r->match.route && (r->match.route->flags & ROUTE_UPLOAD);
     r->body_cap = (size_t)(upload ? cfg->max_upload_mb : cfg->max_body_mb) << 20;
     buf_init(&r->body, r->body_cap);
     buf_init(&r->stream, 0);
     pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
     atomic_init(&r->refs, 1);
     return r;
 }
@@ -465,7 +483,9 @@ static void req_free(http_req *r) {
     if (!r) return;
     buf_free(&r->body);
     buf_free(&r->stream);
+    if (r->pending) MHD_destroy_response(r->pending);
     pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
     for (int i = 0; i < r->nextra; i++) {
         smp_free(r->extra[i].name);
         smp_free(r->extra[i].value);
@@ -529,18 +549,6 @@ static void answer_preflight(http_req *r) {
     http_send(r, 200, "text/plain", "", 0);
 }
 
-static http_offload_fn offload;
-
-void http_set_offload(http_offload_fn submit) { offload = submit; }
-
-/* A ROUTE_BLOCKING handler, on a worker (r is detached by the submit). */
-static void run_blocking(void *arg) {
-    http_req *r = arg;
-    r->match.route->handler(r);
-    if (!r->responded) http_send_error(r, SMP_E_INTERNAL, "Internal server error: the handler gave no answer");
-    http_release(r);
-}
-
 static void dispatch(http_req *r) {
     if (!strcmp(r->method, "OPTIONS") && http_header(r, "Access-Control-Request-Method")) {
         answer_preflight(r);
@@ -562,10 +570,6 @@ static void dispatch(http_req *r) {
             http_send_error(r, rc, NULL);
             return;
         }
-    }
-    if ((r->match.route->flags & ROUTE_BLOCKING) && offload) {
-        offload(r, run_blocking, r); /* on failure it has answered 503 */
-        return;
     }
     r->match.route->handler(r);
     if (!r->responded && !r->detached) http_send_error(r, SMP_E_INTERNAL, "Internal server error: the handler gave no answer");
@@ -610,8 +614,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     if (r->answered_raw) return MHD_NO; /* the 413 went out directly: close */
     if (r->too_large && !r->responded) send_too_large(r);
-    if (!r->responded) dispatch(r);
-    return MHD_YES;
+    if (!r->responded && !r->detached) dispatch(r);
+    if (!r->detached) return MHD_YES;
+    /* A job answers: wait until it hands over its response or lets go. */
+    pthread_mutex_lock(&r->mu);
+    while (!r->pending && atomic_load(&r->refs) > 1) pthread_cond_wait(&r->cv, &r->mu);
+    struct MHD_Response *resp = r->pending;
+    r->pending = NULL;
+    bool answered = r->responded;
+    pthread_mutex_unlock(&r->mu);
+    if (resp) {
+        MHD_queue_response(c, (unsigned)r->status, resp);
+        MHD_destroy_response(resp);
+        return MHD_YES;
+    }
+    /* Answered here already, or the job gave up (its client went away):
+     * nothing to send, so close rather than have MHD ask again. */
+    return answered ? MHD_YES : MHD_NO;
 }
 
 /* Count the request in metrics and analytics and write its access-log line.
@@ -679,9 +698,6 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 int http_server_start(const config *c, int *port, char *err, size_t errlen) {
     cfg = c;
     cors_any = !strcmp(c->cors_origins, "*");
-    int threads = (int)c->http_threads;
-    if (threads <= 0) threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (threads < 2) threads = 2;
     struct sockaddr_in sa = {0};
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)c->port);
@@ -690,9 +706,9 @@ int http_server_start(const config *c, int *port, char *err, size_t errlen) {
         return -1;
     }
     daemon_ = MHD_start_daemon(
-        MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, (uint16_t)c->port, NULL, NULL,
-        on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned)threads, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->connection_timeout,
+        MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC | MHD_USE_ERROR_LOG,
+        (uint16_t)c->port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->connection_timeout,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)64 * 1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_EXTERNAL_LOGGER,
         on_mhd_log, NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);

@@ -58,11 +58,13 @@ void http_send_error(http_req *r, int code, const char *fmt, ...) __attribute__(
  * first problem as the message. */
 void http_send_validation(http_req *r, json_t *detail);
 
-/* Answering later, from another thread (a worker):
- *   http_detach(r)   in the handler: parks the connection; the request stays
- *                    alive until http_release. Then hand r to a worker and
- *                    return. The worker answers once (http_send_* or a
- *                    stream) and calls http_release(r).
+/* Handlers run on the connection's own thread and may block there (on a
+ * model, an upstream, a cache). Answering from a job, there or on a worker:
+ *   http_detach(r)   in the handler: the request stays alive until
+ *                    http_release. Then run the job, or hand r to a worker
+ *                    and return: the connection's thread waits for the answer.
+ *                    The job answers once (http_send_* or a stream) and
+ *                    calls http_release(r).
  *   http_client_gone true when the client disconnected or the server is
  *                    shutting down past its deadline: stop work early.
  * Streaming (from a worker, after http_detach):
@@ -76,12 +78,6 @@ bool http_client_gone(http_req *r);
 int http_stream_begin(http_req *r, int status, const char *content_type, const void *first, size_t first_len);
 int http_stream_write(http_req *r, const void *data, size_t len);
 void http_stream_end(http_req *r);
-
-/* Where ROUTE_BLOCKING handlers run: submit(r, fn, arg) parks r and runs
- * fn(arg) on a worker (answering 503 itself when it cannot). Set once at
- * start; without it such handlers run on the HTTP thread. */
-typedef int (*http_offload_fn)(http_req *r, void (*fn)(void *), void *arg);
-void http_set_offload(http_offload_fn submit);
 
 /* Parse the body as a JSON object. On failure the 422 is already sent and
  * NULL returned. The caller owns the result. */

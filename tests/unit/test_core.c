@@ -269,3 +269,32 @@ TEST(workq_sequential_jobs_reuse_the_last_idle_worker) {
     workq_free(q);
     CHECK_INT(atomic_load(&st.ran), 20);
 }
+
+/* ---- util_unique_hex ---- */
+
+#define UQ_N 2000
+
+static void *uq_thread(void *p) {
+    char(*ids)[33] = p;
+    for (int i = 0; i < UQ_N; i++) util_unique_hex(16, ids[i]);
+    return NULL;
+}
+
+static int uq_cmp(const void *a, const void *b) { return strcmp(a, b); }
+
+TEST(unique_hex_is_hex_and_never_repeats_across_threads) {
+    static char ids[4 * UQ_N][33];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, uq_thread, ids + i * UQ_N);
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    int bad = 0;
+    for (int i = 0; i < 4 * UQ_N; i++) bad += strlen(ids[i]) != 32 || strspn(ids[i], "0123456789abcdef") != 32;
+    CHECK_INT(bad, 0);
+    qsort(ids, 4 * UQ_N, sizeof ids[0], uq_cmp);
+    int dup = 0;
+    for (int i = 1; i < 4 * UQ_N; i++) dup += !strcmp(ids[i - 1], ids[i]);
+    CHECK_INT(dup, 0);
+    char odd[8];
+    util_unique_hex(3, odd); /* lengths that are not a multiple of 8 */
+    CHECK_INT((int)strlen(odd), 6);
+}
