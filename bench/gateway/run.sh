@@ -2,13 +2,15 @@
 # bench/gateway/run.sh - what the gateway costs, all on loopback:
 #  1. a cached /embeddings/ hit vs GET / (latency p50/p99, requests/s; same run)
 #  2. gateway overhead: /api/generate through Simpleton -> Simpleton (Ollama
-#     backend) vs straight to the second one (sequential requests, p50/p99)
+#     backend) vs straight to the second one (sequential requests, p50/p99;
+#     ROUNDS alternations, then the median of each figure)
 #  3. local generate tokens/s through the API vs the CLI, and embeddings texts/s
-# usage: bench/gateway/run.sh [DURATION_S]
+# usage: bench/gateway/run.sh [DURATION_S] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${SIMPLETON_BIN:-build/simpleton}
 DUR=${1:-5}
+ROUNDS=${2:-5}
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
 tmp=$(mktemp -d)
 pids=()
@@ -56,13 +58,17 @@ start gw CACHE_ENABLED=false OLLAMA_BASE_URL="http://127.0.0.1:$up_port" OLLAMA_
 printf '{"model": "stories260K", "prompt": "Once", "stream": false, "options": {"temperature": 0, "num_predict": 1}}' > "$tmp/gen.json"
 served=$(curl -s -D - -o /dev/null -H 'X-API-Key: bench' --data @"$tmp/gen.json" "http://127.0.0.1:$gw_port/api/generate" | tr -d '\r' | sed -n 's/^[Xx]-[Ss]erved-[Bb]y: //p')
 [ "$served" = ollama ] || { echo "the gateway did not forward (X-Served-By: $served)"; exit 1; }
-for round in 1 2; do
+: > "$tmp/rounds"
+for round in $(seq "$ROUNDS"); do
     read -r d_p50 d_p99 _ < <(BODY_FILE="$tmp/gen.json" API_KEY=bench wrk -t1 -c1 -d"${DUR}s" --latency \
         -s bench/gateway/post.lua "http://127.0.0.1:$up_port/api/generate" | wrkstat)
     read -r g_p50 g_p99 _ < <(BODY_FILE="$tmp/gen.json" API_KEY=bench wrk -t1 -c1 -d"${DUR}s" --latency \
         -s bench/gateway/post.lua "http://127.0.0.1:$gw_port/api/generate" | wrkstat)
     echo "round $round direct: p50 ${d_p50} us p99 ${d_p99} us | via gateway: p50 ${g_p50} us p99 ${g_p99} us | added p50 $((g_p50 - d_p50)) us p99 $((g_p99 - d_p99)) us"
+    echo "$d_p50 $d_p99 $g_p50 $g_p99 $((g_p50 - d_p50)) $((g_p99 - d_p99))" >> "$tmp/rounds"
 done
+med() { cut -d' ' -f"$1" "$tmp/rounds" | sort -n | awk '{v[NR]=$1} END{print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+echo "median of $ROUNDS rounds: direct p50 $(med 1) p99 $(med 2) | via gateway p50 $(med 3) p99 $(med 4) | added p50 $(med 5) us p99 $(med 6) us"
 
 echo "== 3. local generation: API vs CLI, decode tok/s, runs alternated, best of 3 each"
 # A model big enough that per-token overheads are measured against real work:
