@@ -181,3 +181,44 @@ test('a backend that never answers its health probe or model list does not stall
     fake.stop();
   }
 });
+
+test('with the only request worker busy streaming, non-streamed requests are still answered on their own connections', async () => {
+  const fake = await startFake();
+  const gw = await startServer({ OLLAMA_BASE_URL: fake.url, MODEL_BACKENDS: 'slow=ollama', CACHE_ENABLED: 'false',
+                                 REQUEST_WORKERS: '1' });
+  try {
+    // A 2 s stream holds the one worker ...
+    const res = await fetch(`${gw.url}/inference/generate`, {
+      method: 'POST', headers: { 'X-API-Key': KEY, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ prompt: 'hello', model: 'slow', stream: true }),
+    });
+    assert.equal(res.status, 200);
+    const reader = res.body.getReader();
+    const first = await reader.read();
+    assert.match(new TextDecoder().decode(first.value), /data: /);
+    const t0 = Date.now();
+    // ... a second stream queues behind it rather than failing ...
+    const second = req(gw, 'POST', '/inference/generate', { json: { prompt: 'hi', model: 'slow', stream: true } });
+    // ... while the local engine, embeddings and a forwarded non-streamed answer need no worker.
+    const local = await req(gw, 'POST', '/inference/generate', { json: GEN });
+    assert.equal(local.status, 200, local.text);
+    assert.ok(local.json.response.length > 0);
+    const emb = await req(gw, 'POST', '/embeddings/', { json: { input: 'a dog' } });
+    assert.equal(emb.status, 200, emb.text);
+    assert.ok(Date.now() - t0 < 1000, `local answers took ${Date.now() - t0} ms`);
+    const t1 = Date.now();
+    const fwd = await req(gw, 'POST', '/inference/generate', { json: { prompt: 'hi', model: 'slow' } });
+    assert.equal(fwd.status, 200, fwd.text);
+    // The upstream takes 2 s; queued behind the stream it would take ~4 s.
+    assert.ok(Date.now() - t1 < 3500, `forwarded answer took ${Date.now() - t1} ms`);
+    let rest = '';
+    for (let r = await reader.read(); !r.done; r = await reader.read()) rest += new TextDecoder().decode(r.value);
+    assert.match(rest, /"done":true/);
+    const s2 = await second;
+    assert.equal(s2.status, 200, s2.text);
+    assert.match(s2.text, /"done":true/);
+  } finally {
+    await gw.stop();
+    fake.stop();
+  }
+});
