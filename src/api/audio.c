@@ -298,7 +298,10 @@ static void run_job(void *arg) {
         if (cache_get(CACHE_AUDIO, key, &val, &vlen) == 1) {
             res = json_loadb(val, vlen, 0, NULL);
             smp_free(val);
-            if (res) goto done;
+            if (res) {
+                http_add_header(r, "X-Cache", "HIT");
+                goto done;
+            }
         }
     }
     bool remote = openai_audio_wanted(j->model), bad_audio = false;
@@ -319,6 +322,7 @@ static void run_job(void *arg) {
         buf_init(&s, 0);
         if (valid_dump(res, JSON_COMPACT, &s) == 0) cache_put(CACHE_AUDIO, key, s.data, s.len, 0);
         buf_free(&s);
+        http_add_header(r, "X-Cache", "MISS");
     }
 done:
     respond(j, res);
@@ -357,11 +361,6 @@ static void set_model(audio_job *j, const char *m) {
 static const char *lang_rule = "language should be a Whisper language code (ISO 639-1) such as 'en', 'de' or 'ja' (or "
                                 "omitted / 'auto' to detect)";
 
-static bool use_cache(http_req *r) {
-    const char *cc = http_header(r, "Cache-Control");
-    return cache_enabled() && !(cc && (strstr(cc, "no-cache") || strstr(cc, "no-store")));
-}
-
 static audio_job *job_new(http_req *r, bool translate, resp_format fmt) {
     audio_job *j = smp_calloc(1, sizeof *j);
     if (!j) {
@@ -374,7 +373,7 @@ static audio_job *job_new(http_req *r, bool translate, resp_format fmt) {
     j->translate_route = translate;
     j->fmt = fmt;
     j->temperature = -1;
-    j->cache = use_cache(r);
+    j->cache = cache_wanted(http_header(r, "Cache-Control"));
     return j;
 }
 

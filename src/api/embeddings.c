@@ -285,8 +285,7 @@ static void start(embjob *e, const char *requested_model) {
         embjob_free(e);
         return;
     }
-    const char *cc = http_header(r, "Cache-Control");
-    e->use_cache = cache_enabled() && !(cc && (strstr(cc, "no-cache") || strstr(cc, "no-store")));
+    e->use_cache = cache_wanted(http_header(r, "Cache-Control"));
     int hits = 0;
     for (int i = 0; e->use_cache && i < e->n; i++) {
         char key[CACHE_KEY_MAX], *val;

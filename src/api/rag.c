@@ -64,11 +64,6 @@ static bool have_store(http_req *r) {
     return false;
 }
 
-static bool use_cache(http_req *r) {
-    const char *cc = http_header(r, "Cache-Control");
-    return cache_enabled() && !(cc && (strstr(cc, "no-cache") || strstr(cc, "no-store")));
-}
-
 static const char *name_rule(void) {
     return "Collection names are 1..64 characters of A-Z, a-z, 0-9, '_', '-' and '.' (not '.' or '..')";
 }
@@ -443,7 +438,7 @@ static void ingest(http_req *r) {
         return;
     }
     snprintf(j->collection, sizeof j->collection, "%s", coll);
-    j->cache = use_cache(r);
+    j->cache = cache_wanted(http_header(r, "Cache-Control"));
     start_ingest(j);
 }
 
@@ -539,7 +534,7 @@ static void ingest_file(http_req *r) {
         ingest_free(j);
         return;
     }
-    j->cache = use_cache(r);
+    j->cache = cache_wanted(http_header(r, "Cache-Control"));
     start_ingest(j);
 }
 
@@ -742,7 +737,7 @@ static void search_common(http_req *r, bool is_query) {
     }
     if (j->system && !*j->system) j->system = NULL;
     snprintf(j->collection, sizeof j->collection, "%s", coll);
-    j->cache = use_cache(r);
+    j->cache = cache_wanted(http_header(r, "Cache-Control"));
     if (textgen_submit(r, is_query ? run_query : run_search, j) != 0) search_free(j);
 }
 

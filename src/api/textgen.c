@@ -442,9 +442,7 @@ void textjob_start(textjob *j, const char *requested_model) {
     registry_model_name(requested_model, MODEL_KIND_INFERENCE, j->model, sizeof j->model);
     j->req.model = j->model;
     j->ctype = is_chat(j) ? CACHE_CHAT : CACHE_INFERENCE;
-    const char *cc = http_header(r, "Cache-Control");
-    bool bypass = cc && (strstr(cc, "no-cache") || strstr(cc, "no-store"));
-    j->cacheable = !j->stream && cache_enabled() && !bypass;
+    j->cacheable = !j->stream && cache_wanted(http_header(r, "Cache-Control"));
     if (j->cacheable) {
         make_cache_key(j);
         char *hit;

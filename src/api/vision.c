@@ -13,6 +13,10 @@
  * configure one. Main data structure: vision_job, one request's parsed
  * fields and image bytes, owned by the worker once submitted.
  *
+ * Answers are cached (type vision, CACHE_TTL) under every field that shapes
+ * them plus the image's SHA-256, looked up before the image is decoded; a
+ * hit says X-Cache: HIT, a stored answer X-Cache: MISS. Errors never are.
+ *
  * Answers (API.md):
  *   analyze, upload  {model, response, done, total_duration, eval_count} (upload adds filename)
  *   caption          {caption, model}
@@ -24,6 +28,7 @@
 #include "api/api.h"
 #include "api/textgen.h"
 #include "backend/registry.h"
+#include "cache/cache.h"
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/errors.h"
@@ -58,6 +63,8 @@ typedef struct {
     char lang[OCR_LANG_MAX + 1];
     double temperature;
     int max_tokens;
+    bool cache;                 /* look up and store the answer */
+    char cache_key[CACHE_KEY_MAX];
 } vision_job;
 
 static const char *const detail_levels[] = {"brief", "normal", "detailed", NULL};
@@ -143,6 +150,37 @@ static void send_no_vision_backend(http_req *r, const char *model, const char *w
                     model, why, model, model);
 }
 
+static void make_cache_key(vision_job *j) {
+    char sha[65];
+    util_sha256_hex(j->image, j->image_len, sha);
+    json_t *f = json_pack("{s:s,s:s,s:b,s:s,s:s,s:f,s:i,s:s,s:s}", "route", endpoint_of(j->kind), "model", j->model,
+                          "tesseract", j->tesseract, "prompt", j->prompt ? j->prompt : "", "language", j->lang,
+                          "temperature", j->temperature, "max_tokens", j->max_tokens, "filename", j->filename,
+                          "image_sha256", sha);
+    cache_key(CACHE_VISION, f, j->cache_key);
+    json_decref(f);
+}
+
+/* The 200 answer: stored in the cache when the request uses it. Takes o. */
+static void answer(vision_job *j, json_t *o) {
+    if (!j->cache) {
+        http_send_json(j->r, 200, o);
+        return;
+    }
+    buf b;
+    buf_init(&b, 0);
+    int rc = valid_dump(o, JSON_COMPACT | JSON_ENSURE_ASCII, &b);
+    json_decref(o);
+    if (rc) {
+        http_send_error(j->r, rc, NULL);
+    } else {
+        cache_put(CACHE_VISION, j->cache_key, b.data, b.len, 0);
+        http_add_header(j->r, "X-Cache", "MISS");
+        http_send(j->r, 200, "application/json", b.data, b.len);
+    }
+    buf_free(&b);
+}
+
 static void run_ocr(vision_job *j, PIX *pix) {
     char *text = NULL;
     char err[1024];
@@ -161,7 +199,7 @@ static void run_ocr(vision_job *j, PIX *pix) {
         http_send_error(j->r, rc, "%s", err);
         return;
     }
-    http_send_json(j->r, 200, json_pack("{s:s,s:s}", "text", text, "model", TESSERACT_MODEL));
+    answer(j, json_pack("{s:s,s:s}", "text", text, "model", TESSERACT_MODEL));
     smp_free(text);
 }
 
@@ -204,7 +242,7 @@ static void run_model(vision_job *j) {
         break;
     }
     http_add_header(r, "X-Served-By", served_by);
-    http_send_json(r, 200, o);
+    answer(j, o);
 out:
     backend_gen_result_free(&res);
 }
@@ -217,6 +255,17 @@ static void run_job(void *arg) {
     if (http_client_gone(r)) { /* left while the job waited for a worker */
         http_send_error(r, SMP_E_UNAVAILABLE, "cancelled: the client left or the server is stopping");
         goto out;
+    }
+    if (j->cache) {
+        char *hit;
+        size_t len;
+        make_cache_key(j);
+        if (cache_get(CACHE_VISION, j->cache_key, &hit, &len) == 1) {
+            http_add_header(r, "X-Cache", "HIT");
+            http_send(r, 200, "application/json", hit, len);
+            smp_free(hit);
+            goto out;
+        }
     }
     /* The whole file is decoded on every path, so a truncated or corrupt
      * image is a 400 here rather than an upstream's guess. */
@@ -238,6 +287,7 @@ out:
 }
 
 static void start(vision_job *j) {
+    j->cache = cache_wanted(http_header(j->r, "Cache-Control"));
     if (textgen_submit(j->r, run_job, j) != 0) job_free(j);
 }
 

@@ -96,6 +96,10 @@ void cache_shutdown(void) {
 
 bool cache_enabled(void) { return C.enabled; }
 
+bool cache_wanted(const char *cc) {
+    return C.enabled && !(cc && (strstr(cc, "no-cache") || strstr(cc, "no-store")));
+}
+
 /* If the JSON cannot be made (out of memory) the key is "": cache_get and
  * cache_put refuse it, so such a request is simply not cached. */
 void cache_key(cache_type t, json_t *fields, char out[CACHE_KEY_MAX]) {

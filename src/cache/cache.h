@@ -42,6 +42,9 @@ int cache_type_parse(const char *name);
 int cache_init(const config *c);
 void cache_shutdown(void);
 bool cache_enabled(void);
+/* Should a request with this Cache-Control header (NULL: none) use the
+ * cache? Enabled, and not bypassed by no-cache or no-store. */
+bool cache_wanted(const char *cache_control);
 
 /* key = "simpleton:<type>:<sha256 of the canonical JSON of fields>"
  * (compact, keys sorted). fields is borrowed. */

@@ -542,9 +542,12 @@ test('answers are cached by audio content and options; no-cache bypasses', async
   const a = await upload(s, '/audio/upload/transcribe', 'x.wav', wav, { language: 'en', prompt: 'cache me' });
   const b = await b64(s, '/audio/transcribe', { audio: wav.toString('base64'), language: 'en', prompt: 'cache me' });
   assert.equal(a.status, 200);
+  assert.equal(a.headers.get('x-cache'), 'MISS');
   assert.deepEqual(b.json, a.json);
+  assert.equal(b.headers.get('x-cache'), 'HIT');
   assert.equal(await hits(), h0 + 1);
-  await upload(s, '/audio/upload/transcribe', 'x.wav', wav, { language: 'en', prompt: 'cache me' }, { headers: NC });
+  const c = await upload(s, '/audio/upload/transcribe', 'x.wav', wav, { language: 'en', prompt: 'cache me' }, { headers: NC });
+  assert.equal(c.headers.get('x-cache'), null);
   assert.equal(await hits(), h0 + 1);
 });
 

@@ -442,6 +442,71 @@ test('with a vision backend: upload and base64 give the same answer; prompt as f
   }
 });
 
+test('answers are cached by image and options: X-Cache MISS then HIT, no-cache bypasses, errors never', async () => {
+  const fake = await startFake();
+  const gw = await startServer({ OLLAMA_BASE_URL: fake.url, MODEL_BACKENDS: 'llava=ollama' });
+  const metric = async (re) => {
+    const m = (await req(gw, 'GET', '/metrics', { key: null })).text.match(re);
+    return m ? Number(m[1]) : 0;
+  };
+  const hits = () => metric(/simpleton_cache_hits_total\{cache_type="vision"\} (\d+)/);
+  const upstream = () => metric(/simpleton_llm_requests_total\{model="llava",endpoint="\/vision\/analyze"\} (\d+)/);
+  const nc = (p, json) => req(gw, 'POST', p, { json, headers: { 'Cache-Control': 'no-cache' } });
+  try {
+    // In-process OCR.
+    const a = await post('/vision/ocr', { image: b64(img('sign.png')) }, gw);
+    assert.equal(a.status, 200, a.text);
+    assert.equal(a.headers.get('x-cache'), 'MISS');
+    const b = await post('/vision/ocr', { image: b64(img('sign.png')) }, gw);
+    assert.equal(b.headers.get('x-cache'), 'HIT');
+    assert.equal(b.text, a.text);
+    assert.equal(await hits(), 1);
+    // Another image, the same request otherwise: a miss.
+    const c = await post('/vision/ocr', { image: b64(img('invoice.png')) }, gw);
+    assert.equal(c.headers.get('x-cache'), 'MISS');
+    assert.equal(norm(c.json.text), norm(INVOICE));
+    // no-cache: computed, not marked.
+    const d = await nc('/vision/ocr', { image: b64(img('sign.png')) });
+    assert.equal(d.status, 200);
+    assert.equal(d.headers.get('x-cache'), null);
+    assert.equal(await hits(), 1);
+    // Errors are not cached: a corrupt JPEG is a 400 every time.
+    for (let i = 0; i < 2; i++) {
+      const e = await post('/vision/ocr', { image: b64(corruptJpeg()) }, gw);
+      assert.equal(e.status, 400, e.text);
+      assert.equal(e.headers.get('x-cache'), null);
+    }
+    // Through a backend: the second identical request does not reach it.
+    const q = { image: b64(img('sign.png')), prompt: 'What does it say?', model: 'llava' };
+    const f = await post('/vision/analyze', q, gw);
+    assert.equal(f.status, 200, f.text);
+    assert.equal(f.headers.get('x-cache'), 'MISS');
+    const g = await post('/vision/analyze', q, gw);
+    assert.equal(g.headers.get('x-cache'), 'HIT');
+    assert.deepEqual(g.json, f.json);
+    assert.equal(await upstream(), 1);
+    // Any changed field is a miss: prompt, temperature; a caption of the same image is its own entry.
+    for (const change of [{ prompt: 'And now?' }, { temperature: 0.1 }]) {
+      const h = await post('/vision/analyze', { ...q, ...change }, gw);
+      assert.equal(h.headers.get('x-cache'), 'MISS', JSON.stringify(change));
+    }
+    assert.equal(await upstream(), 3);
+    const cap = await post('/vision/caption', { image: q.image, model: 'llava' }, gw);
+    assert.equal(cap.headers.get('x-cache'), 'MISS');
+    assert.ok('caption' in cap.json);
+    // Uploads: the file name is part of the answer, so of the key.
+    const u1 = await upload(gw, '?model=llava', img('sign.png'), 'one.png');
+    const u2 = await upload(gw, '?model=llava', img('sign.png'), 'one.png');
+    const u3 = await upload(gw, '?model=llava', img('sign.png'), 'two.png');
+    assert.deepEqual([u1, u2, u3].map((u) => u.headers.get('x-cache')), ['MISS', 'HIT', 'MISS']);
+    assert.equal(u2.json.filename, 'one.png');
+    assert.equal(u3.json.filename, 'two.png');
+  } finally {
+    await gw.stop();
+    fake.stop();
+  }
+});
+
 test('vision requests are counted in /metrics and /analytics', async () => {
   await post('/vision/ocr', { image: b64(img('sign.png')) });
   const m = await req(s, 'GET', '/metrics');
