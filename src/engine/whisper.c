@@ -123,6 +123,8 @@ static const char *const LANG_NAMES[N_LANG_CODES] = {
     "lingala", "hausa", "bashkir", "javanese", "sundanese", "cantonese",
 };
 
+const char *whisper_lang_name(int id) { return id >= 0 && id < N_LANG_CODES ? LANG_NAMES[id] : NULL; }
+
 int whisper_lang_id_by_name(const char *name) {
     if (!name) return -1;
     for (int i = 0; i < N_LANG_CODES; i++)
@@ -993,6 +995,7 @@ int whisper_transcribe(whisper_model *m, const float *pcm, size_t n_samples, con
             tr.seg[i].compression_ratio = a.compression;
             tr.seg[i].no_speech_prob = no_speech;
             tr.seg[i].temperature = a.temperature;
+            tr.seg[i].seek = seek;
         }
         if ((rc = add_context(&tr, d.seq, n_used))) goto fail;
         if (a.temperature > CONTEXT_RESET_TEMP) tr.ctx_from = tr.n_ctx;

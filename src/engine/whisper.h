@@ -48,6 +48,7 @@ typedef struct {
      * of the sampled tokens, gzip-style compression ratio of the text,
      * probability of the no-speech token, and the temperature used. */
     double avg_logprob, compression_ratio, no_speech_prob, temperature;
+    long seek; /* where that window starts, in 10 ms mel frames (verbose_json's seek) */
 } whisper_segment;
 
 typedef struct {
@@ -83,6 +84,8 @@ void whisper_result_free(whisper_result *r);
 /* ISO code -> language token index (0..98), or -1. */
 int whisper_lang_id(const char *code);
 const char *whisper_lang_code(int id);
+/* Language index -> the lowercase English name OpenAI reports ("english"), or NULL. */
+const char *whisper_lang_name(int id);
 /* English language name as OpenAI reports it ("english", "haitian creole";
  * any case) -> language index, or -1. */
 int whisper_lang_id_by_name(const char *name);

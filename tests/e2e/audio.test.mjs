@@ -42,7 +42,7 @@ test('openai client: audio.transcriptions.create with whisper-1 and with a local
     response_format: 'verbose_json' });
   assert.equal(v.text, a.text);
   assert.ok(Math.abs(v.duration - 11) < 0.01);
-  assert.equal(v.language, 'en');
+  assert.equal(v.language, 'english');
   assert.ok(Array.isArray(v.segments));
   const t = await client.audio.transcriptions.create({ file: createReadStream(JFK), model: 'whisper-1', language: 'en',
     response_format: 'text' });

@@ -483,7 +483,7 @@ test('OpenAI routes: response_format json, text, srt, vtt, verbose_json; whisper
   const v = await upload(s, '/v1/audio/transcriptions', 'jfk.wav', wav, { ...base, response_format: 'verbose_json' });
   assert.equal(v.status, 200, v.text);
   assert.equal(v.json.task, 'transcribe');
-  assert.equal(v.json.language, 'en');
+  assert.equal(v.json.language, 'english'); // OpenAI's name; the Simpleton routes keep ISO codes
   assert.ok(Math.abs(v.json.duration - 11) < 0.01);
   assert.equal(v.json.text, j.json.text);
   assert.equal(v.json.segments.length, own.json.segments.length);
@@ -506,6 +506,18 @@ test('OpenAI routes: response_format json, text, srt, vtt, verbose_json; whisper
   const tr = await upload(s, '/v1/audio/translations', 'jfk.wav', wav, { model: 'whisper-1', response_format: 'verbose_json' });
   assert.equal(tr.status, 200, tr.text);
   assert.equal(tr.json.task, 'translate');
+  // seek: where each segment's 30 s window starts, in 10 ms frames. Three
+  // times the clip (33 s) needs a second window.
+  const pcm = wav.subarray(wav.length - 352000);
+  const long = Buffer.concat([wavHeader(16000, 16, 3 * pcm.length), pcm, pcm, pcm]);
+  const lv = await upload(s, '/v1/audio/transcriptions', 'long.wav', long, { ...base, response_format: 'verbose_json' });
+  assert.equal(lv.status, 200, lv.text);
+  const seeks = lv.json.segments.map((g) => g.seek);
+  assert.equal(seeks[0], 0, JSON.stringify(seeks));
+  assert.ok(seeks.some((k) => k > 0), JSON.stringify(seeks));
+  for (const g of lv.json.segments) {
+    assert.ok(Number.isInteger(g.seek) && g.seek <= Math.round(g.start * 100) + 1, JSON.stringify(g));
+  }
   // Errors in the OpenAI shape.
   const bad = await upload(s, '/v1/audio/transcriptions', 'jfk.wav', wav, { ...base, response_format: 'docx' });
   assert.equal(bad.status, 400, bad.text);
