@@ -155,10 +155,13 @@ static void respond(audio_job *j, json_t *res) {
             json_t *st = json_array_get(json_object_get(res, "stats"), i); /* NULL: no figures */
             json_t *t = json_object_get(st, "temperature");
             json_array_append_new(
-                segs, json_pack("{s:i,s:I,s:O,s:O,s:O,s:[],s:f,s:f,s:f,s:f}", "id", (int)i, "seek",
+                segs, json_pack("{s:i,s:I,s:O,s:O,s:O,s:o,s:f,s:f,s:f,s:f}", "id", (int)i, "seek",
                                 json_integer_value(json_object_get(st, "seek")), "start",
                                 json_object_get(s, "start"), "end", json_object_get(s, "end"), "text",
-                                json_object_get(s, "text"), "tokens", "temperature",
+                                json_object_get(s, "text"), "tokens",
+                                json_is_array(json_object_get(st, "tokens")) ? json_deep_copy(json_object_get(st, "tokens"))
+                                                                             : json_array(),
+                                "temperature",
                                 t ? json_number_value(t) : (j->temperature > 0 ? j->temperature : 0.0), "avg_logprob",
                                 json_number_value(json_object_get(st, "avg_logprob")), "compression_ratio",
                                 json_number_value(json_object_get(st, "compression_ratio")), "no_speech_prob",
@@ -188,9 +191,10 @@ static void cache_key_for(const audio_job *j, char key[CACHE_KEY_MAX]) {
 
 /* One segment's decoding figures (verbose_json), kept beside the segments. */
 static json_t *seg_stats(double avg_logprob, double compression_ratio, double no_speech_prob, double temperature,
-                         json_int_t seek) {
-    return json_pack("{s:f,s:f,s:f,s:f,s:I}", "avg_logprob", avg_logprob, "compression_ratio", compression_ratio,
-                     "no_speech_prob", no_speech_prob, "temperature", temperature, "seek", seek);
+                         json_int_t seek, json_t *tokens) {
+    return json_pack("{s:f,s:f,s:f,s:f,s:I,s:o}", "avg_logprob", avg_logprob, "compression_ratio", compression_ratio,
+                     "no_speech_prob", no_speech_prob, "temperature", temperature, "seek", seek, "tokens",
+                     tokens ? tokens : json_array());
 }
 
 /* Canonical result from the engine's. */
@@ -200,8 +204,10 @@ static json_t *from_whisper(const audio_job *j, const whisper_result *w) {
         const whisper_segment *g = &w->segments[i];
         json_array_append_new(segs, json_pack("{s:f,s:f,s:s}", "start", g->start, "end", g->end, "text",
                                               g->text ? g->text : ""));
+        json_t *tok = json_array();
+        for (int k = 0; k < g->n_tokens; k++) json_array_append_new(tok, json_integer(g->tokens[k]));
         json_array_append_new(
-            stats, seg_stats(g->avg_logprob, g->compression_ratio, g->no_speech_prob, g->temperature, g->seek));
+            stats, seg_stats(g->avg_logprob, g->compression_ratio, g->no_speech_prob, g->temperature, g->seek, tok));
     }
     return json_pack("{s:s,s:s,s:f,s:s,s:s,s:o,s:o}", "text", w->text ? w->text : "", "language", w->language,
                      "duration", w->duration, "model", j->model, "task", j->translate ? "translate" : "transcribe",
@@ -227,7 +233,10 @@ static json_t *from_openai(const audio_job *j, json_t *up) {
                                                json_number_value(json_object_get(s, "compression_ratio")),
                                                json_number_value(json_object_get(s, "no_speech_prob")),
                                                json_number_value(json_object_get(s, "temperature")),
-                                               json_integer_value(json_object_get(s, "seek"))));
+                                               json_integer_value(json_object_get(s, "seek")),
+                                               json_is_array(json_object_get(s, "tokens"))
+                                                   ? json_deep_copy(json_object_get(s, "tokens"))
+                                                   : NULL));
     }
     const char *lang = json_string_value(json_object_get(up, "language"));
     lang = lang && *lang ? iso_language(lang) : j->language;

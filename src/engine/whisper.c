@@ -137,10 +137,17 @@ void whisper_params_default(whisper_params *p) {
     p->timestamps = true;
 }
 
+void whisper_segments_free(whisper_segment *s, int n) {
+    for (int i = 0; s && i < n; i++) {
+        smp_free(s[i].text);
+        smp_free(s[i].tokens);
+    }
+    smp_free(s);
+}
+
 void whisper_result_free(whisper_result *r) {
     if (!r) return;
-    for (int i = 0; i < r->n_segments; i++) smp_free(r->segments[i].text);
-    smp_free(r->segments);
+    whisper_segments_free(r->segments, r->n_segments);
     smp_free(r->text);
     memset(r, 0, sizeof *r);
 }
@@ -681,17 +688,24 @@ static int add_segment(transcript *tr, const whisper_model *m, double start, dou
         buf_free(&b);
         return 0;
     }
+    int32_t *tok = smp_malloc((size_t)(n > 0 ? n : 1) * sizeof *tok);
+    if (!tok) {
+        smp_free(text);
+        goto fail;
+    }
+    if (n > 0) memcpy(tok, ids, (size_t)n * sizeof *tok);
     if (tr->n == tr->cap) {
         int nc = tr->cap ? 2 * tr->cap : 16;
         whisper_segment *ns = smp_realloc(tr->seg, (size_t)nc * sizeof *ns);
         if (!ns) {
             smp_free(text);
+            smp_free(tok);
             goto fail;
         }
         tr->seg = ns;
         tr->cap = nc;
     }
-    tr->seg[tr->n++] = (whisper_segment){.start = start, .end = end, .text = text};
+    tr->seg[tr->n++] = (whisper_segment){.start = start, .end = end, .text = text, .tokens = tok, .n_tokens = n};
     if (b.len && buf_append(&tr->raw, b.data, b.len)) goto fail;
     buf_free(&b);
     return 0;
@@ -779,8 +793,7 @@ long whisper_window_segments(const whisper_model *m, const int32_t *tokens, int 
     long adv = window_segments(&tr, m, tokens, n, seek, segment_size, duration, timestamps, n_used);
     buf_free(&tr.raw);
     if (adv < 0) {
-        for (int i = 0; i < tr.n; i++) smp_free(tr.seg[i].text);
-        smp_free(tr.seg);
+        whisper_segments_free(tr.seg, tr.n);
         tr.seg = NULL;
         tr.n = 0;
     }
@@ -1022,8 +1035,7 @@ fail:
         out->mel_ms = ms[0], out->encode_ms = ms[1], out->decode_ms = ms[2];
         if (rc < 0 && err && errlen && !*err) snprintf(err, errlen, "%s", smp_err_message(rc));
     }
-    for (int i = 0; i < tr.n; i++) smp_free(tr.seg[i].text);
-    smp_free(tr.seg);
+    whisper_segments_free(tr.seg, tr.n);
     smp_free(tr.ctx);
     buf_free(&tr.raw);
     smp_free(vad.voiced);

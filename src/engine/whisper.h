@@ -49,6 +49,8 @@ typedef struct {
      * probability of the no-speech token, and the temperature used. */
     double avg_logprob, compression_ratio, no_speech_prob, temperature;
     long seek; /* where that window starts, in 10 ms mel frames (verbose_json's seek) */
+    int32_t *tokens; /* the segment's token ids, timestamps included (owned) */
+    int n_tokens;
 } whisper_segment;
 
 typedef struct {
@@ -80,6 +82,8 @@ typedef struct {
 int whisper_transcribe(whisper_model *m, const float *pcm, size_t n_samples, const whisper_params *p,
                        whisper_result *out, char *err, size_t errlen);
 void whisper_result_free(whisper_result *r);
+/* Free n segments' text and tokens, then the array. NULL ok. */
+void whisper_segments_free(whisper_segment *s, int n);
 
 /* ISO code -> language token index (0..98), or -1. */
 int whisper_lang_id(const char *code);

@@ -98,8 +98,8 @@ int whisper_prompt_tokens(const whisper_model *m, int lang, bool translate, bool
  * timestamps the pairing, monotonic, first <= 1 s and forced-timestamp rules. */
 void whisper_filter_logits(const whisper_model *m, float *logits, const int32_t *seq, int n, bool timestamps);
 /* One window's tokens (eot excluded) -> segments (times offset by seek, in
- * 10 ms mel frames, clamped to duration; owned by the caller: free each text
- * and the array with smp_free). Returns the frames to seek forward, or
+ * 10 ms mel frames, clamped to duration; owned by the caller: free them
+ * with whisper_segments_free). Returns the frames to seek forward, or
  * -SMP_E_NOMEM; *n_used = tokens that went into segments (the context). */
 long whisper_window_segments(const whisper_model *m, const int32_t *tokens, int n, long seek, long segment_size,
                              double duration, bool timestamps, whisper_segment **segs, int *n_segs, int *n_used);

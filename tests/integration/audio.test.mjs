@@ -517,6 +517,8 @@ test('OpenAI routes: response_format json, text, srt, vtt, verbose_json; whisper
   assert.ok(seeks.some((k) => k > 0), JSON.stringify(seeks));
   for (const g of lv.json.segments) {
     assert.ok(Number.isInteger(g.seek) && g.seek <= Math.round(g.start * 100) + 1, JSON.stringify(g));
+    // Each segment's token ids, its opening and closing timestamps included.
+    assert.ok(g.tokens.length >= 2 && g.tokens.every(Number.isInteger), JSON.stringify(g));
   }
   // Errors in the OpenAI shape.
   const bad = await upload(s, '/v1/audio/transcriptions', 'jfk.wav', wav, { ...base, response_format: 'docx' });

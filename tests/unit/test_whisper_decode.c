@@ -521,17 +521,18 @@ TEST(whisper_decode_window_segments) {
         CHECK_NEAR(sg[1].start, 11.0, 1e-9);
         CHECK_NEAR(sg[1].end, 12.0, 1e-9);
         CHECK_STR(sg[1].text, "Bridge Bridge");
+        /* A segment's tokens run from its opening timestamp to its closing one. */
+        CHECK_INT(sg[1].n_tokens, 4);
+        if (sg[1].n_tokens == 4) CHECK(sg[1].tokens[0] >= TS && sg[1].tokens[1] < TS && sg[1].tokens[3] >= TS);
     }
-    for (int i = 0; i < n; i++) smp_free(sg[i].text);
-    smp_free(sg);
+    whisper_segments_free(sg, n);
     /* ending on a single timestamp: the window is done */
     int32_t b[] = {TS + 0, 18917, TS + 50, TS + 50, 18917, TS + 150};
     adv = whisper_window_segments(m, b, 6, 0, 3000, 100.0, true, &sg, &n, &used);
     CHECK_INT(adv, 3000);
     CHECK_INT(n, 2);
     if (n == 2) CHECK_NEAR(sg[1].end, 3.0, 1e-9);
-    for (int i = 0; i < n; i++) smp_free(sg[i].text);
-    smp_free(sg);
+    whisper_segments_free(sg, n);
     /* no pair: one segment to the last timestamp; clamped to the audio */
     int32_t c[] = {TS + 10, 18917, 18917, TS + 400};
     adv = whisper_window_segments(m, c, 4, 0, 500, 5.0, true, &sg, &n, &used);
@@ -541,15 +542,13 @@ TEST(whisper_decode_window_segments) {
         CHECK_NEAR(sg[0].start, 0.2, 1e-9);
         CHECK_NEAR(sg[0].end, 5.0, 1e-9);
     }
-    for (int i = 0; i < n; i++) smp_free(sg[i].text);
-    smp_free(sg);
+    whisper_segments_free(sg, n);
     /* no timestamps: the whole window; nothing said: no segment */
     int32_t d[] = {18917};
     adv = whisper_window_segments(m, d, 1, 3000, 2000, 50.0, false, &sg, &n, &used);
     CHECK(adv == 2000 && n == 1);
     if (n == 1) CHECK(fabs(sg[0].start - 30.0) < 1e-9 && fabs(sg[0].end - 50.0) < 1e-9);
-    for (int i = 0; i < n; i++) smp_free(sg[i].text);
-    smp_free(sg);
+    whisper_segments_free(sg, n);
     adv = whisper_window_segments(m, d, 0, 0, 2000, 50.0, false, &sg, &n, &used);
     CHECK(adv == 2000 && n == 0);
     smp_free(sg);
