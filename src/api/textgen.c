@@ -395,11 +395,13 @@ void textgen_run_here(http_req *r, void (*fn)(void *), void *arg) {
 int textgen_submit(http_req *r, void (*fn)(void *), void *arg) {
     http_detach(r);
     int rc = workq_submit(pool, fn, arg);
-    if (rc != 0) {
+    if (rc == -SMP_E_TOO_MANY) {
         http_add_header(r, "Retry-After", "2");
         http_send_error(r, SMP_E_UNAVAILABLE, "Server busy: too many requests queued; try again shortly");
-        http_release(r);
+    } else if (rc) {
+        http_send_error(r, SMP_E_UNAVAILABLE, "Server is shutting down");
     }
+    if (rc) http_release(r);
     return rc;
 }
 

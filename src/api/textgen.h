@@ -1,8 +1,9 @@
-/* textgen.h - one generate/chat request from any dialect, run on a worker.
+/* textgen.h - one generate/chat request from any dialect.
  *
  * A route handler parses and validates its dialect's body into a textjob
  * (textjob_from_request + filling job->req), then calls textjob_finish, which answers
- * from the cache when it can, or parks the connection and queues the job.
+ * from the cache when it can, or runs the job: on the connection's thread
+ * when it does not stream, on a worker when it does.
  * The worker asks the registry (routing, fallback), streams frames in the
  * job's dialect as tokens arrive (the HTTP response starts with the first
  * token, so errors before it still get a proper status), then the final

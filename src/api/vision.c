@@ -209,7 +209,8 @@ static void run_model(vision_job *j) {
     size_t lens[1] = {j->image_len};
     backend_msg msg = {.role = "user", .content = j->prompt, .n_images = 1, .images = imgs, .image_lens = lens};
     backend_gen_req q = {.model = j->model, .messages = &msg, .n_messages = 1, .temperature = j->temperature,
-                         .top_p = 1.0, .repeat_penalty = 1.0, .max_tokens = j->max_tokens};
+                         .top_p = 1.0, .repeat_penalty = 1.0, .max_tokens = j->max_tokens,
+                         .cancelled = client_gone, .cancel_ud = r};
     backend_gen_result res;
     memset(&res, 0, sizeof res);
     const char *served_by = "";

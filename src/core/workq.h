@@ -1,8 +1,8 @@
 /* workq.h - a fixed pool of worker threads fed from a bounded FIFO.
  *
- * Long request work (model calls, upstream HTTP calls) runs here, never on
- * the HTTP threads. workq_submit refuses with -SMP_E_TOO_MANY when the queue
- * is full, so callers can answer 503 instead of piling up work. */
+ * Streams and heavy in-process request work run here (textgen_submit says
+ * which). workq_submit refuses with -SMP_E_TOO_MANY when the queue is full,
+ * so callers can answer 503 instead of piling up work. */
 #ifndef SMP_WORKQ_H
 #define SMP_WORKQ_H
 

@@ -72,6 +72,8 @@ struct http_req {
         char *name, *value;
     } extra[MAX_EXTRA_HEADERS];
     pthread_t thread;   /* the connection's thread: the only one that calls MHD for it */
+    int fd;             /* the client socket, for http_client_gone (read under mu) */
+    bool queued;        /* a response was queued (on the connection thread) */
     /* Asynchronous answers (see http_detach). mu guards everything below;
      * cv is signalled when pending, the stream or refs change. */
     pthread_mutex_t mu;
@@ -79,6 +81,7 @@ struct http_req {
     atomic_int refs;    /* MHD's (dropped on completion) + a job's + a stream response's */
     bool detached;      /* a job answers (on this thread or a worker) */
     struct MHD_Response *pending; /* answered by a worker, not yet queued */
+    int pending_status;
     bool closed;        /* MHD reported the request complete */
     bool streaming;
     bool stream_ended;
@@ -163,18 +166,20 @@ static void add_common_headers(http_req *r, struct MHD_Response *resp) {
     for (int i = 0; i < r->nextra; i++) MHD_add_response_header(resp, r->extra[i].name, r->extra[i].value);
 }
 
-/* Queue a response that owns data (freed with smp_free by MHD). */
+static bool on_conn_thread(const http_req *r) { return pthread_equal(pthread_self(), r->thread) != 0; }
+
 /* Queue resp now when on the connection's thread; from a worker, leave it
  * for the connection thread (waiting in on_request) to queue. Takes resp. */
 static void queue_or_hand_over(http_req *r, int status, struct MHD_Response *resp) {
-    if (pthread_equal(pthread_self(), r->thread)) {
-        MHD_queue_response(r->conn, (unsigned)status, resp);
+    if (on_conn_thread(r)) {
+        if (MHD_queue_response(r->conn, (unsigned)status, resp) == MHD_YES) r->queued = true;
         MHD_destroy_response(resp);
         return;
     }
     pthread_mutex_lock(&r->mu);
     if (!r->closed && !r->pending) {
         r->pending = resp;
+        r->pending_status = status;
         resp = NULL;
         pthread_cond_broadcast(&r->cv);
     }
@@ -182,6 +187,7 @@ static void queue_or_hand_over(http_req *r, int status, struct MHD_Response *res
     if (resp) MHD_destroy_response(resp);
 }
 
+/* Queue a response that owns data (freed with smp_free by MHD). */
 static void queue_owned(http_req *r, int status, const char *ctype, char *data, size_t len) {
     if (r->responded) {
         smp_free(data);
@@ -196,8 +202,10 @@ static void queue_owned(http_req *r, int status, const char *ctype, char *data, 
     add_common_headers(r, resp);
     r->responded = true;
     r->status = status;
-    queue_or_hand_over(r, status, resp);
+    /* Recorded first: once handed over, the connection thread may send the
+     * answer and MHD reuse the buffer r->method and r->path point into. */
     record_request(r, false);
+    queue_or_hand_over(r, status, resp);
 }
 
 void http_send(http_req *r, int status, const char *ctype, const void *data, size_t len) {
@@ -341,20 +349,25 @@ void http_release(http_req *r) {
     if (!left) req_free(r);
 }
 
+/* No MHD call here (a producer may ask after the connection is gone): the
+ * socket is looked at directly, under mu. MHD closes it only after the
+ * connection's thread has run on_completed, which sets closed under mu. */
 bool http_client_gone(http_req *r) {
     if (atomic_load(&aborting)) return true;
+    bool gone = true;
     pthread_mutex_lock(&r->mu);
-    bool closed = r->closed;
+    if (!r->closed && r->fd >= 0) {
+        struct pollfd p = {.fd = r->fd, .events = POLLIN | POLLRDHUP};
+        char c;
+        if (poll(&p, 1, 0) <= 0)
+            gone = false;
+        else if (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
+            gone = true;
+        else
+            gone = recv(r->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+    }
     pthread_mutex_unlock(&r->mu);
-    if (closed) return true;
-    /* MHD does not read the socket while its thread waits on us: look at it. */
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (!ci) return false;
-    struct pollfd p = {.fd = ci->connect_fd, .events = POLLIN | POLLRDHUP};
-    if (poll(&p, 1, 0) <= 0) return false;
-    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) return true;
-    char c;
-    return recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+    return gone;
 }
 
 /* MHD pulls stream bytes here, on the connection's thread, which waits
@@ -364,8 +377,19 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max) {
     http_req *r = cls;
     ssize_t n;
     pthread_mutex_lock(&r->mu);
-    while (r->stream.len == r->stream_off && !r->stream_ended && atomic_load(&r->refs) > 2)
-        pthread_cond_wait(&r->cv, &r->mu);
+    if (r->stream.len == r->stream_off && !r->stream_ended && atomic_load(&r->refs) > 2) {
+        /* MHD counts time spent in here against CONNECTION_TIMEOUT and would
+         * drop a stream whose producer pauses longer (an upstream thinking):
+         * no timeout while waiting; setting it again restarts its clock. */
+        pthread_mutex_unlock(&r->mu);
+        MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
+        pthread_mutex_lock(&r->mu);
+        while (r->stream.len == r->stream_off && !r->stream_ended && atomic_load(&r->refs) > 2)
+            pthread_cond_wait(&r->cv, &r->mu);
+        pthread_mutex_unlock(&r->mu);
+        MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)cfg->connection_timeout);
+        pthread_mutex_lock(&r->mu);
+    }
     size_t avail = r->stream.len - r->stream_off;
     if (avail) {
         n = (ssize_t)(avail < max ? avail : max);
@@ -387,6 +411,8 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max) {
 static void stream_free(void *cls) { http_release(cls); }
 
 int http_stream_begin(http_req *r, int status, const char *ctype, const void *first, size_t first_len) {
+    /* The producer must be a worker: the connection's thread sends. */
+    if (on_conn_thread(r)) return -1;
     struct MHD_Response *resp =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, r, stream_free);
     if (!resp) return -1;
@@ -468,6 +494,8 @@ static http_req *req_new(struct MHD_Connection *c, const char *url, const char *
     else
         util_unique_hex(16, r->request_id);
     r->thread = pthread_self();
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    r->fd = ci ? ci->connect_fd : -1;
     r->match_rc = router_match(method, url, &r->match);
     bool upload = r->match.route && (r->match.route->flags & ROUTE_UPLOAD);
     r->body_cap = (size_t)(upload ? cfg->max_upload_mb : cfg->max_body_mb) << 20;
@@ -614,23 +642,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     if (r->answered_raw) return MHD_NO; /* the 413 went out directly: close */
     if (r->too_large && !r->responded) send_too_large(r);
-    if (!r->responded && !r->detached) dispatch(r);
-    if (!r->detached) return MHD_YES;
-    /* A job answers: wait until it hands over its response or lets go. */
-    pthread_mutex_lock(&r->mu);
-    while (!r->pending && atomic_load(&r->refs) > 1) pthread_cond_wait(&r->cv, &r->mu);
-    struct MHD_Response *resp = r->pending;
-    r->pending = NULL;
-    bool answered = r->responded;
-    pthread_mutex_unlock(&r->mu);
-    if (resp) {
-        MHD_queue_response(c, (unsigned)r->status, resp);
-        MHD_destroy_response(resp);
-        return MHD_YES;
+    if (!r->detached && !r->responded) dispatch(r);
+    if (r->detached) {
+        /* A job answers: wait until it hands over its response or lets go. */
+        pthread_mutex_lock(&r->mu);
+        while (!r->pending && atomic_load(&r->refs) > 1) pthread_cond_wait(&r->cv, &r->mu);
+        struct MHD_Response *resp = r->pending;
+        int status = r->pending_status;
+        r->pending = NULL;
+        pthread_mutex_unlock(&r->mu);
+        if (resp) {
+            if (MHD_queue_response(c, (unsigned)status, resp) == MHD_YES) r->queued = true;
+            MHD_destroy_response(resp);
+        }
     }
-    /* Answered here already, or the job gave up (its client went away):
-     * nothing to send, so close rather than have MHD ask again. */
-    return answered ? MHD_YES : MHD_NO;
+    /* Nothing queued (the job gave up because its client left, or queueing
+     * failed): close, rather than have MHD call again at once, forever. */
+    return r->queued ? MHD_YES : MHD_NO;
 }
 
 /* Count the request in metrics and analytics and write its access-log line.
@@ -723,8 +751,10 @@ int http_server_start(const config *c, int *port, char *err, size_t errlen) {
 
 void http_server_stop(int deadline_s) {
     if (!daemon_) return;
+    /* No new connections from here; the socket itself may be closed only
+     * once the daemon is stopped. */
     MHD_socket fd = MHD_quiesce_daemon(daemon_);
-    if (fd != MHD_INVALID_SOCKET) close(fd);
+    if (fd != MHD_INVALID_SOCKET) shutdown(fd, SHUT_RDWR);
     uint64_t until = util_now_ns() + (uint64_t)deadline_s * 1000000000ull;
     int waited = 0;
     while (atomic_load(&in_flight) > 0 && util_now_ns() < until) {
@@ -739,5 +769,6 @@ void http_server_stop(int deadline_s) {
         while (atomic_load(&in_flight) > 0 && util_now_ns() < until) usleep(20000);
     }
     MHD_stop_daemon(daemon_);
+    if (fd != MHD_INVALID_SOCKET) close(fd);
     daemon_ = NULL;
 }

@@ -3,8 +3,8 @@
  * One http_req per request: created on the first callback, freed when MHD
  * reports the request complete. A handler reads the request through the
  * accessors and answers exactly once with one of the http_send_* calls; a
- * handler that answers nothing gets a 500. Handlers run on MHD's worker
- * threads and must not block for long.
+ * handler that answers nothing gets a 500. Handlers run on their
+ * connection's own thread and may block (see "Answering later" below).
  *
  * Middleware order: request id -> CORS preflight -> route match (404/405) ->
  * body size cap (413 from Content-Length before reading) -> auth -> handler;

@@ -222,3 +222,32 @@ test('with the only request worker busy streaming, non-streamed requests are sti
     fake.stop();
   }
 });
+
+test('a stream whose upstream pauses longer than CONNECTION_TIMEOUT still gets its frames and its error frame', async () => {
+  const fake = await startFake();
+  // The connection may be silent for 1 s; the upstream, for 3 s.
+  const gw = await startServer({ OLLAMA_BASE_URL: fake.url, CONNECTION_TIMEOUT: '1', UPSTREAM_TIMEOUT: '3',
+    MODEL_BACKENDS: 'fault-hang-mid=ollama,fault-slow-first-token-1800=ollama', BACKEND_ORDER: 'ollama,local' });
+  try {
+    const stream = async (model) => {
+      const res = await fetch(gw.url + '/inference/generate', { method: 'POST',
+        headers: { 'X-API-Key': KEY, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ prompt: 'hello world', model, stream: true }) });
+      assert.equal(res.status, 200);
+      return (await res.text()).split('\n\n').filter(Boolean).map((f) => JSON.parse(f.slice(6)));
+    };
+    // One piece, then 3 s of silence: the piece, then the upstream-timeout error frame.
+    const t0 = Date.now();
+    const frames = await stream('fault-hang-mid');
+    assert.ok(Date.now() - t0 >= 2500, `ended after ${Date.now() - t0} ms`);
+    assert.ok(frames.length >= 2, JSON.stringify(frames));
+    assert.equal(typeof frames[0].response, 'string');
+    assert.match(frames.at(-1).error, /silent|timed out|timeout|Could not connect/i, JSON.stringify(frames.at(-1)));
+    // 1.8 s before the first piece (longer than CONNECTION_TIMEOUT), then a whole answer.
+    const slow = await stream('fault-slow-first-token-1800');
+    assert.equal(slow.at(-1).done, true, JSON.stringify(slow.at(-1)));
+  } finally {
+    await gw.stop();
+    fake.stop();
+  }
+});
