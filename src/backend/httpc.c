@@ -243,7 +243,7 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *ud) {
 
 /* Between two turns of the transfer loop: should it stop? */
 static bool should_stop(xfer *x) {
-    if (x->req->cancelled && x->req->cancelled(x->req->cancel_ud)) {
+    if (util_aborting() || (x->req->cancelled && x->req->cancelled(x->req->cancel_ud))) {
         x->cancelled = true;
         return true;
     }

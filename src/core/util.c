@@ -8,6 +8,7 @@
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -61,6 +62,12 @@ int util_random_hex(size_t nbytes, char *out) {
     out[2 * nbytes] = '\0';
     return 0;
 }
+
+static atomic_bool abort_all;
+
+void util_abort_all(void) { atomic_store(&abort_all, true); }
+
+bool util_aborting(void) { return atomic_load(&abort_all); }
 
 /* splitmix64: a 64-bit counter through a bijective mixer, so one thread's
  * outputs never repeat within 2^64 calls; threads start at random points. */

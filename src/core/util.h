@@ -21,6 +21,11 @@ int util_random_hex(size_t nbytes, char *out);
  * generator seeded once from the system's randomness. ~50x cheaper than
  * util_random_hex, which costs ~5 us a call on the request path. nbytes <= 64. */
 void util_unique_hex(size_t nbytes, char *out);
+/* Process-wide "give up now": set once when shutdown's deadline passes;
+ * network waits with no client of their own to watch (vector-store calls,
+ * model lists, probes) poll it and stop. */
+void util_abort_all(void);
+bool util_aborting(void);
 /* Constant-time equality of two byte strings (time depends only on lengths). */
 bool util_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 

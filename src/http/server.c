@@ -92,7 +92,6 @@ struct http_req {
 static struct MHD_Daemon *daemon_;
 static const config *cfg;
 static atomic_int in_flight;
-static atomic_bool aborting; /* shutdown deadline passed: workers should give up */
 static bool cors_any;
 
 int http_in_flight(void) { return atomic_load(&in_flight); }
@@ -353,7 +352,7 @@ void http_release(http_req *r) {
  * socket is looked at directly, under mu. MHD closes it only after the
  * connection's thread has run on_completed, which sets closed under mu. */
 bool http_client_gone(http_req *r) {
-    if (atomic_load(&aborting)) return true;
+    if (util_aborting()) return true; /* shutdown deadline passed */
     bool gone = true;
     pthread_mutex_lock(&r->mu);
     if (!r->closed && r->fd >= 0) {
@@ -763,7 +762,7 @@ void http_server_stop(int deadline_s) {
     }
     if (atomic_load(&in_flight) > 0) {
         log_warn("shutdown deadline passed with %d request(s) in flight: cancelling them", atomic_load(&in_flight));
-        atomic_store(&aborting, true);
+        util_abort_all();
         /* Workers notice through http_client_gone and answer promptly. */
         until = util_now_ns() + 10000000000ull;
         while (atomic_load(&in_flight) > 0 && util_now_ns() < until) usleep(20000);

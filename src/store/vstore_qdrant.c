@@ -31,6 +31,7 @@
 #include "core/buf.h"
 #include "core/errors.h"
 #include "core/log.h"
+#include "core/util.h"
 #include "store/vsearch.h"
 #include "store/vstore_int.h"
 
@@ -90,6 +91,13 @@ static void error_text(json_t *env, const buf *body, char *out, size_t n) {
  * may be NULL if absent) and 0 is returned; other statuses map to codes:
  * 404 -> NOT_FOUND, 409 -> CONFLICT, else BACKEND. *status gets the HTTP
  * status (0 when nothing arrived). */
+/* Called by libcurl about once a second while a transfer waits: a server
+ * past its shutdown deadline stops waiting on Qdrant. */
+static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d) {
+    (void)ud, (void)a, (void)b, (void)c, (void)d;
+    return util_aborting() ? 1 : 0;
+}
+
 static int request(qdrant_store *q, const char *method, const char *path, json_t *body, long timeout_ms,
                    long *status, json_t **result, char *err, size_t errlen) {
     char url[1024];
@@ -125,6 +133,8 @@ static int request(qdrant_store *q, const char *method, const char *path, json_t
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
     if (text) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, text);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(text));
@@ -142,6 +152,9 @@ static int request(qdrant_store *q, const char *method, const char *path, json_t
         if (rc == CURLE_WRITE_ERROR) {
             snprintf(err, errlen, "Backend error: qdrant sent more than %u bytes", MAX_RESPONSE);
             ret = -SMP_E_BACKEND;
+        } else if (rc == CURLE_ABORTED_BY_CALLBACK) {
+            snprintf(err, errlen, "qdrant request stopped: the server is shutting down");
+            ret = -SMP_E_UNAVAILABLE;
         } else if (*status == 0) {
             snprintf(err, errlen, "Could not connect to qdrant at %s: %s", q->url, why);
             ret = -SMP_E_UNAVAILABLE;

@@ -32,7 +32,8 @@
 //   - 404 "Not found: Collection `c` doesn't exist!" for unknown collections.
 // Test hooks (not Qdrant): GET /__requests lists the requests seen
 // ({method, path, apiKey, points}); POST /__fail {"upsertAfter": n} makes
-// every upsert after the next n fail with 500; POST /__reset clears all.
+// every upsert after the next n fail with 500; POST /__hang {"search": true}
+// makes searches and queries never answer; POST /__reset clears all.
 import http from 'node:http';
 
 const port = Number(process.argv[2] || 0);
@@ -41,6 +42,7 @@ const apiKey = process.argv[3] || '';
 let collections = new Map(); // name -> { size, distance, points: Map(id -> {vector, payload}), version }
 let requests = [];
 let upsertsLeft = Infinity;
+let hangSearch = false;
 let opId = 0;
 
 const t0 = () => process.hrtime.bigint();
@@ -150,7 +152,12 @@ async function handle(req, res) {
   const path = url.pathname;
   const text = await readBody(req);
   if (path === '/__requests') return send(res, 200, requests);
-  if (path === '/__reset') { collections = new Map(); requests = []; upsertsLeft = Infinity; return send(res, 200, {}); }
+  if (path === '/__reset') {
+    collections = new Map(); requests = []; upsertsLeft = Infinity; hangSearch = false;
+    return send(res, 200, {});
+  }
+  if (path === '/__hang') { hangSearch = !!JSON.parse(text || '{}').search; return send(res, 200, {}); }
+  if (hangSearch && /\/points\/(search|query)$/.test(path)) return; // never answers
   if (path === '/__fail') { upsertsLeft = JSON.parse(text || '{}').upsertAfter ?? Infinity; return send(res, 200, {}); }
 
   const given = req.headers['api-key'] || (req.headers.authorization || '').replace(/^Bearer /, '');

@@ -8,7 +8,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { startServer, req, freePort } from '../integration/lib.mjs';
+import { startServer, req, freePort, sleep } from '../integration/lib.mjs';
 
 const QKEY = 'qdrant-secret';
 let fake;
@@ -147,4 +147,25 @@ test('qdrant down or refusing the key: 503 / 502 naming qdrant; health says down
     assert.equal(r.status, 502, r.text);
     assert.match(r.json.detail, /qdrant returned 401/);
   } finally { await badKey.stop(); }
+});
+
+test('a Qdrant that stops answering does not hold up shutdown past its deadline', async () => {
+  const s = await startServer({ QDRANT_URL: fake.url, QDRANT_API_KEY: QKEY, SHUTDOWN_TIMEOUT: '1' });
+  try {
+    assert.equal((await post('/rag/ingest', { content: DOCS[0], collection: 'hang' }, s)).status, 200);
+    await fake.call('POST', '/__hang', { search: true });
+    const pending = post('/rag/search', { query: 'stairs', collection: 'hang' }, s).catch((e) => e);
+    await sleep(300);
+    const t0 = Date.now();
+    const r = await s.stop('SIGTERM');
+    // 1 s of deadline, then at most ~1 s for the Qdrant call to notice.
+    assert.ok(r, 'the server had to be killed');
+    assert.equal(r.code, 0, s.stderr.slice(-1500));
+    assert.ok(Date.now() - t0 < 6000, `shutdown took ${Date.now() - t0} ms`);
+    const answer = await pending;
+    if (!(answer instanceof Error)) assert.equal(answer.status, 503, answer.text);
+  } finally {
+    await fake.call('POST', '/__hang', { search: false });
+    await s.stop();
+  }
 });
