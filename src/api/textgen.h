@@ -56,8 +56,8 @@ void textjob_finish(textjob *j, struct valid *v, bool stream, const char *reques
  * - textgen_submit: on the shared worker pool (REQUEST_WORKERS threads, a
  *   bounded queue), for streams (their producer cannot be the thread that
  *   sends) and heavy in-process work with no other bound (OCR, audio, RAG
- *   ingestion). On a full queue answers 503 itself and returns non-zero (the
- *   caller frees arg). */
+ *   search and ingestion). On a full queue answers 503 itself and returns
+ *   non-zero (the caller frees arg). */
 int textgen_init(int workers, int queue);
 void textgen_free(void);
 void textgen_run_here(http_req *r, void (*fn)(void *), void *arg);
