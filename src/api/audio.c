@@ -76,8 +76,6 @@ static void job_free(audio_job *j) {
     smp_free(j);
 }
 
-static bool client_gone(void *ud) { return http_client_gone(ud); }
-
 /* ---- rendering ------------------------------------------------------------------------ */
 
 static void fmt_time(double t, char sep, char *out, size_t n) {
@@ -257,7 +255,7 @@ static int run_local(audio_job *j, json_t **res, bool *bad_audio, char *err, siz
         return rc;
     }
     uint64_t t0 = util_now_ns();
-    rc = whisper_store_acquire(j->model, client_gone, j->r, &m, err, errlen);
+    rc = whisper_store_acquire(j->model, http_client_gone_cb, j->r, &m, err, errlen);
     if (rc) goto out;
     if (util_now_ns() - t0 > 1000000) metrics_model_load_seconds(j->model, (util_now_ns() - t0) / 1e9);
     whisper_params p;
@@ -266,7 +264,7 @@ static int run_local(audio_job *j, json_t **res, bool *bad_audio, char *err, siz
     p.translate = j->translate;
     p.temperature = j->temperature > 0 ? j->temperature : 0;
     p.prompt = j->prompt;
-    p.cancelled = client_gone;
+    p.cancelled = http_client_gone_cb;
     p.cancel_ud = j->r;
     rc = whisper_transcribe(m, pcm, n, &p, &w, err, errlen);
     if (rc == 0) {
@@ -291,7 +289,7 @@ static int run_remote(audio_job *j, json_t **res, char *err, size_t errlen) {
                           .prompt = j->prompt,
                           .temperature = j->temperature,
                           .translate = j->translate,
-                          .cancelled = client_gone,
+                          .cancelled = http_client_gone_cb,
                           .cancel_ud = j->r};
     json_t *up = NULL;
     int rc = openai_audio_transcribe(&q, &up, err, errlen);
@@ -458,13 +456,10 @@ static void json_route(http_req *r, bool translate_route) {
     if (valid_str(&v, b, "prompt", false, false, &prompt) == 1 && strlen(prompt) > AUDIO_PROMPT_MAX)
         valid_add(&v, "prompt", "string_too_long", "prompt should have at most %d characters", AUDIO_PROMPT_MAX);
     if (valid_num(&v, b, "temperature", false, 0, 1, &temp) == 1) j->temperature = temp;
-    if (!valid_ok(&v)) {
-        http_send_validation(r, valid_take(&v));
-        valid_free(&v);
+    if (!http_validation_done(r, &v)) {
         job_free(j);
         return;
     }
-    valid_free(&v);
     set_model(j, model);
     if (prompt && *prompt && !(j->prompt = smp_strdup(prompt))) {
         http_send_error(r, SMP_E_NOMEM, NULL);
@@ -542,13 +537,10 @@ static void upload_route(http_req *r, bool translate_route, bool openai) {
     s = form_value(r, &j->form, "prompt", tmp, sizeof tmp);
     if (s && !strcmp(s, "\x01")) valid_add(&v, "prompt", "string_too_long", "prompt should have at most %d characters", AUDIO_PROMPT_MAX);
     else if (s && *s && !(j->prompt = smp_strdup(s))) valid_add(&v, "prompt", "memory", "out of memory");
-    if (!valid_ok(&v)) {
-        http_send_validation(r, valid_take(&v));
-        valid_free(&v);
+    if (!http_validation_done(r, &v)) {
         job_free(j);
         return;
     }
-    valid_free(&v);
     if (f->len == 0) {
         http_send_error(r, SMP_E_BAD_REQUEST, "The uploaded file is empty");
         job_free(j);

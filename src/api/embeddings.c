@@ -370,12 +370,7 @@ static void no_empty(valid *v, embjob *e, const char *field) {
 }
 
 static bool finish_validation(http_req *r, valid *v, embjob *e) {
-    if (valid_ok(v)) {
-        valid_free(v);
-        return true;
-    }
-    http_send_validation(r, valid_take(v));
-    valid_free(v);
+    if (http_validation_done(r, v)) return true;
     embjob_free(e);
     return false;
 }

@@ -107,13 +107,10 @@ static void ollama_show(http_req *r) {
     if (valid_str(&v, b, "model", false, true, &name) != 1 && valid_str(&v, b, "name", false, true, &name) != 1 &&
         valid_ok(&v))
         valid_add(&v, "model", "missing", "Field required");
-    if (!valid_ok(&v)) {
-        http_send_validation(r, valid_take(&v));
-        valid_free(&v);
+    if (!http_validation_done(r, &v)) {
         json_decref(b);
         return;
     }
-    valid_free(&v);
     json_t *m = find(name);
     if (!m) {
         http_send_error(r, SMP_E_NOT_FOUND, "model '%s' not found", name);

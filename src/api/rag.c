@@ -76,12 +76,6 @@ static void parse_collection(valid *v, json_t *b, const char **out) {
 }
 
 /* Reply with the validation errors, if any. Frees v either way. */
-static bool validation_done(http_req *r, valid *v) {
-    bool ok = valid_ok(v);
-    if (!ok) http_send_validation(r, valid_take(v));
-    valid_free(v);
-    return ok;
-}
 
 static bool blank(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -428,7 +422,7 @@ static void ingest(http_req *r) {
     valid_int(&v, b, "chunk_size", false, 1, 1000000, &size);
     valid_int(&v, b, "chunk_overlap", false, 0, 1000000, &overlap);
     settle_sizes(&v, j, (long)size, (long)overlap);
-    if (!validation_done(r, &v)) {
+    if (!http_validation_done(r, &v)) {
         ingest_free(j);
         return;
     }
@@ -519,7 +513,7 @@ static void ingest_file(http_req *r) {
     } else {
         set_metadata(&v, j, NULL);
     }
-    if (!validation_done(r, &v)) {
+    if (!http_validation_done(r, &v)) {
         ingest_free(j);
         return;
     }
@@ -632,7 +626,6 @@ static char *build_prompt(const search_job *j, const vstore_hit *hits, int n, si
     return buf_detach(&b, NULL);
 }
 
-static bool query_cancelled(void *ud) { return http_client_gone(ud); }
 
 static void run_query(void *arg) {
     search_job *j = arg;
@@ -660,7 +653,7 @@ static void run_query(void *arg) {
             }
             backend_gen_req q = {.model = model, .prompt = prompt, .system = j->system ? j->system : DEFAULT_SYSTEM,
                                  .temperature = j->temperature, .top_p = 1.0, .repeat_penalty = 1.0,
-                                 .max_tokens = j->max_tokens, .cancelled = query_cancelled, .cancel_ud = r};
+                                 .max_tokens = j->max_tokens, .cancelled = http_client_gone_cb, .cancel_ud = r};
             const char *served_by = "";
             backend_gen_result_free(&res);
             memset(&res, 0, sizeof res);
@@ -731,7 +724,7 @@ static void search_common(http_req *r, bool is_query) {
         if (valid_num(&v, b, "temperature", false, 0, 2, &d) == 1) j->temperature = d;
         if (valid_int(&v, b, "max_tokens", false, 1, 1 << 20, &k) == 1) j->max_tokens = (int)k;
     }
-    if (!validation_done(r, &v)) {
+    if (!http_validation_done(r, &v)) {
         search_free(j);
         return;
     }

@@ -464,13 +464,10 @@ void textjob_start(textjob *j, const char *requested_model) {
 }
 
 void textjob_finish(textjob *j, valid *v, bool stream, const char *requested_model) {
-    if (!valid_ok(v)) {
-        http_send_validation(j->r, valid_take(v));
-        valid_free(v);
+    if (!http_validation_done(j->r, v)) {
         textjob_free(j);
         return;
     }
-    valid_free(v);
     j->stream = stream;
     textjob_start(j, requested_model);
 }

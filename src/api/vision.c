@@ -102,8 +102,6 @@ static int ocr_timeout_ms(void) {
     return (int)(c ? c->ocr_timeout_s : 60) * 1000;
 }
 
-static bool client_gone(void *ud) { return http_client_gone(ud); }
-
 /* Header check on the HTTP thread: cheap, allocates nothing. */
 static bool header_ok(http_req *r, const vision_job *j) {
     image_info info;
@@ -184,7 +182,7 @@ static void answer(vision_job *j, json_t *o) {
 static void run_ocr(vision_job *j, PIX *pix) {
     char *text = NULL;
     char err[1024];
-    ocr_limits lim = {.timeout_ms = ocr_timeout_ms(), .cancelled = client_gone, .ud = j->r};
+    ocr_limits lim = {.timeout_ms = ocr_timeout_ms(), .cancelled = http_client_gone_cb, .ud = j->r};
     int rc = ocr_image_limited(pix, j->lang, &lim, &text, err, sizeof err);
     if (rc == OCR_CANCELLED) {
         http_send_error(j->r, SMP_E_UNAVAILABLE, "OCR cancelled: the client left or the server is stopping");
@@ -210,7 +208,7 @@ static void run_model(vision_job *j) {
     backend_msg msg = {.role = "user", .content = j->prompt, .n_images = 1, .images = imgs, .image_lens = lens};
     backend_gen_req q = {.model = j->model, .messages = &msg, .n_messages = 1, .temperature = j->temperature,
                          .top_p = 1.0, .repeat_penalty = 1.0, .max_tokens = j->max_tokens,
-                         .cancelled = client_gone, .cancel_ud = r};
+                         .cancelled = http_client_gone_cb, .cancel_ud = r};
     backend_gen_result res;
     memset(&res, 0, sizeof res);
     const char *served_by = "";
@@ -320,13 +318,10 @@ static vision_job *begin_json(http_req *r, vision_kind kind, valid *v) {
 
 /* Validation answer, then the image: base64 (400) and header (400/413). */
 static void finish_json(http_req *r, vision_job *j, valid *v, const char *image) {
-    if (!valid_ok(v)) {
-        http_send_validation(r, valid_take(v));
-        valid_free(v);
+    if (!http_validation_done(r, v)) {
         job_free(j);
         return;
     }
-    valid_free(v);
     char err[512];
     size_t n = 0;
     int rc = image_from_base64_probed(image, strlen(image), max_pixels(), &j->decoded, &n, NULL, err, sizeof err);
@@ -446,14 +441,11 @@ static void upload(http_req *r) {
     char *model = NULL;
     form_problem(&v, "prompt", form_or_query(r, &j->form, "prompt", PROMPT_MAX, &j->prompt_copy), PROMPT_MAX);
     form_problem(&v, "model", form_or_query(r, &j->form, "model", sizeof j->model - 1, &model), sizeof j->model - 1);
-    if (!valid_ok(&v)) {
-        http_send_validation(r, valid_take(&v));
-        valid_free(&v);
+    if (!http_validation_done(r, &v)) {
         smp_free(model);
         job_free(j);
         return;
     }
-    valid_free(&v);
     j->prompt = j->prompt_copy && *j->prompt_copy ? j->prompt_copy : UPLOAD_PROMPT;
     registry_model_name(model, MODEL_KIND_VISION, j->model, sizeof j->model);
     smp_free(model);

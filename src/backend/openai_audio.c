@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include "backend/httpc.h"
+#include "backend/registry.h"
 #include "core/buf.h"
 #include "core/config.h"
 #include "core/errors.h"
@@ -26,28 +27,10 @@
 
 #define OA_MAX_ANSWER (16u << 20)
 
-/* The backend MODEL_BACKENDS names for model, or NULL (len gets its length). */
-static const char *explicit_backend(const char *model, size_t *len) {
-    const char *s = config_get()->model_backends;
-    size_t ml = strlen(model);
-    while (s && *s) {
-        while (*s == ' ' || *s == ',') s++;
-        const char *e = s;
-        while (*e && *e != ',') e++;
-        const char *eq = memchr(s, '=', (size_t)(e - s));
-        if (eq && (size_t)(eq - s) == ml && !strncmp(s, model, ml)) {
-            *len = (size_t)(e - eq - 1);
-            return eq + 1;
-        }
-        s = e;
-    }
-    return NULL;
-}
-
 bool openai_audio_wanted(const char *model) {
     const config *c = config_get();
     size_t bl = 0;
-    const char *b = model ? explicit_backend(model, &bl) : NULL;
+    const char *b = model ? registry_explicit_backend(model, &bl) : NULL;
     if (b) return bl == 6 && !strncmp(b, "openai", 6);
     if (!c->openai_base_url || !c->openai_base_url[0] || !model) return false;
     size_t ml = strlen(model);

@@ -167,10 +167,11 @@ static int has(int i, const char *model) {
     return found;
 }
 
-static const char *explicit_backend(const char *model, size_t *len) {
-    const char *s = cfg->model_backends;
+const char *registry_explicit_backend(const char *model, size_t *len) {
+    const config *c = cfg ? cfg : config_get();
+    const char *s = c ? c->model_backends : NULL;
     size_t ml = strlen(model);
-    while (*s) {
+    while (s && *s) {
         while (*s == ' ' || *s == ',') s++;
         const char *e = s;
         while (*e && *e != ',') e++;
@@ -187,7 +188,7 @@ static const char *explicit_backend(const char *model, size_t *len) {
 int registry_route(const char *model, backend **out, char *err, size_t errlen) {
     int n = 0;
     size_t bl;
-    const char *bn = explicit_backend(model, &bl);
+    const char *bn = registry_explicit_backend(model, &bl);
     if (bn) out[n++] = by_name(bn, bl);
     char down[256] = "";
     for (int i = 0; i < nbk && n < REGISTRY_MAX; i++) {

@@ -38,6 +38,10 @@ void registry_model_name(const char *requested, model_kind kind, char *out, size
  * backend that might have it is unreachable (err says which). */
 int registry_route(const char *model, backend **out, char *err, size_t errlen);
 
+/* The backend MODEL_BACKENDS names for model ("ollama" in "llava=ollama"),
+ * not NUL-terminated: *len gets its length. NULL when the map has none. */
+const char *registry_explicit_backend(const char *model, size_t *len);
+
 /* Generate / embed with routing and fallback. *served_by gets the backend's
  * name. Errors as backend.h. */
 int registry_generate(const backend_gen_req *req, backend_token_fn on_token, void *ud, backend_gen_result *out,

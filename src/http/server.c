@@ -316,6 +316,13 @@ int http_multipart(http_req *r, const char *what, multipart *out) {
     return rc;
 }
 
+bool http_validation_done(http_req *r, valid *v) {
+    bool ok = valid_ok(v);
+    if (!ok) http_send_validation(r, valid_take(v));
+    valid_free(v);
+    return ok;
+}
+
 json_t *http_json_object(http_req *r) {
     valid v;
     valid_init(&v);
@@ -368,6 +375,8 @@ bool http_client_gone(http_req *r) {
     pthread_mutex_unlock(&r->mu);
     return gone;
 }
+
+bool http_client_gone_cb(void *r) { return http_client_gone(r); }
 
 /* MHD pulls stream bytes here, on the connection's thread, which waits
  * until the producer writes, ends the stream or lets go of the request

@@ -57,6 +57,10 @@ void http_send_error(http_req *r, int code, const char *fmt, ...) __attribute__(
 /* 422 with a detail list (takes ownership); other dialects get a 400 with the
  * first problem as the message. */
 void http_send_validation(http_req *r, json_t *detail);
+/* End of a handler's validation: when v holds problems, answers them as
+ * http_send_validation does and returns false. Frees v's contents either way. */
+struct valid;
+bool http_validation_done(http_req *r, struct valid *v);
 
 /* Handlers run on the connection's own thread and may block there (on a
  * model, an upstream, a cache). Answering from a job, there or on a worker:
@@ -75,6 +79,9 @@ void http_send_validation(http_req *r, json_t *detail);
 void http_detach(http_req *r);
 void http_release(http_req *r);
 bool http_client_gone(http_req *r);
+/* http_client_gone with r as void *: a cancelled() callback for the engine,
+ * the backends and the media modules. */
+bool http_client_gone_cb(void *r);
 int http_stream_begin(http_req *r, int status, const char *content_type, const void *first, size_t first_len);
 int http_stream_write(http_req *r, const void *data, size_t len);
 void http_stream_end(http_req *r);

@@ -181,6 +181,19 @@ static void too_long(char *err, size_t errlen, double max_seconds) {
     snprintf(err, errlen, "audio is longer than the limit of %.0f seconds (MAX_AUDIO_SECONDS)", max_seconds);
 }
 
+/* convert() of frame f (NULL: flush what swr holds), its outcome as a code
+ * with err said: 0, -SMP_E_TOO_LARGE past max_seconds, or convert's error. */
+static int resample(SwrContext *swr, const AVFrame *f, pcm_out *o, const char *codec, double max_seconds, char *err,
+                    size_t errlen) {
+    int c = convert(swr, f, o);
+    if (c == 1) {
+        too_long(err, errlen, max_seconds);
+        return -SMP_E_TOO_LARGE;
+    }
+    if (c == -SMP_E_FORMAT) snprintf(err, errlen, "could not resample the %s audio", codec);
+    return c < 0 ? c : 0;
+}
+
 int audio_decode(const void *data, size_t len, double max_seconds, float **pcm, size_t *n, char *err,
                  size_t errlen) {
     *pcm = NULL;
@@ -322,32 +335,19 @@ int audio_decode(const void *data, size_t len, double max_seconds, float **pcm, 
                 rc = -SMP_E_FORMAT;
                 goto fail;
             }
-            c = convert(swr, frame, &o);
+            c = resample(swr, frame, &o, codec->name, max_seconds, err, errlen);
             av_frame_unref(frame);
-            if (c == 1) {
-                too_long(err, errlen, max_seconds);
-                rc = -SMP_E_TOO_LARGE;
-                goto fail;
-            }
-            if (c < 0) {
+            if (c) {
                 rc = c;
-                if (c == -SMP_E_FORMAT) snprintf(err, errlen, "could not resample the %s audio", codec->name);
                 goto fail;
             }
         }
         if (bad_packets > AUDIO_MAX_BAD_PACKETS) break;
     }
-    if (swr) {
-        int c = convert(swr, NULL, &o);
-        if (c == 1) {
-            too_long(err, errlen, max_seconds);
-            rc = -SMP_E_TOO_LARGE;
-            goto fail;
-        }
-        if (c < 0) {
-            rc = c;
-            goto fail;
-        }
+    int flushed = swr ? resample(swr, NULL, &o, codec->name, max_seconds, err, errlen) : 0;
+    if (flushed) {
+        rc = flushed;
+        goto fail;
     }
     if (o.n == 0) {
         snprintf(err, errlen, "no audio could be decoded from the %s data (%s stream%s)", ifmt->name, codec->name,

@@ -3,8 +3,7 @@
 // stand-in (fake_upstream.mjs) covers what no real server does on demand.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { startServer, req, freePort, sleep, rawConnect, KEY } from '../integration/lib.mjs';
+import { startServer, startFakeUpstream, req, freePort, sleep, rawConnect, KEY } from '../integration/lib.mjs';
 import { waitLog } from '../integration/lib.mjs';
 
 let up;
@@ -78,17 +77,8 @@ test('fallback: an unreachable backend hands over to the next one that has the m
   } finally { await gw.stop(); }
 });
 
-async function startFake() {
-  const proc = spawn('node', ['tests/e2e/fake_upstream.mjs', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise((resolve, reject) => {
-    proc.stdout.once('data', (d) => resolve(Number(String(d).trim())));
-    proc.once('exit', () => reject(new Error('fake upstream died')));
-  });
-  return { proc, url: `http://127.0.0.1:${port}`, stop: () => proc.kill('SIGKILL') };
-}
-
 test('upstream faults end in the documented status, nothing hangs, no error is cached', async () => {
-  const fake = await startFake();
+  const fake = await startFakeUpstream();
   const faults = ['fault-500', 'fault-garbage', 'fault-cut', 'fault-reset', 'fault-hang', 'fault-error-line'];
   const gw = await startServer({ OLLAMA_BASE_URL: fake.url, UPSTREAM_TIMEOUT: '2', BACKEND_ORDER: 'ollama,local',
     MODEL_BACKENDS: faults.map((f) => `${f}=ollama`).join(',') });
@@ -125,7 +115,7 @@ test('upstream faults end in the documented status, nothing hangs, no error is c
 });
 
 test('a client that disconnects mid-stream stops the generation upstream', async () => {
-  const fake = await startFake();
+  const fake = await startFakeUpstream();
   const gw = await startServer({ OLLAMA_BASE_URL: fake.url, MODEL_BACKENDS: 'slow=ollama', CACHE_ENABLED: 'false' });
   try {
     // A raw socket, so the disconnect is exactly a close of the connection.
@@ -161,7 +151,7 @@ test('a client that disconnects mid-stream stops the generation upstream', async
 });
 
 test('a backend that never answers its health probe or model list does not stall other connections', async () => {
-  const fake = await startFake();
+  const fake = await startFakeUpstream();
   const gw = await startServer({ OLLAMA_BASE_URL: fake.url });
   try {
     await fetch(`${fake.url}/__config`, { method: 'POST', body: JSON.stringify({ metaFault: 'hang' }) });
@@ -183,7 +173,7 @@ test('a backend that never answers its health probe or model list does not stall
 });
 
 test('with the only request worker busy streaming, non-streamed requests are still answered on their own connections', async () => {
-  const fake = await startFake();
+  const fake = await startFakeUpstream();
   const gw = await startServer({ OLLAMA_BASE_URL: fake.url, MODEL_BACKENDS: 'slow=ollama', CACHE_ENABLED: 'false',
                                  REQUEST_WORKERS: '1' });
   try {
@@ -224,7 +214,7 @@ test('with the only request worker busy streaming, non-streamed requests are sti
 });
 
 test('a stream whose upstream pauses longer than CONNECTION_TIMEOUT still gets its frames and its error frame', async () => {
-  const fake = await startFake();
+  const fake = await startFakeUpstream();
   // The connection may be silent for 1 s; the upstream, for 3 s.
   const gw = await startServer({ OLLAMA_BASE_URL: fake.url, CONNECTION_TIMEOUT: '1', UPSTREAM_TIMEOUT: '3',
     MODEL_BACKENDS: 'fault-hang-mid=ollama,fault-slow-first-token-1800=ollama', BACKEND_ORDER: 'ollama,local' });

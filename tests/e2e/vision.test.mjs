@@ -7,10 +7,9 @@
 // the very bytes of the file arrived, for every image format.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import crypto from 'node:crypto';
-import { startServer, req, KEY } from '../integration/lib.mjs';
+import { startServer, startFakeUpstream, req, KEY } from '../integration/lib.mjs';
 
 const DIR = '../shared/images/';
 const FILES = { 'sign.png': 'image/png', 'invoice.jpg': 'image/jpeg', 'sign.gif': 'image/gif',
@@ -20,15 +19,8 @@ const reverse = (t) => [...t].reverse().join('');
 const sha = (b) => crypto.createHash('sha256').update(b).digest('hex');
 
 let fake;
-before(async () => {
-  const proc = spawn('node', ['tests/e2e/fake_upstream.mjs', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise((resolve, reject) => {
-    proc.stdout.once('data', (d) => resolve(Number(String(d).trim())));
-    proc.once('exit', () => reject(new Error('fake upstream died')));
-  });
-  fake = { proc, url: `http://127.0.0.1:${port}` };
-});
-after(() => { fake.proc.kill('SIGKILL'); });
+before(async () => { fake = await startFakeUpstream(); });
+after(() => { fake.stop(); });
 
 async function upload(srv, query, file, name, fields = {}) {
   const fd = new FormData();

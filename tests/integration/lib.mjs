@@ -85,6 +85,17 @@ export async function waitLog(srv, re, ms = 3000) {
   return re.test(srv.stderr);
 }
 
+// The fault-injecting Ollama/OpenAI stand-in (tests/e2e/fake_upstream.mjs)
+// on a free port: {proc, url, stop}.
+export async function startFakeUpstream() {
+  const proc = spawn('node', ['tests/e2e/fake_upstream.mjs', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise((resolve, reject) => {
+    proc.stdout.once('data', (d) => resolve(Number(String(d).trim())));
+    proc.once('exit', () => reject(new Error('fake upstream died')));
+  });
+  return { proc, url: `http://127.0.0.1:${port}`, stop: () => proc.kill('SIGKILL') };
+}
+
 // fetch with the test key unless headers say otherwise.
 export async function req(srv, method, p, { key = KEY, headers = {}, body, json } = {}) {
   const h = { ...headers };

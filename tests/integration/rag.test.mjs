@@ -5,11 +5,11 @@
 // fake upstream echoes it), and a dimension conflict across embedding models.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startServer, req, rawConnect, readAll, sleep, KEY } from './lib.mjs';
+import { startServer, startFakeUpstream, req, rawConnect, readAll, sleep, KEY } from './lib.mjs';
 
 let s;
 before(async () => { s = await startServer(); });
@@ -365,12 +365,8 @@ test('durability: committed documents survive kill -9; an ingest killed midway l
 });
 
 test('the query prompt carries the retrieved chunks; system_prompt overrides the instruction', async () => {
-  const fake = spawn('node', ['tests/e2e/fake_upstream.mjs', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise((resolve, reject) => {
-    fake.stdout.once('data', (d) => resolve(Number(String(d).trim())));
-    fake.once('exit', () => reject(new Error('fake upstream died')));
-  });
-  const fakeUrl = `http://127.0.0.1:${port}`;
+  const fake = await startFakeUpstream();
+  const fakeUrl = fake.url;
   const srv = await startServer({ OLLAMA_BASE_URL: fakeUrl, MODEL_BACKENDS: 'fake-llm=ollama', CACHE_ENABLED: 'false' });
   try {
     for (const content of DOCS) assert.equal((await post('/rag/ingest', { content, collection: 'prompted' }, srv)).status, 200);
@@ -392,23 +388,19 @@ test('the query prompt carries the retrieved chunks; system_prompt overrides the
     assert.equal((await (await fetch(`${fakeUrl}/__last`)).json()).body.system, 'Answer like a pirate.');
   } finally {
     await srv.stop();
-    fake.kill('SIGKILL');
+    fake.stop();
   }
 });
 
 test('a later ingest with another embedding dimension is refused with 409 naming both', async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'smp-rag-dim-'));
-  const fake = spawn('node', ['tests/e2e/fake_upstream.mjs', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const fake = await startFakeUpstream();
   try {
-    const port = await new Promise((resolve, reject) => {
-      fake.stdout.once('data', (d) => resolve(Number(String(d).trim())));
-      fake.once('exit', () => reject(new Error('fake upstream died')));
-    });
     let srv = await startServer({}, { dataDir: dir });
     assert.equal((await post('/rag/ingest', { content: 'made with the built-in model', collection: 'dims' }, srv)).status, 200);
     await srv.stop();
     // Now embeddings come from the fake upstream's nomic-embed-text (4 dimensions).
-    srv = await startServer({ OLLAMA_BASE_URL: `http://127.0.0.1:${port}` }, { dataDir: dir });
+    srv = await startServer({ OLLAMA_BASE_URL: fake.url }, { dataDir: dir });
     try {
       const r = await post('/rag/ingest', { content: 'made with another model', collection: 'dims' }, srv);
       assert.equal(r.status, 409, r.text);
@@ -418,7 +410,7 @@ test('a later ingest with another embedding dimension is refused with 409 naming
       assert.equal((await post('/rag/ingest', { content: 'a new collection is fine', collection: 'dims4' }, srv)).status, 200);
     } finally { await srv.stop(); }
   } finally {
-    fake.kill('SIGKILL');
+    fake.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 });

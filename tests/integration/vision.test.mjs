@@ -11,11 +11,10 @@
 // names that are not UTF-8 or too long.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import crypto from 'node:crypto';
 import zlib from 'node:zlib';
-import { startServer, req, rawConnect, readAll, sleep, waitLog, KEY } from './lib.mjs';
+import { startServer, startFakeUpstream, req, rawConnect, readAll, sleep, waitLog, KEY } from './lib.mjs';
 
 const DIR = '../shared/images/';
 const INVOICE = 'Invoice 2041: total $318.40 Due date: 2026-12-01';
@@ -383,20 +382,11 @@ test('images sent to the text-only local engine: 503, never ignored (also chat r
   assert.equal(r.status, 200, r.text);
 });
 
-async function startFake() {
-  const proc = spawn('node', ['tests/e2e/fake_upstream.mjs', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise((resolve, reject) => {
-    proc.stdout.once('data', (d) => resolve(Number(String(d).trim())));
-    proc.once('exit', () => reject(new Error('fake upstream died')));
-  });
-  return { proc, url: `http://127.0.0.1:${port}`, stop: () => proc.kill('SIGKILL') };
-}
-
 const reverse = (t) => [...t].reverse().join('');
 const sha = (b) => crypto.createHash('sha256').update(b).digest('hex');
 
 test('with a vision backend: upload and base64 give the same answer; prompt as form field or query', async () => {
-  const fake = await startFake();
+  const fake = await startFakeUpstream();
   const gw = await startServer({ OLLAMA_BASE_URL: fake.url, MODEL_BACKENDS: 'llava=ollama', CACHE_ENABLED: 'false' });
   try {
     for (const name of ['sign.png', 'invoice.jpg', 'sign.gif']) {
@@ -443,7 +433,7 @@ test('with a vision backend: upload and base64 give the same answer; prompt as f
 });
 
 test('answers are cached by image and options: X-Cache MISS then HIT, no-cache bypasses, errors never', async () => {
-  const fake = await startFake();
+  const fake = await startFakeUpstream();
   const gw = await startServer({ OLLAMA_BASE_URL: fake.url, MODEL_BACKENDS: 'llava=ollama' });
   const metric = async (re) => {
     const m = (await req(gw, 'GET', '/metrics', { key: null })).text.match(re);
