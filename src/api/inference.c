@@ -60,11 +60,12 @@ static int parse_images(valid *v, textjob *j, json_t *m, backend_msg *out, int i
         return -1;
     }
     size_t n = json_array_size(imgs);
-    unsigned char **ptrs = smp_calloc(n ? n : 1, sizeof *ptrs);
-    size_t *lens = smp_calloc(n ? n : 1, sizeof *lens);
-    textjob_own(j, ptrs);
-    textjob_own(j, lens);
-    if (!ptrs || !lens) return -1;
+    unsigned char **ptrs = textjob_alloc(j, n, sizeof *ptrs);
+    size_t *lens = textjob_alloc(j, n, sizeof *lens);
+    if (!ptrs || !lens) {
+        valid_add(v, field, "memory", "Out of memory reading the images");
+        return -1;
+    }
     const config *c = config_get();
     uint64_t max_pixels = (uint64_t)(c ? c->max_image_mp : 40) * 1000000u;
     for (size_t i = 0; i < n; i++) {
@@ -82,8 +83,11 @@ static int parse_images(valid *v, textjob *j, json_t *m, backend_msg *out, int i
             valid_add(v, field, "invalid_image", "%s", err);
             return -1;
         }
-        ptrs[i] = d;
-        textjob_own(j, d);
+        ptrs[i] = textjob_adopt(j, d);
+        if (!ptrs[i]) {
+            valid_add(v, field, "memory", "Out of memory reading the image");
+            return -1;
+        }
     }
     out->images = (const unsigned char *const *)ptrs;
     out->image_lens = lens;

@@ -83,10 +83,8 @@ static int parse_content(valid *v, textjob *j, json_t *content, backend_msg *m, 
     buf text;
     buf_init(&text, 0);
     size_t n = json_array_size(content), i;
-    unsigned char **imgs = smp_calloc(n ? n : 1, sizeof *imgs);
-    size_t *lens = smp_calloc(n ? n : 1, sizeof *lens);
-    textjob_own(j, imgs);
-    textjob_own(j, lens);
+    unsigned char **imgs = textjob_alloc(j, n, sizeof *imgs);
+    size_t *lens = textjob_alloc(j, n, sizeof *lens);
     if (!imgs || !lens) {
         valid_add(v, field, "memory", "Out of memory reading the content parts");
         buf_free(&text);
@@ -107,16 +105,18 @@ static int parse_content(valid *v, textjob *j, json_t *content, backend_msg *m, 
                 buf_free(&text);
                 return -1;
             }
-            textjob_own(j, d);
-            imgs[nimg++] = d;
+            if (!(imgs[nimg++] = textjob_adopt(j, d))) {
+                valid_add(v, pf, "memory", "Out of memory reading the image");
+                buf_free(&text);
+                return -1;
+            }
         } else {
             valid_add(v, field, "content_part", "Unknown content part: expected type 'text' or 'image_url'");
             buf_free(&text);
             return -1;
         }
     }
-    char *s = buf_detach(&text, NULL);
-    textjob_own(j, s);
+    char *s = textjob_adopt(j, buf_detach(&text, NULL));
     m->content = s ? s : "";
     m->images = (const unsigned char *const *)imgs;
     m->image_lens = lens;

@@ -10,6 +10,7 @@
 
 #include "backend/registry.h"
 #include "core/alloc.h"
+#include "core/arena.h"
 #include "core/errors.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -17,16 +18,13 @@
 #include "core/workq.h"
 #include "obs/metrics.h"
 
-#define MAX_OWNED 16
-
 struct textjob {
     http_req *r;
     textjob_kind kind;
     json_t *body;
     backend_gen_req req;
     backend_msg *msgs;
-    void *owned[MAX_OWNED];
-    int nowned;
+    arena mem;          /* everything parsed out of the request (images, content) */
     int32_t *ids;
     char model[200];
     bool stream, include_usage, started, cacheable;
@@ -90,10 +88,9 @@ backend_msg *textjob_messages(textjob *j, int n) {
     return j->msgs;
 }
 
-void textjob_own(textjob *j, void *p) {
-    if (j->nowned < MAX_OWNED) j->owned[j->nowned++] = p;
-    else smp_free(p);
-}
+void *textjob_alloc(textjob *j, size_t count, size_t size) { return arena_calloc(&j->mem, count, size); }
+
+void *textjob_adopt(textjob *j, void *p) { return arena_adopt(&j->mem, p); }
 
 void textjob_set_include_usage(textjob *j, bool on) { j->include_usage = on; }
 
@@ -102,7 +99,7 @@ void textjob_free(textjob *j) {
     json_decref(j->body);
     smp_free(j->msgs);
     smp_free(j->ids);
-    for (int i = 0; i < j->nowned; i++) smp_free(j->owned[i]);
+    arena_free(&j->mem);
     smp_free(j);
 }
 

@@ -36,8 +36,13 @@ textjob *textjob_from_request(http_req *r, textjob_kind kind, json_t **body);
 backend_gen_req *textjob_req(textjob *j);
 /* Message array of n entries owned by the job (zeroed). */
 backend_msg *textjob_messages(textjob *j, int n);
-/* Keep a buffer alive as long as the job (decoded images). */
-void textjob_own(textjob *j, void *p);
+/* Request-lifetime memory, freed with the job, with no cap on how many
+ * blocks a request holds (its body size and field limits bound them):
+ * textjob_alloc gives zeroed memory (NULL when out of memory); textjob_adopt
+ * takes an smp_malloc'd block (a decoded image) and returns it, or frees it
+ * and returns NULL when out of memory. */
+void *textjob_alloc(textjob *j, size_t count, size_t size);
+void *textjob_adopt(textjob *j, void *p);
 void textjob_set_include_usage(textjob *j, bool on);
 /* Resolve the model name (default when empty) and go. Takes the job. */
 void textjob_start(textjob *j, const char *requested_model);
