@@ -40,6 +40,10 @@
     X(INT, threads, "THREADS", "0", 0, 1024, "Compute threads for the engine (0: number of cores)")  \
     X(INT, max_connections, "MAX_CONNECTIONS", "1024", 1, 1000000, "Concurrent connections accepted") \
     X(INT, connection_timeout, "CONNECTION_TIMEOUT", "30", 1, 86400, "Seconds a connection may stay silent before it is dropped") \
+    X(INT, header_timeout, "HEADER_TIMEOUT", "10", 1, 86400, "Seconds a client has to send a request line and its headers") \
+    X(INT, body_timeout, "BODY_TIMEOUT", "20", 1, 86400, "Seconds a client has to send a request body, plus one for every BODY_MIN_RATE bytes received") \
+    X(INT, body_min_rate, "BODY_MIN_RATE", "1024", 1, 1073741824, "Bytes per second a slow body must keep up to earn more time (see BODY_TIMEOUT)") \
+    X(INT, max_connections_per_ip, "MAX_CONNECTIONS_PER_IP", "256", 0, 1000000, "Connections one client address may hold (0: no limit; behind a proxy all clients share its address)") \
     X(INT, shutdown_timeout, "SHUTDOWN_TIMEOUT", "30", 0, 86400, "Seconds to let in-flight requests finish on SIGINT/SIGTERM") \
     X(INT, max_body_mb, "MAX_BODY_MB", "32", 1, 65536, "Largest JSON request body, MiB")            \
     X(INT, max_upload_mb, "MAX_UPLOAD_MB", "100", 1, 65536, "Largest multipart upload, MiB")       \

@@ -30,18 +30,8 @@ void valid_add(valid *v, const char *field, const char *type, const char *fmt, .
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    /* Messages may quote client bytes (jansson's error text does): keep the
-     * JSON valid by replacing bytes that are not well-formed UTF-8. */
-    size_t n = strlen(msg);
-    for (size_t i = 0; i < n;) {
-        size_t len = 1;
-        while (len <= 4 && i + len <= n && !valid_utf8(msg + i, len)) len++;
-        if (len > 4 || i + len > n) {
-            msg[i++] = '?';
-            continue;
-        }
-        i += len;
-    }
+    /* Messages may quote client bytes (jansson's error text does). */
+    valid_utf8_repair(msg);
     json_t *loc = json_array();
     json_array_append_new(loc, json_string("body"));
     if (field) json_array_append_new(loc, json_string(field));
@@ -205,6 +195,33 @@ int valid_enum(valid *v, json_t *obj, const char *field, bool required, const ch
     }
     valid_add(v, field, "enum", "Input should be one of %s", list);
     return -1;
+}
+
+/* Is s (n bytes, the end of a string) the start of a character that only
+ * lacks its last bytes? */
+static bool cut_short(const char *s, size_t n) {
+    unsigned char c = (unsigned char)s[0];
+    size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (!len || n >= len) return false;
+    for (size_t i = 1; i < n; i++)
+        if (((unsigned char)s[i] & 0xC0) != 0x80) return false;
+    return true;
+}
+
+void valid_utf8_repair(char *s) {
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        size_t len = 1;
+        while (len <= 4 && i + len <= n && !valid_utf8(s + i, len)) len++;
+        if (len <= 4 && i + len <= n) {
+            i += len;
+        } else if (cut_short(s + i, n - i)) {
+            s[i] = '\0'; /* a character cut short by truncation: drop it */
+            return;
+        } else {
+            s[i++] = '?';
+        }
+    }
 }
 
 bool valid_utf8(const char *s, size_t n) {

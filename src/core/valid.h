@@ -41,6 +41,10 @@ int valid_enum(valid *v, json_t *obj, const char *field, bool required, const ch
 
 /* True if s (n bytes) is well-formed UTF-8. */
 bool valid_utf8(const char *s, size_t n);
+/* Make s well-formed UTF-8 in place, so it can go into JSON: a byte that
+ * starts no valid character becomes '?', and a character cut short at the
+ * end (a message truncated to its buffer) is dropped. */
+void valid_utf8_repair(char *s);
 
 /* Append the JSON text of j (json_dumps flags) to out, in our allocator
  * (json_dumps would use jansson's). Returns 0, or -1 (j NULL, out of memory). */

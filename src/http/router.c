@@ -55,10 +55,12 @@ static bool match_tmpl(const char *tmpl, const char *path, route_match *m) {
 int router_match(const char *method, const char *path, route_match *m) {
     memset(m, 0, sizeof *m);
     bool path_known = false;
+    /* HEAD is GET without the body (MHD leaves the body out). */
+    const char *want = !strcmp(method, "HEAD") ? "GET" : method;
     for (int i = 0; i < nroutes; i++) {
         route_match tmp;
         if (!match_tmpl(routes[i].tmpl, path, &tmp)) continue;
-        if (!strcmp(routes[i].method, method)) {
+        if (!strcmp(routes[i].method, want)) {
             *m = tmp;
             m->route = &routes[i];
             return 0;
@@ -66,7 +68,8 @@ int router_match(const char *method, const char *path, route_match *m) {
         /* Collect the methods this path supports for the Allow header. */
         if (!strstr(m->allow, routes[i].method)) {
             size_t n = strlen(m->allow);
-            snprintf(m->allow + n, sizeof m->allow - n, "%s%s", n ? ", " : "", routes[i].method);
+            snprintf(m->allow + n, sizeof m->allow - n, "%s%s%s", n ? ", " : "", routes[i].method,
+                     !strcmp(routes[i].method, "GET") ? ", HEAD" : "");
         }
         path_known = true;
     }

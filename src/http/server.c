@@ -41,12 +41,21 @@
 #include "core/valid.h"
 #include "http/multipart.h"
 #include "http/auth.h"
+#include "http/conns.h"
 #include "http/router.h"
 #include "obs/analytics.h"
 #include "obs/metrics.h"
 
 #define MAX_EXTRA_HEADERS 12
 #define ERROR_TEXT_MAX 512
+#define MAX_QUERY_PARAMS 256 /* no route takes more than a handful */
+
+/* The URI callback's mark for a request whose query string had too many
+ * parameters: MHD's per-connection memory would run out parsing them and
+ * close the connection with no answer, so the guard empties the query
+ * before MHD parses it and the request is answered 414 instead. */
+static char too_many_params_mark;
+#define TOO_MANY_PARAMS ((void *)&too_many_params_mark)
 
 struct http_req {
     struct MHD_Connection *conn;
@@ -72,6 +81,8 @@ struct http_req {
         char *name, *value;
     } extra[MAX_EXTRA_HEADERS];
     pthread_t thread;   /* the connection's thread: the only one that calls MHD for it */
+    conn_rec *guard;    /* the connection's deadline record (conns.h); conn thread only */
+    bool expect_body;
     int fd;             /* the client socket, for http_client_gone (read under mu) */
     bool queued;        /* a response was queued (on the connection thread) */
     /* Asynchronous answers (see http_detach). mu guards everything below;
@@ -157,10 +168,15 @@ static void add_common_headers(http_req *r, struct MHD_Response *resp) {
     MHD_add_response_header(resp, "X-Request-Id", r->request_id);
     const char *origin = http_header(r, "Origin");
     if (origin_allowed(origin)) {
-        MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
-        MHD_add_response_header(resp, "Access-Control-Allow-Credentials", "true");
+        /* CORS_ORIGINS=* answers "*", which browsers never pair with
+         * credentials; only origins listed by name are echoed, and only they
+         * may send credentials. */
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", cors_any ? "*" : origin);
+        if (!cors_any) {
+            MHD_add_response_header(resp, "Access-Control-Allow-Credentials", "true");
+            MHD_add_response_header(resp, "Vary", "Origin");
+        }
         MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Request-Id, X-Cache");
-        MHD_add_response_header(resp, "Vary", "Origin");
     }
     for (int i = 0; i < r->nextra; i++) MHD_add_response_header(resp, r->extra[i].name, r->extra[i].value);
 }
@@ -243,7 +259,11 @@ static const char *openai_error_type(int status) {
 
 /* The error body in r's dialect; records the error on r. */
 static json_t *error_body(http_req *r, int code, const char *msg) {
+    /* Messages quote client bytes (a path, a model name), which may not be
+     * UTF-8 or may have been cut mid-character: JSON needs them whole. */
     snprintf(r->error_text, sizeof r->error_text, "%s", msg);
+    valid_utf8_repair(r->error_text);
+    msg = r->error_text;
     r->error_code = code;
     switch (r->dialect) {
     case HTTP_DIALECT_OPENAI:
@@ -286,6 +306,7 @@ void http_send_validation(http_req *r, json_t *detail) {
         snprintf(text, sizeof text, "%s: %s", field, msg ? msg : "invalid");
     else
         snprintf(text, sizeof text, "%s", msg ? msg : "invalid request body");
+    valid_utf8_repair(text);
     if (r->dialect == HTTP_DIALECT_OPENAI) {
         /* OpenAI's shape names the offending field in "param". */
         json_t *body = error_body(r, SMP_E_BAD_REQUEST, text);
@@ -572,6 +593,95 @@ static void send_too_large_raw(http_req *r) {
     record_request(r, false);
 }
 
+/* ---- framing (RFC 9112) ----------------------------------------------------
+ * MHD frames the body by the first Content-Length, treats a header name with
+ * a space before the colon as some other header, and waits forever for the
+ * end of a body whose Transfer-Encoding it does not know. Any of those lets a
+ * request be smuggled past a proxy that reads the framing differently, or
+ * hangs the connection, so they are refused (and the connection closed)
+ * before a byte of the body is read. */
+
+typedef struct {
+    int n_length, n_coding, n_host;
+    bool bad_name;
+    char codings[256]; /* every Transfer-Encoding value, comma-joined */
+    bool codings_cut;
+} framing;
+
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    framing *f = cls;
+    if (!key[0] || strpbrk(key, " \t")) f->bad_name = true;
+    if (!strcasecmp(key, "Content-Length")) {
+        f->n_length++;
+    } else if (!strcasecmp(key, "Host")) {
+        f->n_host++;
+    } else if (!strcasecmp(key, "Transfer-Encoding")) {
+        size_t used = strlen(f->codings);
+        int n = snprintf(f->codings + used, sizeof f->codings - used, "%s%s", f->n_coding ? "," : "",
+                         value ? value : "");
+        if (n < 0 || (size_t)n >= sizeof f->codings - used) f->codings_cut = true;
+        f->n_coding++;
+    }
+    return MHD_YES;
+}
+
+/* 0 when the request's framing is sound; else the error code to answer
+ * (400, or 501 for a transfer coding we do not implement) with msg set. */
+static int check_framing(struct MHD_Connection *c, const char *version, char *msg, size_t n) {
+    framing f = {0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, framing_header, &f);
+    if (f.bad_name) {
+        snprintf(msg, n, "Malformed header: no whitespace is allowed in a field name or before its colon");
+        return SMP_E_BAD_REQUEST;
+    }
+    if (!strcmp(version, "HTTP/1.1") && f.n_host != 1) {
+        snprintf(msg, n, "An HTTP/1.1 request needs exactly one Host header (it had %d)", f.n_host);
+        return SMP_E_BAD_REQUEST;
+    }
+    if (f.n_length > 1) {
+        snprintf(msg, n, "More than one Content-Length header");
+        return SMP_E_BAD_REQUEST;
+    }
+    if (!f.n_coding) return 0;
+    if (f.n_length) {
+        snprintf(msg, n, "Both Transfer-Encoding and Content-Length were sent: send one");
+        return SMP_E_BAD_REQUEST;
+    }
+    if (f.codings_cut) {
+        snprintf(msg, n, "Transfer-Encoding is too long");
+        return SMP_E_BAD_REQUEST;
+    }
+    /* A list of codings, chunked last and only there. */
+    int rc = 0;
+    bool last_chunked = false;
+    for (char *save = NULL, *tok = strtok_r(f.codings, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ' || *tok == '\t') tok++;
+        size_t len = strlen(tok);
+        while (len && (tok[len - 1] == ' ' || tok[len - 1] == '\t')) tok[--len] = '\0';
+        if (!len) continue;
+        if (last_chunked) {
+            snprintf(msg, n, "Transfer-Encoding: chunked must be the last coding");
+            return SMP_E_BAD_REQUEST;
+        }
+        last_chunked = !strcasecmp(tok, "chunked");
+        if (!last_chunked && !rc) {
+            snprintf(msg, n, "Transfer-Encoding '%.40s' is not supported: send the body plain or chunked", tok);
+            rc = SMP_E_NOT_IMPLEMENTED;
+        }
+    }
+    if (!last_chunked) {
+        snprintf(msg, n, "Transfer-Encoding without chunked as its last coding: the body's end cannot be found");
+        return SMP_E_BAD_REQUEST;
+    }
+    return rc;
+}
+
+/* Answer an error and close the connection (the body, if any, is unread). */
+static void send_error_close(http_req *r, int code, const char *msg) {
+    http_add_header(r, "Connection", "close");
+    http_send_error(r, code, "%s", msg);
+}
+
 static void answer_preflight(http_req *r) {
     const char *origin = http_header(r, "Origin");
     if (!origin_allowed(origin)) {
@@ -611,18 +721,61 @@ static void dispatch(http_req *r) {
     if (!r->responded && !r->detached) http_send_error(r, SMP_E_INTERNAL, "Internal server error: the handler gave no answer");
 }
 
+static conn_rec *guard_of(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = ci ? conns_add(ci->connect_fd) : NULL;
+    } else {
+        conns_remove(*socket_context); /* before MHD closes the descriptor */
+        *socket_context = NULL;
+    }
+}
+
+/* MHD calls this with the request line read and the headers still to come,
+ * before it parses the query string (uri still holds it, in MHD's writable
+ * read buffer). */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *c) {
+    conns_set_state(guard_of(c), CONN_HEADERS);
+    char *q = strchr(uri, '?');
+    if (!q) return NULL;
+    int params = 1;
+    for (const char *p = q + 1; *p; p++) params += *p == '&';
+    if (params <= MAX_QUERY_PARAMS) return NULL;
+    q[1] = '\0'; /* MHD parses an empty query; the request is answered 400 */
+    return TOO_MANY_PARAMS;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **req_cls) {
     http_req *r = *req_cls;
-    if (!r) {
+    if (!r || r == TOO_MANY_PARAMS) {
+        bool too_many_params = r == TOO_MANY_PARAMS;
         r = req_new(c, url, method);
         if (!r) return MHD_NO; /* out of memory: drop the connection */
         *req_cls = r;
         atomic_fetch_add(&in_flight, 1);
         if (cfg->monitoring_enabled) metrics_in_progress_add(1);
+        r->guard = guard_of(c);
+        /* Headers are in: from here the body's deadline, or none. */
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-        if (cl) {
+        const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding");
+        r->expect_body = te || (cl && strcmp(cl, "0"));
+        conns_set_state(r->guard, r->expect_body ? CONN_BODY : CONN_BUSY);
+        char msg[160];
+        int code = check_framing(c, version, msg, sizeof msg);
+        if (code) {
+            send_error_close(r, code, msg);
+        } else if (too_many_params) {
+            snprintf(msg, sizeof msg, "Too many query parameters: at most %d are read", MAX_QUERY_PARAMS);
+            send_error_close(r, SMP_E_BAD_REQUEST, msg);
+        } else if (cl) {
             char *end;
             unsigned long long n = strtoull(cl, &end, 10);
             if (*end == '\0' && n > r->body_cap) {
@@ -633,6 +786,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (*upload_data_size) {
+        conns_body_bytes(r->guard, *upload_data_size);
         /* MHD cannot queue a reply while a body is still arriving: a chunked
          * body past the cap is read and thrown away (answered 413 at its end),
          * and a client that keeps sending past twice the cap is dropped. */
@@ -648,6 +802,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (r->expect_body) conns_set_state(r->guard, CONN_BUSY); /* the whole body is in */
+    r->expect_body = false;
     if (r->answered_raw) return MHD_NO; /* the 413 went out directly: close */
     if (r->too_large && !r->responded) send_too_large(r);
     if (!r->detached && !r->responded) dispatch(r);
@@ -692,7 +848,9 @@ static void record_request(http_req *r, bool closed_early) {
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode toe) {
+    conns_set_state(guard_of(c), CONN_IDLE); /* until the next request line */
     http_req *r = *req_cls;
+    if (r == TOO_MANY_PARAMS) *req_cls = r = NULL;
     if (!r) return;
     *req_cls = NULL;
     record_request(r, toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
@@ -734,6 +892,10 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 int http_server_start(const config *c, int *port, char *err, size_t errlen) {
     cfg = c;
     cors_any = !strcmp(c->cors_origins, "*");
+    if (conns_start(c) != 0) {
+        snprintf(err, errlen, "cannot start the connection guard thread");
+        return -1;
+    }
     struct sockaddr_in sa = {0};
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)c->port);
@@ -747,8 +909,11 @@ int http_server_start(const config *c, int *port, char *err, size_t errlen) {
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->connection_timeout,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)64 * 1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_EXTERNAL_LOGGER,
-        on_mhd_log, NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
+        on_mhd_log, NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_URI_LOG_CALLBACK, on_request_line, NULL,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->max_connections_per_ip, MHD_OPTION_END);
     if (!daemon_) {
+        conns_stop();
         snprintf(err, errlen, "cannot listen on %s:%ld (port in use, or no permission)", c->host, c->port);
         return -1;
     }
@@ -777,6 +942,7 @@ void http_server_stop(int deadline_s) {
         while (atomic_load(&in_flight) > 0 && util_now_ns() < until) usleep(20000);
     }
     MHD_stop_daemon(daemon_);
+    conns_stop();
     if (fd != MHD_INVALID_SOCKET) close(fd);
     daemon_ = NULL;
 }

@@ -37,10 +37,10 @@ test('unknown path: 404 JSON naming it', async () => {
 test('wrong method: 405 with Allow', async () => {
   const r = await req(srv, 'POST', '/health', { body: '' });
   assert.equal(r.status, 405);
-  assert.equal(r.headers.get('allow'), 'GET');
+  assert.equal(r.headers.get('allow'), 'GET, HEAD');
   const c = await req(srv, 'PUT', '/analytics/cache', { body: '' });
   assert.equal(c.status, 405);
-  assert.equal(c.headers.get('allow'), 'GET, DELETE');
+  assert.equal(c.headers.get('allow'), 'GET, HEAD, DELETE');
 });
 
 test('OpenAI and Ollama paths answer errors in their own shapes', async () => {
