@@ -26,6 +26,8 @@ void api_audio_register(void);
 /* Shared parsers (inference.c). */
 struct valid;
 struct textjob;
+/* Most messages one chat request may carry, in every dialect. */
+#define API_MAX_MESSAGES 10000
 int api_parse_messages(struct valid *v, struct textjob *j, json_t *body);
 
 /* A probe fills a new JSON object ({status:"healthy"|"degraded"|"down", ...})

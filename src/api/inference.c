@@ -113,8 +113,8 @@ int api_parse_messages(valid *v, textjob *j, json_t *b) {
         valid_add(v, "messages", "too_short", "List should have at least 1 item");
         return -1;
     }
-    if (n > 10000) {
-        valid_add(v, "messages", "too_long", "List should have at most 10000 items");
+    if (n > API_MAX_MESSAGES) {
+        valid_add(v, "messages", "too_long", "List should have at most %d items", API_MAX_MESSAGES);
         return -1;
     }
     backend_msg *out = textjob_messages(j, (int)n);

@@ -138,6 +138,8 @@ static void chat_completions(http_req *r) {
     json_t *msgs = json_object_get(b, "messages");
     if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
         valid_add(&v, "messages", msgs ? "list_type" : "missing", "messages must be a non-empty list");
+    } else if (json_array_size(msgs) > API_MAX_MESSAGES) {
+        valid_add(&v, "messages", "too_long", "List should have at most %d items", API_MAX_MESSAGES);
     } else {
         size_t n = json_array_size(msgs), i;
         backend_msg *out = textjob_messages(j, (int)n);

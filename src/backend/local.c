@@ -492,6 +492,15 @@ static int local_generate(backend *b, const backend_gen_req *req, backend_token_
     bool templated;
     rc = build_prompt(l, req, &prompt, &templated, err, errlen);
     if (rc != 0) goto done;
+    /* A prompt that cannot fit is refused before it is tokenized (a 30 MB
+     * prompt would take seconds and hold the model). */
+    size_t at_least = tok_min_tokens(l->tok, prompt.len) + (size_t)req->n_context;
+    if (at_least >= (size_t)model_ctx_n_ctx(l->ctx)) {
+        snprintf(err, errlen, "the prompt is at least %zu tokens; the model's context holds %d (prompt plus answer)",
+                 at_least, model_ctx_n_ctx(l->ctx));
+        rc = -SMP_E_VALIDATION;
+        goto done;
+    }
     /* Continuing from a previous answer's context: its ids come first, and
      * the new text is encoded without a second BOS. */
     rc = tok_encode(l->tok, prompt.data ? prompt.data : "", prompt.len, req->n_context == 0, templated, &ids, &n);

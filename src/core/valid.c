@@ -65,9 +65,47 @@ static int depth_of(json_t *j, int limit) {
     return 0;
 }
 
+/* Count what the JSON text would become, without building it: values
+ * (roughly, commas and openings), objects, and the deepest nesting. Strings
+ * are skipped with their escapes; anything malformed is left to the parser. */
+static void json_shape(const char *s, size_t n, size_t *values, size_t *objects, int *depth) {
+    size_t nv = 0, no = 0;
+    int d = 0, maxd = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '"') {
+            for (i++; i < n && s[i] != '"'; i++)
+                if (s[i] == '\\') i++;
+        } else if (c == '{' || c == '[') {
+            nv++;
+            no += c == '{';
+            if (++d > maxd) maxd = d;
+        } else if (c == '}' || c == ']') {
+            d--;
+        } else if (c == ',') {
+            nv++;
+        }
+    }
+    *values = nv;
+    *objects = no;
+    *depth = maxd;
+}
+
 json_t *valid_parse(valid *v, const char *data, size_t len) {
     if (len == 0) {
         valid_add(v, NULL, "json_invalid", "Request body is empty; expected JSON");
+        return NULL;
+    }
+    size_t values, objects;
+    int depth;
+    json_shape(data, len, &values, &objects, &depth);
+    if (depth > VALID_MAX_DEPTH) {
+        valid_add(v, NULL, "json_invalid", "JSON nested deeper than %d levels", VALID_MAX_DEPTH);
+        return NULL;
+    }
+    if (values > VALID_MAX_VALUES || objects > VALID_MAX_OBJECTS) {
+        valid_add(v, NULL, "json_too_large", "JSON body holds more than %d values or %d objects",
+                  VALID_MAX_VALUES, VALID_MAX_OBJECTS);
         return NULL;
     }
     json_error_t e;

@@ -28,6 +28,12 @@ void valid_add(valid *v, const char *field, const char *type, const char *fmt, .
 /* Parse a body. Malformed JSON records a json_invalid error naming line and
  * column; depth is capped (JSON_MAX_DEPTH). Returns the value or NULL. */
 #define VALID_MAX_DEPTH 64
+/* What one JSON body may hold, checked on the raw text before it is parsed:
+ * a parsed value costs jansson 50 to 500 bytes (objects the most), so a
+ * 32 MB body of a million tiny objects would take gigabytes. No route needs
+ * more (a chat's API_MAX_MESSAGES, Ollama's context ids). */
+#define VALID_MAX_VALUES 500000
+#define VALID_MAX_OBJECTS 50000
 json_t *valid_parse(valid *v, const char *data, size_t len);
 /* Parse and require an object at the top. */
 json_t *valid_parse_object(valid *v, const char *data, size_t len);

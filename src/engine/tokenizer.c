@@ -1076,6 +1076,11 @@ int32_t tok_unk(const tokenizer *t) { return t->unk; }
 int32_t tok_sep(const tokenizer *t) { return t->sep; }
 int32_t tok_pad(const tokenizer *t) { return t->pad; }
 bool tok_adds_bos(const tokenizer *t) { return t->add_bos && t->bos >= 0; }
+size_t tok_min_tokens(const tokenizer *t, size_t len) {
+    if (t->kind == TOK_KIND_WPM || !t->max_token_len) return 0;
+    return len / t->max_token_len;
+}
+
 bool tok_adds_eos(const tokenizer *t) { return t->add_eos && t->eos >= 0; }
 
 bool tok_is_eog(const tokenizer *t, int32_t id) {

@@ -67,6 +67,13 @@ const char *tok_text(const tokenizer *t, int32_t id, size_t *len);
  * special tokens ("<|im_start|>"). */
 int32_t tok_lookup(const tokenizer *t, const char *text, size_t len);
 
+/* A floor on how many tokens len bytes of text encode to, found without
+ * encoding: SPM and byte-level BPE lose no byte, and no token stands for
+ * more bytes than its vocabulary text is long. WordPiece drops whitespace,
+ * so it gets 0. Lets a caller refuse a prompt that cannot fit a context
+ * before spending time on it. */
+size_t tok_min_tokens(const tokenizer *t, size_t len);
+
 /* Encode text[0..len). add_special: add BOS/EOS as the model's rules say
  * (tokenizer.ggml.add_bos_token / add_eos_token; BERT gets [CLS] ... [SEP]). parse_special: control tokens written in the text (e.g.
  * "<|im_start|>") become their ids; user-defined tokens are always recognised.

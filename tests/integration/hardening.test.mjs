@@ -254,3 +254,63 @@ test('MAX_CONNECTIONS_PER_IP: one address cannot take every connection', async (
     await g.stop();
   }
 });
+
+// ---- 5. amplification: counts checked before anything is built ---------------
+
+const peakRssMb = (srv) => {
+  const st = readFileSync(`/proc/${srv.proc.pid}/status`, 'utf8');
+  return Number(/VmHWM:\s+(\d+) kB/.exec(st)[1]) / 1024;
+};
+
+test('a million tiny messages: refused before they are built, and RSS stays small', async () => {
+  const g = await startServer({ CACHE_ENABLED: 'false' });
+  try {
+    const msg = '{"role":"user","content":"x"},';
+    const body = `{"model":"stories260K","messages":[${msg.repeat(1000000).slice(0, -1)}]}`;
+    assert.ok(body.length > 30e6 && body.length < 32 * 1048576);
+    const before = peakRssMb(g);
+    for (const [p, status] of [['/v1/chat/completions', 400], ['/inference/chat', 422], ['/api/chat', 400]]) {
+      const t0 = Date.now();
+      const r = await req(g, 'POST', p, { body, headers: { 'Content-Type': 'application/json' } });
+      assert.equal(r.status, status, `${p}: ${r.text.slice(0, 200)}`);
+      assert.match(r.text, /more than 500000 values or 50000 objects/);
+      assert.ok(Date.now() - t0 < 3000, `${p}: ${Date.now() - t0} ms`);
+    }
+    // The body itself is 31 MB; parsing it used to take 0.7 to 1.5 GB.
+    const grew = peakRssMb(g) - before;
+    assert.ok(grew < 200, `peak RSS grew by ${grew.toFixed(0)} MB`);
+    // 10,001 real messages: the count limit, in every dialect.
+    const many = Array.from({ length: 10001 }, () => ({ role: 'user', content: 'x' }));
+    for (const p of ['/v1/chat/completions', '/inference/chat', '/api/chat']) {
+      const r = await req(g, 'POST', p, { json: { model: 'stories260K', messages: many } });
+      assert.ok(r.status === 400 || r.status === 422, `${p}: ${r.status}`);
+      assert.match(r.text, /at most 10000 items/);
+    }
+  } finally {
+    await g.stop();
+  }
+});
+
+test('a 30 MB prompt is refused from its length alone, at once', async () => {
+  const g = await startServer({ CACHE_ENABLED: 'false' });
+  try {
+    const prompt = 'word '.repeat(6 * 1024 * 1024);
+    for (const [p, json] of [
+      ['/inference/generate', { model: 'stories260K', prompt }],
+      ['/v1/completions', { model: 'stories260K', prompt }],
+      ['/api/generate', { model: 'stories260K', prompt, stream: false }],
+    ]) {
+      const t0 = Date.now();
+      const r = await req(g, 'POST', p, { json });
+      const ms = Date.now() - t0;
+      assert.ok(r.status === 400 || r.status === 422, `${p}: ${r.status} ${r.text.slice(0, 200)}`);
+      assert.match(r.text, /the prompt is at least \d+ tokens; the model's context holds \d+/);
+      assert.ok(ms < 6000, `${p}: ${ms} ms (tokenizing it all took 19-25 s)`);
+    }
+    // The model is free for the next request right away.
+    const r = await req(g, 'POST', '/inference/generate', { json: { model: 'stories260K', prompt: 'Once', max_tokens: 4 } });
+    assert.equal(r.status, 200);
+  } finally {
+    await g.stop();
+  }
+});
