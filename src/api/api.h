@@ -29,6 +29,9 @@ struct textjob;
 /* Most messages one chat request may carry, in every dialect. */
 #define API_MAX_MESSAGES 10000
 int api_parse_messages(struct valid *v, struct textjob *j, json_t *body);
+/* OpenAI's messages: content a string or a list of text and image_url
+ * parts; "developer" is a system message. 1 ok, -1 invalid (recorded on v). */
+int api_openai_parse_messages(struct valid *v, struct textjob *j, json_t *body);
 
 /* A probe fills a new JSON object ({status:"healthy"|"degraded"|"down", ...})
  * and returns whether the component can serve. kind: "backends" or "models"

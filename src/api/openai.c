@@ -135,30 +135,41 @@ static void chat_completions(http_req *r) {
     const char *model = NULL;
     bool stream = false;
     parse_common(&v, b, j, &model, &stream);
+    api_openai_parse_messages(&v, j, b);
+    textjob_finish(j, &v, stream, model);
+}
+
+int api_openai_parse_messages(valid *v, textjob *j, json_t *b) {
     json_t *msgs = json_object_get(b, "messages");
     if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
-        valid_add(&v, "messages", msgs ? "list_type" : "missing", "messages must be a non-empty list");
-    } else if (json_array_size(msgs) > API_MAX_MESSAGES) {
-        valid_add(&v, "messages", "too_long", "List should have at most %d items", API_MAX_MESSAGES);
-    } else {
-        size_t n = json_array_size(msgs), i;
-        backend_msg *out = textjob_messages(j, (int)n);
-        json_t *m;
-        json_array_foreach(msgs, i, m) {
-            const char *role = json_string_value(json_object_get(m, "role"));
-            int k = 0;
-            while (role && roles[k] && strcmp(roles[k], role)) k++;
-            if (!role || !roles[k]) {
-                char f[40];
-                snprintf(f, sizeof f, "messages.%zu.role", i);
-                valid_add(&v, f, "enum", "Unknown role '%.40s'", role ? role : "(none)");
-                break;
-            }
-            out[i].role = !strcmp(role, "developer") ? "system" : role;
-            if (parse_content(&v, j, json_object_get(m, "content"), &out[i], (int)i) < 0) break;
-        }
+        valid_add(v, "messages", msgs ? "list_type" : "missing", "messages must be a non-empty list");
+        return -1;
     }
-    textjob_finish(j, &v, stream, model);
+    if (json_array_size(msgs) > API_MAX_MESSAGES) {
+        valid_add(v, "messages", "too_long", "List should have at most %d items", API_MAX_MESSAGES);
+        return -1;
+    }
+    size_t n = json_array_size(msgs), i;
+    backend_msg *out = textjob_messages(j, (int)n);
+    if (!out) {
+        valid_add(v, "messages", "memory", "Out of memory reading the messages");
+        return -1;
+    }
+    json_t *m;
+    json_array_foreach(msgs, i, m) {
+        const char *role = json_string_value(json_object_get(m, "role"));
+        int k = 0;
+        while (role && roles[k] && strcmp(roles[k], role)) k++;
+        if (!role || !roles[k]) {
+            char f[40];
+            snprintf(f, sizeof f, "messages.%zu.role", i);
+            valid_add(v, f, "enum", "Unknown role '%.40s'", role ? role : "(none)");
+            return -1;
+        }
+        out[i].role = !strcmp(role, "developer") ? "system" : role;
+        if (parse_content(v, j, json_object_get(m, "content"), &out[i], (int)i) < 0) return -1;
+    }
+    return 1;
 }
 
 static void completions(http_req *r) {

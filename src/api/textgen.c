@@ -66,6 +66,8 @@ static textjob *textjob_new(http_req *r, textjob_kind kind, json_t *body) {
     return j;
 }
 
+textjob *textjob_detached(textjob_kind kind, json_t *body) { return textjob_new(NULL, kind, body); }
+
 textjob *textjob_from_request(http_req *r, textjob_kind kind, json_t **body) {
     json_t *b = http_json_object(r);
     if (!b) return NULL;

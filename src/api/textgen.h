@@ -33,6 +33,9 @@ typedef struct textjob textjob;
  * that owns it (*body points to it). NULL when the body was not a JSON
  * object or memory ran out: the error has been answered. */
 textjob *textjob_from_request(http_req *r, textjob_kind kind, json_t **body);
+/* A job with no request, for parsing alone (fuzzing, unit tests): it takes
+ * body and can only be freed. */
+textjob *textjob_detached(textjob_kind kind, json_t *body);
 backend_gen_req *textjob_req(textjob *j);
 /* Message array of n entries owned by the job (zeroed). */
 backend_msg *textjob_messages(textjob *j, int n);
