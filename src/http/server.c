@@ -34,6 +34,7 @@
 #include <netinet/in.h>
 
 #include "core/alloc.h"
+#include "core/arena.h"
 #include "core/buf.h"
 #include "core/errors.h"
 #include "core/log.h"
@@ -46,7 +47,6 @@
 #include "obs/analytics.h"
 #include "obs/metrics.h"
 
-#define MAX_EXTRA_HEADERS 12
 #define ERROR_TEXT_MAX 512
 #define MAX_QUERY_PARAMS 256 /* no route takes more than a handful */
 
@@ -76,10 +76,11 @@ struct http_req {
     int status;
     char error_text[ERROR_TEXT_MAX];
     int error_code;
-    int nextra;
-    struct {
+    arena mem;          /* the request's own allocations, freed with it */
+    struct extra_header {
+        struct extra_header *next;
         char *name, *value;
-    } extra[MAX_EXTRA_HEADERS];
+    } *extra, **extra_tail; /* in the order added */
     pthread_t thread;   /* the connection's thread: the only one that calls MHD for it */
     conn_rec *guard;    /* the connection's deadline record (conns.h); conn thread only */
     bool expect_body;
@@ -139,10 +140,13 @@ static void record_request(http_req *r, bool closed_early);
 /* ---- responses ---------------------------------------------------------- */
 
 int http_add_header(http_req *r, const char *name, const char *value) {
-    if (r->nextra >= MAX_EXTRA_HEADERS) return -1;
-    r->extra[r->nextra].name = smp_strdup(name);
-    r->extra[r->nextra].value = smp_strdup(value);
-    r->nextra++;
+    struct extra_header *h = arena_alloc(&r->mem, sizeof *h);
+    if (!h || !(h->name = arena_strndup(&r->mem, name, strlen(name))) ||
+        !(h->value = arena_strndup(&r->mem, value, strlen(value))))
+        return -1;
+    if (!r->extra_tail) r->extra_tail = &r->extra;
+    *r->extra_tail = h;
+    r->extra_tail = &h->next;
     return 0;
 }
 
@@ -178,7 +182,7 @@ static void add_common_headers(http_req *r, struct MHD_Response *resp) {
         }
         MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Request-Id, X-Cache");
     }
-    for (int i = 0; i < r->nextra; i++) MHD_add_response_header(resp, r->extra[i].name, r->extra[i].value);
+    for (struct extra_header *h = r->extra; h; h = h->next) MHD_add_response_header(resp, h->name, h->value);
 }
 
 static bool on_conn_thread(const http_req *r) { return pthread_equal(pthread_self(), r->thread) != 0; }
@@ -543,10 +547,7 @@ static void req_free(http_req *r) {
     if (r->pending) MHD_destroy_response(r->pending);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
-    for (int i = 0; i < r->nextra; i++) {
-        smp_free(r->extra[i].name);
-        smp_free(r->extra[i].value);
-    }
+    arena_free(&r->mem);
     smp_free(r);
 }
 

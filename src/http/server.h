@@ -46,7 +46,8 @@ const char *http_query(http_req *r, const char *name);
 const char *http_param(const http_req *r, const char *name);
 const char *http_body(const http_req *r, size_t *len);
 
-/* Responses. Extra headers added before the send go out with it. */
+/* Responses. Extra headers added before the send go out with it (as many
+ * as a handler adds; -1 only when memory runs out). */
 int http_add_header(http_req *r, const char *name, const char *value);
 void http_send(http_req *r, int status, const char *content_type, const void *data, size_t len);
 /* Takes ownership of body (decref'd). */

@@ -494,6 +494,7 @@ TEST(tok_random_bytes) {
             size_t n;
             REQUIRE(tok_encode(t, text, len, iter & 1, iter & 2, &ids, &n) == 0);
             for (size_t i = 0; i < n; i++) CHECK(ids[i] >= 0 && ids[i] < tok_n_vocab(t));
+            CHECK(tok_min_tokens(t, len) <= n); /* a floor, never above the real count */
             buf b;
             buf_init(&b, 0);
             CHECK(tok_decode(t, ids, n, 0, &b) == 0);
@@ -509,4 +510,33 @@ TEST(tok_random_bytes) {
         gguf_close(g);
     }
     CHECK_INT(smp_alloc_live_bytes(), base);
+}
+
+/* The floor used to refuse over-long prompts before encoding them holds on
+ * long runs of each kind of text, and means something (it is not 0) for SPM
+ * and BPE. */
+TEST(tok_min_tokens_is_a_floor) {
+    const char *files[] = {"../shared/vocab/ggml-vocab-llama-spm.gguf", "../shared/vocab/ggml-vocab-gpt-2.gguf",
+                           "../shared/vocab/ggml-vocab-deepseek-llm.gguf", "../shared/vocab/ggml-vocab-bert-bge.gguf"};
+    static const char *runs[] = {"a", " ", "word ", "\n\n", "\xE6\x88\x91", "<|endoftext|>", "\xFF", "    x"};
+    for (size_t f = 0; f < 4; f++) {
+        gguf *g;
+        tokenizer *t = load(files[f], &g);
+        REQUIRE(t);
+        for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
+            buf text;
+            buf_init(&text, 0);
+            for (int i = 0; i < 3000; i++) buf_puts(&text, runs[k]);
+            int32_t *ids;
+            size_t n;
+            REQUIRE(tok_encode(t, text.data, text.len, true, true, &ids, &n) == 0);
+            size_t floor = tok_min_tokens(t, text.len);
+            CHECK(floor <= n);
+            if (tok_get_kind(t) != TOK_KIND_WPM) CHECK(floor > 0);
+            smp_free(ids);
+            buf_free(&text);
+        }
+        tok_free(t);
+        gguf_close(g);
+    }
 }
