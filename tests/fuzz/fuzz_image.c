@@ -7,9 +7,11 @@
  * go on as below; otherwise the input is the file itself. Decoding is capped
  * at 1 megapixel so a run stays fast. Invariants: a probe that succeeds gives
  * a non-empty size within the cap and a known format; a decode that succeeds
- * gives a PIX within the cap (only a JPEG has an orientation); a failure
- * leaves no PIX and says why. */
+ * gives a PIX within the cap, of exactly the size the probe said decoding
+ * makes (turned by an EXIF orientation of 5-8; only a JPEG, PNG or WebP has
+ * one); a failure leaves no PIX and says why. */
 #include <leptonica/allheaders.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +40,11 @@ static void intake(const unsigned char *p, size_t n) {
         if (!pix) abort();
         uint64_t w = (uint64_t)pixGetWidth(pix), h = (uint64_t)pixGetHeight(pix);
         if (w * h > FUZZ_MAX_PIXELS) abort();
-        if (di.orientation != 1 && di.format != IMAGE_JPEG) abort(); /* only JPEG carries one */
+        if (di.orientation != 1 && di.format != IMAGE_JPEG && di.format != IMAGE_PNG && di.format != IMAGE_WEBP)
+            abort();
+        bool turned = di.orientation >= 5;
+        if (w != (turned ? di.decoded_height : di.decoded_width) || h != (turned ? di.decoded_width : di.decoded_height))
+            abort();
         pixDestroy(&pix);
     } else if (pix) {
         abort();

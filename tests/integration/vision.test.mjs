@@ -2,10 +2,11 @@
 // of every image in ../shared/images (the known text, exact words), OCR
 // stopped by OCR_TIMEOUT_S and by a client that leaves (a page of noise), the
 // bad-input list (non-image, truncated PNG, corrupt JPEG body, decompression
-// bomb, 0-byte file, 200 MiB upload, a chunked upload past MAX_UPLOAD_MB,
-// wrong content type, bad base64, URLs, over-long model names), chat images
-// checked like vision images in both dialects, the 503 that names the missing
-// vision model, chat with images routed to the text-only local engine, and,
+// bomb, a TIFF giving its size twice, 0-byte file, 200 MiB upload, a chunked
+// upload past MAX_UPLOAD_MB, wrong content type, bad base64, URLs, over-long
+// model names), chat images checked like vision images in both dialects, the
+// 503 that names the missing vision model, chat with images routed to the
+// text-only local engine, and,
 // with the fake upstream as the vision backend, upload vs base64 giving the
 // same answer, the prompt as form field or query parameter, and upload file
 // names that are not UTF-8 or too long.
@@ -106,7 +107,39 @@ function noisePng(size) {
     pngChunk('IDAT', zlib.deflateSync(raw)), pngChunk('IEND', Buffer.alloc(0))]);
 }
 
+// A 16 x 8 8-bit gray TIFF (left half black), little-endian, uncompressed;
+// `before` and `after` are [tag, type (3 SHORT, 4 LONG), value] entries put
+// around its own in the directory.
+function tiff(before = [], after = []) {
+  const own = [[256, 3, 16], [257, 3, 8], [258, 3, 8], [259, 3, 1], [262, 3, 1], [273, 4, 0], [277, 3, 1],
+    [278, 3, 8], [279, 4, 128]];
+  const entries = [...before, ...own, ...after];
+  const dataOff = 8 + 2 + entries.length * 12 + 4;
+  const b = Buffer.alloc(dataOff + 128);
+  b.write('II', 0, 'ascii');
+  b.writeUInt16LE(42, 2);
+  b.writeUInt32LE(8, 4);
+  b.writeUInt16LE(entries.length, 8);
+  entries.forEach(([tag, type, v], i) => {
+    const at = 10 + i * 12;
+    b.writeUInt16LE(tag, at);
+    b.writeUInt16LE(type, at + 2);
+    b.writeUInt32LE(1, at + 4);
+    if (tag === 273) v = dataOff;
+    if (type === 3) b.writeUInt16LE(v, at + 8); else b.writeUInt32LE(v, at + 8);
+  });
+  for (let i = 0; i < 128; i++) b[dataOff + i] = i % 16 < 8 ? 0 : 255;
+  return b;
+}
+// libtiff reads the first of repeated tags: 20000 x 20000 first and 16 x 8
+// after once passed the limit as 16 x 8 and made the server allocate 400 MB.
+const HUGE_SIZE = [[256, 4, 20000], [257, 4, 20000]];
+
 const BAD = [
+  ['TIFF giving its size twice, huge first', () => tiff(HUGE_SIZE, []), 400,
+    /Invalid image file: TIFF file gives ImageWidth twice with different values \(20000 and 16\); refused as ambiguous/],
+  ['TIFF giving its size twice, huge last', () => tiff([], HUGE_SIZE), 400,
+    /Invalid image file: TIFF file gives ImageWidth twice with different values \(16 and 20000\); refused as ambiguous/],
   ['not-an-image.png', () => img('not-an-image.png'), 400, /Invalid image file: unrecognised format/],
   ['truncated PNG', () => img('sign.png').subarray(0, 7000), 400, /Invalid image file: .*truncated or corrupt/],
   ['PNG cut inside its header', () => img('sign.png').subarray(0, 20), 400, /Invalid image file: PNG file truncated/],
@@ -130,6 +163,11 @@ test('ocr: every image in ../shared/images gives its known text (Tesseract, no m
     language: 'eng' });
   assert.equal(r.status, 200, r.text);
   assert.equal(norm(r.json.text), norm(SIGN));
+});
+
+test('ocr: a TIFF without repeated tags is read (the file the bad-image list repeats tags of)', async () => {
+  const r = await post('/vision/ocr', { image: b64(tiff()) });
+  assert.equal(r.status, 200, r.text);
 });
 
 test('ocr: unknown language is 422 listing the installed ones', async () => {

@@ -30,13 +30,24 @@ static unsigned char *slurp(const char *name, size_t *n) {
     return d;
 }
 
-/* Leptonica's pixel-data allocator, counted: a refused image must not reach it. */
+/* Leptonica's pixel-data allocator, counted: a refused image must not reach
+ * it, and the biggest PIX asked for is kept (one over 64 MiB is refused, so
+ * a test of the old code never really allocates a bomb). Installed after
+ * image_lib_init(), which puts image.c's own allocator there first. */
 static long pix_allocs;
+static size_t pix_biggest;
 static void *count_alloc(size_t n) {
     pix_allocs++;
-    return malloc(n);
+    if (n > pix_biggest) pix_biggest = n;
+    return n > ((size_t)64 << 20) ? NULL : malloc(n);
 }
 static void count_free(void *p) { free(p); }
+static void count_pix_allocs(void) {
+    image_lib_init();
+    setPixMemoryManager(count_alloc, count_free);
+    pix_allocs = 0;
+    pix_biggest = 0;
+}
 
 TEST(image_detect_and_dims_of_every_format) {
     static const struct {
@@ -102,8 +113,7 @@ static void put_be32(unsigned char *p, uint32_t v) {
 
 /* Tiny files whose headers claim 50,000 x 50,000 pixels (2.5 gigapixels). */
 TEST(image_bombs_refused_before_allocating) {
-    setPixMemoryManager(count_alloc, count_free);
-    pix_allocs = 0;
+    count_pix_allocs();
     unsigned char png[8 + 25 + 12];
     memset(png, 0, sizeof png);
     memcpy(png, "\x89PNG\r\n\x1a\n", 8);
@@ -403,4 +413,331 @@ TEST(image_base64_intake) {
     const char *txt = "data:text/plain;base64,aGVsbG8=";
     CHECK_INT(image_from_base64(txt, strlen(txt), &d, &n, err, sizeof err), -SMP_E_BAD_REQUEST);
     CHECK(d == NULL);
+}
+
+/* ---- headers the decoders would read differently from a naive probe ---- */
+
+/* TIFF fields in the byte order of t ("II" or "MM"; libtiff writes the host's). */
+static uint32_t tif16(const unsigned char *t, size_t at) {
+    return t[0] == 'I' ? (uint32_t)t[at] | (uint32_t)t[at + 1] << 8 : (uint32_t)t[at] << 8 | t[at + 1];
+}
+static uint32_t tif32(const unsigned char *t, size_t at) {
+    return t[0] == 'I' ? tif16(t, at) | tif16(t, at + 2) << 16 : tif16(t, at) << 16 | tif16(t, at + 2);
+}
+static void tif_put16(unsigned char *t, size_t at, uint32_t v) {
+    t[at + (t[0] == 'I' ? 0 : 1)] = (unsigned char)v;
+    t[at + (t[0] == 'I' ? 1 : 0)] = (unsigned char)(v >> 8);
+}
+static void tif_put32(unsigned char *t, size_t at, uint32_t v) {
+    tif_put16(t, at + (t[0] == 'I' ? 0 : 2), v & 0xFFFF);
+    tif_put16(t, at + (t[0] == 'I' ? 2 : 0), v >> 16);
+}
+
+typedef struct {
+    uint16_t tag, type; /* type 3 SHORT or 4 LONG, count 1 */
+    uint32_t value;
+} tif_entry;
+
+static void tif_put_entry(unsigned char *t, size_t at, tif_entry e) {
+    tif_put16(t, at, e.tag);
+    tif_put16(t, at + 2, e.type);
+    tif_put32(t, at + 4, 1);
+    tif_put32(t, at + 8, 0);
+    if (e.type == 3) tif_put16(t, at + 8, e.value);
+    else tif_put32(t, at + 8, e.value);
+}
+
+/* The TIFF t with a new directory appended: the entries `before`, IFD0's
+ * own (ImageWidth and ImageLength made w x h when w > 0), then `after`.
+ * second_page: IFD0 links to it as the next page; otherwise the header
+ * points at it instead of IFD0. Caller frees. */
+static unsigned char *tiff_rewrite(const unsigned char *t, size_t n, const tif_entry *before, int nb,
+                                   const tif_entry *after, int na, uint32_t w, uint32_t h, bool second_page,
+                                   size_t *outn) {
+    uint32_t ifd0 = tif32(t, 4), count = tif16(t, ifd0);
+    size_t at = (n + 1) & ~(size_t)1, total = count + (size_t)nb + (size_t)na;
+    *outn = at + 2 + total * 12 + 4;
+    unsigned char *o = calloc(1, *outn);
+    memcpy(o, t, n);
+    tif_put16(o, at, (uint32_t)total);
+    size_t e = at + 2;
+    for (int i = 0; i < nb; i++, e += 12) tif_put_entry(o, e, before[i]);
+    for (uint32_t i = 0; i < count; i++, e += 12) {
+        memcpy(o + e, t + ifd0 + 2 + i * 12, 12);
+        uint32_t tag = tif16(o, e);
+        if (w && (tag == 256 || tag == 257)) tif_put_entry(o, e, (tif_entry){(uint16_t)tag, 4, tag == 256 ? w : h});
+    }
+    for (int i = 0; i < na; i++, e += 12) tif_put_entry(o, e, after[i]);
+    tif_put32(o, e, 0);
+    if (second_page) tif_put32(o, ifd0 + 2 + count * 12, (uint32_t)at);
+    else tif_put32(o, 4, (uint32_t)at);
+    return o;
+}
+
+/* The file d (n bytes) with `ins` (k bytes) inserted at offset at. Caller frees. */
+static unsigned char *spliced(const unsigned char *d, size_t n, size_t at, const unsigned char *ins, size_t k) {
+    unsigned char *o = malloc(n + k);
+    memcpy(o, d, at);
+    memcpy(o + at, ins, k);
+    memcpy(o + at + k, d + at, n - at);
+    return o;
+}
+
+/* Offset of the first segment with marker m in a JPEG (its FF), or 0. */
+static size_t jpeg_find(const unsigned char *d, size_t n, unsigned m) {
+    for (size_t at = 2; at + 4 <= n;) {
+        if (d[at] != 0xFF) return 0;
+        if (d[at + 1] == m) return at;
+        at += 2 + ((size_t)d[at + 2] << 8 | d[at + 3]);
+    }
+    return 0;
+}
+
+/* libtiff reads the FIRST ImageWidth/ImageLength of a directory and ignores
+ * repeats. The probe used to keep the last: a TIFF saying 20000 x 20000
+ * first and 16 x 8 after passed the limit as 16 x 8 and leptonica then
+ * allocated a 400 MB PIX. Either order is now refused as ambiguous, before
+ * any pixel memory exists. */
+TEST(image_tiff_repeated_size_tags_refused) {
+    l_uint8 *td = NULL;
+    size_t tn = 0;
+    REQUIRE(halves(IFF_TIFF, &td, &tn) == 0);
+    const tif_entry huge[] = {{256, 4, 20000}, {257, 4, 20000}};
+    const tif_entry small[] = {{256, 3, 16}, {257, 3, 8}};
+    size_t n1, n2, n3;
+    unsigned char *big_first = tiff_rewrite(td, tn, huge, 2, NULL, 0, 0, 0, false, &n1);
+    unsigned char *big_last = tiff_rewrite(td, tn, NULL, 0, huge, 2, 0, 0, false, &n2);
+    unsigned char *same_twice = tiff_rewrite(td, tn, NULL, 0, small, 2, 0, 0, false, &n3);
+    lept_free(td);
+    count_pix_allocs();
+    const struct {
+        const unsigned char *d;
+        size_t n;
+    } files[] = {{big_first, n1}, {big_last, n2}};
+    for (size_t i = 0; i < 2; i++) {
+        image_info info;
+        PIX *pix = NULL;
+        char err[256] = "";
+        int rc = image_decode(files[i].d, files[i].n, MAX_PX, &pix, &info, err, sizeof err);
+        if (rc != -SMP_E_FORMAT) fprintf(stderr, "  file %zu: rc %d %s\n", i, rc, err);
+        CHECK_INT(rc, -SMP_E_FORMAT);
+        CHECK(strstr(err, "TIFF file gives ImageWidth twice with different values") != NULL);
+        CHECK(strstr(err, "ambiguous") != NULL);
+        CHECK(pix == NULL);
+    }
+    if (pix_biggest) fprintf(stderr, "  biggest PIX asked for: %zu bytes\n", pix_biggest);
+    CHECK_INT(pix_allocs, 0);
+    /* The same size given twice is not ambiguous: it decodes. */
+    PIX *pix = NULL;
+    image_info info;
+    char err[256] = "";
+    CHECK_INT(image_decode(same_twice, n3, MAX_PX, &pix, &info, err, sizeof err), 0);
+    CHECK(pix && pixGetWidth(pix) == 16 && pixGetHeight(pix) == 8);
+    CHECK(pix_biggest < 4096);
+    pixDestroy(&pix);
+    free(big_first);
+    free(big_last);
+    free(same_twice);
+}
+
+/* Leptonica reads page 0 only: a second page claiming 50000 x 50000 is
+ * never decoded (nor counted); a size tag that is not one integer, or a
+ * directory of more entries than libtiff reads, is refused. */
+TEST(image_tiff_later_pages_and_odd_entries) {
+    l_uint8 *td = NULL;
+    size_t tn = 0;
+    REQUIRE(halves(IFF_TIFF, &td, &tn) == 0);
+    size_t n;
+    unsigned char *two_pages = tiff_rewrite(td, tn, NULL, 0, NULL, 0, 50000, 50000, true, &n);
+    count_pix_allocs();
+    image_info info;
+    PIX *pix = NULL;
+    char err[256] = "";
+    CHECK_INT(image_decode(two_pages, n, MAX_PX, &pix, &info, err, sizeof err), 0);
+    CHECK_INT(info.width, 16);
+    CHECK(pix && pixGetWidth(pix) == 16 && pixGetHeight(pix) == 8);
+    CHECK(pix_biggest < 4096);
+    pixDestroy(&pix);
+    free(two_pages);
+    /* ImageWidth as a RATIONAL (type 5): libtiff fails the directory. */
+    unsigned char *d = malloc(tn);
+    memcpy(d, td, tn);
+    uint32_t ifd0 = tif32(d, 4), count = tif16(d, ifd0);
+    for (uint32_t i = 0; i < count; i++)
+        if (tif16(d, ifd0 + 2 + i * 12) == 256) tif_put16(d, ifd0 + 2 + i * 12 + 2, 5);
+    CHECK_INT(image_probe(d, tn, MAX_PX, &info, err, sizeof err), -SMP_E_FORMAT);
+    CHECK(strstr(err, "ImageWidth tag is not a single unsigned integer") != NULL);
+    /* 5000 entries claimed: libtiff stops at 4096. */
+    memcpy(d, td, tn);
+    tif_put16(d, ifd0, 5000);
+    CHECK_INT(image_probe(d, tn, MAX_PX, &info, err, sizeof err), -SMP_E_FORMAT);
+    free(d);
+    lept_free(td);
+}
+
+/* Leptonica turns a TIFF upright by its Orientation tag: the PIX of a 16 x 8
+ * file tagged 6 is 8 x 16, and that is the size decoding is held to. */
+TEST(image_tiff_orientation_turns_the_decoded_size) {
+    l_uint8 *td = NULL;
+    size_t tn = 0;
+    REQUIRE(halves(IFF_TIFF, &td, &tn) == 0);
+    const tif_entry orient6[] = {{274, 3, 6}};
+    size_t n;
+    unsigned char *d = tiff_rewrite(td, tn, orient6, 1, NULL, 0, 0, 0, false, &n); /* before leptonica's own Orientation 1 */
+    lept_free(td);
+    image_info info;
+    PIX *pix = NULL;
+    char err[256] = "";
+    int rc = image_decode(d, n, MAX_PX, &pix, &info, err, sizeof err);
+    if (rc) fprintf(stderr, "  %s\n", err);
+    CHECK_INT(rc, 0);
+    CHECK_INT(info.width, 16);
+    CHECK_INT(info.decoded_width, 8);
+    CHECK_INT(info.decoded_height, 16);
+    CHECK(pix && pixGetWidth(pix) == 8 && pixGetHeight(pix) == 16);
+    pixDestroy(&pix);
+    free(d);
+}
+
+/* libjpeg fails on a second SOF wherever it sits; the probe used to keep the
+ * last one (a huge first SOF passed as the small one; a huge second one was
+ * a 413 for a file the decoder would refuse anyway). Now both are a 400
+ * naming the second frame header, before any allocation. */
+TEST(image_jpeg_two_frame_headers_refused) {
+    l_uint8 *jd = NULL;
+    size_t jn = 0;
+    REQUIRE(halves(IFF_JFIF_JPEG, &jd, &jn) == 0);
+    size_t sof = jpeg_find(jd, jn, 0xC0);
+    REQUIRE(sof > 0);
+    size_t sl = 2 + ((size_t)jd[sof + 2] << 8 | jd[sof + 3]);
+    unsigned char *big = malloc(sl);
+    memcpy(big, jd + sof, sl);
+    big[5] = 0xC3, big[6] = 0x50, big[7] = 0xC3, big[8] = 0x50; /* 50000 x 50000 */
+    unsigned char *big_first = spliced(jd, jn, sof, big, sl);
+    unsigned char *big_second = spliced(jd, jn, sof + sl, big, sl);
+    count_pix_allocs();
+    const unsigned char *files[] = {big_first, big_second};
+    for (int i = 0; i < 2; i++) {
+        image_info info;
+        PIX *pix = NULL;
+        char err[256] = "";
+        int rc = image_decode(files[i], jn + sl, MAX_PX, &pix, &info, err, sizeof err);
+        if (rc != -SMP_E_FORMAT) fprintf(stderr, "  file %d: rc %d %s\n", i, rc, err);
+        CHECK_INT(rc, -SMP_E_FORMAT);
+        CHECK(strstr(err, "second frame header") != NULL);
+        CHECK(pix == NULL);
+    }
+    CHECK_INT(pix_allocs, 0);
+    free(big);
+    free(big_first);
+    free(big_second);
+    lept_free(jd);
+}
+
+/* A progressive decode passes over the whole image once per scan: a JPEG
+ * of a few bytes a scan could hold tens of thousands. Past JPEG_MAX_SCANS
+ * the probe refuses it; the markers inside a scan's data (stuffed FF 00,
+ * restarts) do not count. */
+TEST(image_jpeg_scan_count_capped) {
+    static const unsigned char sof[] = {0xFF, 0xD8, 0xFF, 0xC2, 0x00, 0x0B, 0x08, 0x00, 0x08, 0x00, 0x08, 0x01, 0x01, 0x11, 0x00};
+    static const unsigned char sos[] = {0xFF, 0xDA, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3F, 0x00,
+                                        0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0, 0x56}; /* data: FF 00 and RST0 inside */
+    size_t cap = sizeof sof + (JPEG_MAX_SCANS + 1) * sizeof sos + 2;
+    unsigned char *d = malloc(cap);
+    for (int scans = JPEG_MAX_SCANS; scans <= JPEG_MAX_SCANS + 1; scans++) {
+        size_t n = 0;
+        memcpy(d, sof, sizeof sof), n += sizeof sof;
+        for (int i = 0; i < scans; i++) memcpy(d + n, sos, sizeof sos), n += sizeof sos;
+        d[n++] = 0xFF, d[n++] = 0xD9;
+        image_info info;
+        char err[256] = "";
+        int rc = image_probe(d, n, MAX_PX, &info, err, sizeof err);
+        if (scans <= JPEG_MAX_SCANS) {
+            if (rc) fprintf(stderr, "  %d scans: %s\n", scans, err);
+            CHECK_INT(rc, 0);
+        } else {
+            CHECK_INT(rc, -SMP_E_FORMAT);
+            CHECK(strstr(err, "more than 100 scans") != NULL);
+        }
+    }
+    free(d);
+}
+
+/* libpng fails on a second IHDR; the probe says so itself. */
+TEST(image_png_second_ihdr_refused) {
+    l_uint8 *pd = NULL;
+    size_t pn = 0;
+    REQUIRE(halves(IFF_PNG, &pd, &pn) == 0);
+    unsigned char ihdr[25];
+    memcpy(ihdr, pd + 8, 25);
+    put_be32(ihdr + 8, 50000);
+    put_be32(ihdr + 12, 50000);
+    put_be32(ihdr + 21, crc32_png(ihdr + 4, 17));
+    unsigned char *d = spliced(pd, pn, 33, ihdr, sizeof ihdr);
+    count_pix_allocs();
+    image_info info;
+    PIX *pix = NULL;
+    char err[256] = "";
+    CHECK_INT(image_decode(d, pn + sizeof ihdr, MAX_PX, &pix, &info, err, sizeof err), -SMP_E_FORMAT);
+    CHECK(strstr(err, "second IHDR") != NULL);
+    CHECK(pix == NULL);
+    CHECK_INT(pix_allocs, 0);
+    free(d);
+    lept_free(pd);
+}
+
+/* Leptonica's PIX of a GIF is its first frame, which may be smaller than
+ * the logical screen: the screen is what the limit sees, the frame is what
+ * decoding is held to. */
+TEST(image_gif_decodes_to_its_first_frame) {
+    l_uint8 *gd = NULL;
+    size_t gn = 0;
+    REQUIRE(halves(IFF_GIF, &gd, &gn) == 0);
+    gd[6] = 40, gd[7] = 0, gd[8] = 20, gd[9] = 0; /* screen 40 x 20 */
+    image_info info;
+    PIX *pix = NULL;
+    char err[256] = "";
+    int rc = image_decode(gd, gn, MAX_PX, &pix, &info, err, sizeof err);
+    if (rc) fprintf(stderr, "  %s\n", err);
+    CHECK_INT(rc, 0);
+    CHECK_INT(info.width, 40);
+    CHECK_INT(info.height, 20);
+    CHECK_INT(info.decoded_width, 16);
+    CHECK_INT(info.decoded_height, 8);
+    CHECK(pix && pixGetWidth(pix) == 16 && pixGetHeight(pix) == 8);
+    pixDestroy(&pix);
+    lept_free(gd);
+}
+
+/* giflib keeps every extension sub-block in memory (about 56 bytes each),
+ * so 2-byte sub-blocks multiplied a file 28 times (a 100 MB upload: 2.8 GB).
+ * Past GIF_MAX_BLOCKS frames and sub-blocks the probe refuses the file. */
+TEST(image_gif_block_count_capped) {
+    static const unsigned char head[] = {'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0, 0x80, 0, 0, 0, 0, 0, 255, 255, 255};
+    static const unsigned char frame[] = {0x2C, 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 0x44, 0x01, 0}; /* 1x1, LZW clear 0 end */
+    const long counts[] = {1000, 200001};
+    for (int k = 0; k < 2; k++) {
+        size_t n = 0, cap = sizeof head + 3 + 2 * (size_t)counts[k] + sizeof frame + 1;
+        unsigned char *d = malloc(cap);
+        memcpy(d, head, sizeof head), n += sizeof head;
+        d[n++] = 0x21, d[n++] = 0xFE; /* a comment */
+        for (long i = 0; i < counts[k]; i++) d[n++] = 1, d[n++] = 'x';
+        d[n++] = 0;
+        memcpy(d + n, frame, sizeof frame), n += sizeof frame;
+        d[n++] = 0x3B;
+        PIX *pix = NULL;
+        image_info info;
+        char err[256] = "";
+        int rc = image_decode(d, n, MAX_PX, &pix, &info, err, sizeof err);
+        if (k == 0) {
+            if (rc) fprintf(stderr, "  %ld sub-blocks: %s\n", counts[k], err);
+            CHECK_INT(rc, 0);
+            CHECK(pix && pixGetWidth(pix) == 1);
+        } else {
+            CHECK_INT(rc, -SMP_E_FORMAT);
+            CHECK(strstr(err, "more than 200000 frames and extension blocks") != NULL);
+        }
+        pixDestroy(&pix);
+        free(d);
+    }
 }
