@@ -281,15 +281,16 @@ int registry_generate(const backend_gen_req *req, backend_token_fn on_token, voi
     return rc;
 }
 
-int registry_embed(const char *model, const char *const *texts, int n, float **vecs, int *dim, int *prompt_tokens,
-                   char *err, size_t errlen) {
+int registry_embed(const backend_embed_req *req, backend_embed_result *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    out->bad_input = -1;
     backend *cands[REGISTRY_MAX];
-    int nc = registry_route(model, cands, err, errlen);
+    int nc = registry_route(req->model, cands, err, errlen);
     if (nc == 0) return -SMP_E_NOT_FOUND;
     if (nc < 0) return nc;
     int rc = -SMP_E_UNAVAILABLE;
     for (int i = 0; i < nc; i++) {
-        rc = cands[i]->ops->embed(cands[i], model, texts, n, vecs, dim, prompt_tokens, err, errlen);
+        rc = cands[i]->ops->embed(cands[i], req, out, err, errlen);
         if (rc != -SMP_E_UNAVAILABLE) return rc;
     }
     return rc;

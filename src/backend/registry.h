@@ -46,8 +46,7 @@ const char *registry_explicit_backend(const char *model, size_t *len);
  * name. Errors as backend.h. */
 int registry_generate(const backend_gen_req *req, backend_token_fn on_token, void *ud, backend_gen_result *out,
                       const char **served_by, char *err, size_t errlen);
-int registry_embed(const char *model, const char *const *texts, int n, float **vecs, int *dim, int *prompt_tokens,
-                   char *err, size_t errlen);
+int registry_embed(const backend_embed_req *req, backend_embed_result *out, char *err, size_t errlen);
 
 /* Every backend's models, tagged with the backend: [{name, ..., backend}]. */
 json_t *registry_list_models(void);

@@ -33,6 +33,7 @@
     X(STR, ollama_models, "OLLAMA_MODELS", "", 0, 0, "Ollama model store to serve models from in place (empty: ~/.ollama/models when it exists)") \
     X(INT, context_size, "CONTEXT_SIZE", "4096", 64, 1048576, "Context (prompt + answer tokens) of a loaded model, capped by what it was trained for") \
     X(INT, model_queue_max, "MODEL_QUEUE_MAX", "16", 1, 100000, "Requests waiting for one local model before new ones get 503") \
+    X(INT, embed_max_batch_tokens, "EMBED_MAX_BATCH_TOKENS", "300000", 1, 100000000, "Most tokens one embeddings request may give a local model, all its texts together (more: 413)") \
     X(INT, request_workers, "REQUEST_WORKERS", "32", 1, 4096, "Worker threads for streamed answers and heavy in-process jobs (OCR, audio, RAG)") \
     X(STR, model_backends, "MODEL_BACKENDS", "", 0, 0, "Explicit routing, comma-separated model=backend pairs (e.g. llava=ollama,gpt-4o=openai)") \
     X(STR, backend_order, "BACKEND_ORDER", "local,ollama,openai", 0, 0, "Order in which backends are asked for a model, and fall back when one is unreachable") \

@@ -93,7 +93,10 @@ int model_ctx_eval(model_ctx *c, const int32_t *tokens, int n, float *logits, bo
 
 /* Embedding of a text: resets the session, runs tokens, and writes to out
  * (n_embd floats) the mean over tokens of the final hidden state (after
- * output_norm), scaled to unit L2 norm. */
-int model_ctx_embed(model_ctx *c, const int32_t *tokens, int n, float *out);
+ * output_norm), scaled to unit L2 norm. cancelled (may be NULL) is polled
+ * before each batch of n_batch tokens; when it says yes the call returns
+ * MODEL_CANCELLED (positive) and out holds nothing useful. */
+#define MODEL_CANCELLED 1 /* the value of BACKEND_CANCELLED, which it becomes */
+int model_ctx_embed(model_ctx *c, const int32_t *tokens, int n, float *out, bool (*cancelled)(void *ud), void *ud);
 
 #endif
