@@ -932,8 +932,8 @@ int tok_encode_max(const tokenizer *t, const char *text, size_t len, bool add_sp
     /* No id stands for more than max_bytes_per_id bytes: a longer text is
      * refused before any work (a 30 MB text would cost seconds and about
      * 30 times its size in scratch to encode in full). */
-    if (t->max_bytes_per_id && len / t->max_bytes_per_id > max) {
-        *n = len / t->max_bytes_per_id;
+    if (tok_min_tokens(t, len) > max) {
+        *n = tok_min_tokens(t, len);
         return -SMP_E_TOO_LARGE;
     }
     if (len > (size_t)INT32_MAX / 4) return -SMP_E_TOO_LARGE; /* symbol indexes are int */
@@ -1103,8 +1103,7 @@ int32_t tok_sep(const tokenizer *t) { return t->sep; }
 int32_t tok_pad(const tokenizer *t) { return t->pad; }
 bool tok_adds_bos(const tokenizer *t) { return t->add_bos && t->bos >= 0; }
 size_t tok_min_tokens(const tokenizer *t, size_t len) {
-    if (t->kind == TOK_KIND_WPM || !t->max_token_len) return 0;
-    return len / t->max_token_len;
+    return t->max_bytes_per_id ? len / t->max_bytes_per_id : 0;
 }
 
 bool tok_adds_eos(const tokenizer *t) { return t->add_eos && t->eos >= 0; }
