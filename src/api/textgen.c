@@ -112,10 +112,25 @@ static bool is_chat(const textjob *j) {
 
 /* ---- parsing helpers ------------------------------------------------------ */
 
+/* One limit and one message in every dialect: BACKEND_MAX_STOP sequences of
+ * at most BACKEND_MAX_STOP_LEN bytes, as a string or a list of strings. */
+static bool stop_ok(valid *v, const char *field, json_t *s) {
+    if (!json_is_string(s)) {
+        valid_add(v, field, "string_type", "Every stop sequence should be a string");
+        return false;
+    }
+    if (json_string_length(s) > BACKEND_MAX_STOP_LEN) {
+        valid_add(v, field, "string_too_long", "A stop sequence may be at most %d bytes", BACKEND_MAX_STOP_LEN);
+        return false;
+    }
+    return true;
+}
+
 int textgen_parse_stop(valid *v, json_t *obj, const char *field, backend_gen_req *req) {
     json_t *x = json_object_get(obj, field);
     if (!x || json_is_null(x)) return 0;
     if (json_is_string(x)) {
+        if (!stop_ok(v, field, x)) return -1;
         if (json_string_length(x)) req->stop[req->n_stop++] = json_string_value(x);
         return 1;
     }
@@ -126,14 +141,7 @@ int textgen_parse_stop(valid *v, json_t *obj, const char *field, backend_gen_req
     size_t i;
     json_t *s;
     json_array_foreach(x, i, s) {
-        if (!json_is_string(s)) {
-            valid_add(v, field, "string_type", "Every stop sequence should be a string");
-            return -1;
-        }
-        if (json_string_length(s) > 256) {
-            valid_add(v, field, "string_too_long", "A stop sequence may be at most 256 bytes");
-            return -1;
-        }
+        if (!stop_ok(v, field, s)) return -1;
         if (json_string_length(s)) req->stop[req->n_stop++] = json_string_value(s);
     }
     return 1;
