@@ -47,3 +47,30 @@ test('stop: 16 sequences are taken and 17 refused in every dialect, with one mes
   }
   assert.equal(messages.size, 1, [...messages].join(' | '));
 });
+
+test('Ollama load calls (empty prompt, no messages) resolve the model: 404 when unknown, done_reason "load" when known', async () => {
+  for (const body of [{ model: 'no-such-model', prompt: '' }, { model: 'no-such-model' }]) {
+    const r = await post('/api/generate', body);
+    assert.equal(r.status, 404, `${JSON.stringify(body)}: ${r.text}`);
+    assert.match(r.json.error, /^model 'no-such-model' not found/);
+  }
+  for (const body of [{ model: 'no-such-model', messages: [] }, { model: 'no-such-model' }]) {
+    const r = await post('/api/chat', body);
+    assert.equal(r.status, 404, `${JSON.stringify(body)}: ${r.text}`);
+    assert.match(r.json.error, /^model 'no-such-model' not found/);
+  }
+  const g = await post('/api/generate', { model: 'stories260K', prompt: '' });
+  assert.equal(g.status, 200, g.text);
+  assert.deepEqual([g.json.model, g.json.response, g.json.done, g.json.done_reason], ['stories260K', '', true, 'load']);
+  const c = await post('/api/chat', { model: 'stories260K', messages: [] });
+  assert.equal(c.status, 200, c.text);
+  assert.deepEqual([c.json.model, c.json.message, c.json.done, c.json.done_reason],
+    ['stories260K', { role: 'assistant', content: '' }, true, 'load']);
+  // Still validated first; a chat with messages still generates.
+  assert.equal((await post('/api/chat', { model: 'stories260K', messages: 'x' })).status, 400);
+  assert.equal((await post('/api/generate', { prompt: '' })).status, 400);
+  const real = await post('/api/chat', { model: 'stories260K', messages: [{ role: 'user', content: 'Hi' }], stream: false,
+    options: { num_predict: 2 } });
+  assert.equal(real.status, 200, real.text);
+  assert.notEqual(real.json.done_reason, 'load');
+});
