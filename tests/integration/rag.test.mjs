@@ -173,6 +173,28 @@ test('/rag/query answers through the default model and returns its sources', asy
   assert.deepEqual(sortedKeys(r.json.sources[0]), ['chunk_id', 'content', 'metadata', 'score']);
 });
 
+test('/rag/query with more retrieved text than the model\'s context drops the lowest-ranked sources instead of failing', async () => {
+  // 8 documents of ~3,400 characters, 2 or 3 chunks each: far more text than the built-in model's context.
+  for (let d = 0; d < 8; d++) {
+    const words = Array.from({ length: 400 }, (_, i) => `word${(i * 7 + d) % 97}`);
+    const r = await post('/rag/ingest', { content: `Document ${d} says: ${words.join(' ')}.`, collection: 'it-long',
+      chunk_size: 2000, chunk_overlap: 0 });
+    assert.equal(r.status, 200, r.text);
+  }
+  const query = 'What does document 3 say?';
+  const ranked = await post('/rag/search', { query, collection: 'it-long', top_k: 50 });
+  const found = ranked.json.results.length;
+  assert.ok(found >= 16, String(found));
+  const r = await post('/rag/query', { query, collection: 'it-long', top_k: 50, max_tokens: 8, temperature: 0 });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(typeof r.json.answer, 'string');
+  assert.ok(r.json.answer.length > 0);
+  // Only the sources the model was given come back: the best-ranked ones, in order.
+  assert.ok(r.json.sources.length >= 1 && r.json.sources.length < found, String(r.json.sources.length));
+  assert.deepEqual(r.json.sources.map((x) => x.chunk_id),
+    ranked.json.results.slice(0, r.json.sources.length).map((x) => x.chunk_id));
+});
+
 test('bad input: missing fields, top_k bounds, overlap >= size, bad names, empty content', async () => {
   const detailFields = (r) => r.json.detail.map((d) => d.loc[d.loc.length - 1]);
   let r = await post('/rag/ingest', {});
