@@ -120,7 +120,7 @@ static int embed_texts(http_req *r, const char *model, const char *const *texts,
     for (size_t start = 0; start < n; start += EMBED_BATCH) {
         if (r && http_client_gone(r)) {
             rc = BACKEND_CANCELLED;
-            snprintf(err, errlen, "cancelled: the client left");
+            snprintf(err, errlen, "cancelled: %s", util_stop_reason());
             goto done;
         }
         size_t cnt = n - start < EMBED_BATCH ? n - start : EMBED_BATCH;
@@ -680,7 +680,7 @@ static void run_query(void *arg) {
             goto out;
         }
         if (rc == BACKEND_CANCELLED) {
-            http_send_error(r, SMP_E_UNAVAILABLE, "generation cancelled: the server is shutting down or the client left");
+            http_send_error(r, SMP_E_UNAVAILABLE, "generation cancelled: %s", util_stop_reason());
             goto out;
         }
         metrics_llm_tokens(model, "prompt", res.prompt_tokens);

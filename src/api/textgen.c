@@ -369,11 +369,11 @@ static void run_job(void *arg) {
     if (j->stream) {
         if (rc == 0) stream_finish(j, &res);
         else if (j->started) http_stream_end(r); /* cancelled: the client is gone */
-        else http_send_error(r, SMP_E_UNAVAILABLE, "generation cancelled");
+        else http_send_error(r, SMP_E_UNAVAILABLE, "generation cancelled: %s", util_stop_reason());
         goto out;
     }
     if (rc == BACKEND_CANCELLED) {
-        http_send_error(r, SMP_E_UNAVAILABLE, "generation cancelled: the server is shutting down or the client left");
+        http_send_error(r, SMP_E_UNAVAILABLE, "generation cancelled: %s", util_stop_reason());
         goto out;
     }
     json_t *o = stats_json(j, &res, res.text ? res.text : "", false);

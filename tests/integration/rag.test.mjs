@@ -414,6 +414,43 @@ test('the query prompt carries the retrieved chunks; system_prompt overrides the
   }
 });
 
+test('an ingest stopped by the shutdown deadline answers 503 saying so; one whose client left says that', async () => {
+  const fake = await startFakeUpstream();
+  // Embeddings take 300 ms a batch of 16: this document's 100 chunks take 2 s.
+  const env = { OLLAMA_BASE_URL: fake.url, MODEL_BACKENDS: 'slow=ollama', DEFAULT_EMBEDDING_MODEL: 'slow',
+    CACHE_ENABLED: 'false', SHUTDOWN_TIMEOUT: '1' };
+  const body = { content: Array.from({ length: 100 }, (_, i) => `Sentence ${String(i).padStart(3, '0')} of a long text.`).join(' '),
+    collection: 'stopped', chunk_size: 30, chunk_overlap: 0 };
+  try {
+    let srv = await startServer(env);
+    try {
+      const ac = new AbortController();
+      const left = fetch(srv.url + '/rag/ingest', { method: 'POST', signal: ac.signal,
+        headers: { 'X-API-Key': KEY, 'Content-Type': 'application/json' }, body: JSON.stringify(body) }).catch(() => null);
+      await sleep(400);
+      ac.abort();
+      await left;
+      let e;
+      for (let i = 0; i < 50 && !e; i++) {
+        await sleep(100);
+        e = (await req(srv, 'GET', '/analytics/errors?limit=10')).json.errors.find((x) => x.path === '/rag/ingest');
+      }
+      assert.ok(e, 'the stopped ingest was not recorded');
+      assert.match(e.error, /client left/);
+      assert.doesNotMatch(e.error, /shutting down/);
+    } finally { await srv.stop(); }
+    srv = await startServer(env);
+    const answer = post('/rag/ingest', body, srv);
+    await sleep(400);
+    const exited = srv.stop('SIGTERM');
+    const r = await answer;
+    assert.ok(await exited, 'the server had to be killed');
+    assert.equal(r.status, 503, r.text);
+    assert.match(r.json.detail, /shutting down/);
+    assert.doesNotMatch(r.json.detail, /client left/);
+  } finally { fake.stop(); }
+});
+
 test('a later ingest with another embedding dimension is refused with 409 naming both', async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'smp-rag-dim-'));
   const fake = await startFakeUpstream();
