@@ -368,6 +368,8 @@ static void run_job(void *arg) {
     metrics_llm_tokens(j->model, "completion", res.completion_tokens);
     if (j->stream) {
         if (rc == 0) stream_finish(j, &res);
+        else if (j->started && util_aborting()) /* cut at the shutdown deadline: say so */
+            stream_error(j, -SMP_E_UNAVAILABLE, "generation stopped: the server is shutting down");
         else if (j->started) http_stream_end(r); /* cancelled: the client is gone */
         else http_send_error(r, SMP_E_UNAVAILABLE, "generation cancelled: %s", util_stop_reason());
         goto out;

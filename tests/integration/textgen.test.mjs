@@ -2,7 +2,7 @@
 // limits that must agree across dialects, and Ollama's "load the model" calls.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, req } from './lib.mjs';
+import { startServer, startFakeUpstream, req, sleep, KEY } from './lib.mjs';
 
 let s;
 before(async () => { s = await startServer({ CACHE_ENABLED: 'false' }); });
@@ -73,4 +73,62 @@ test('Ollama load calls (empty prompt, no messages) resolve the model: 404 when 
     options: { num_predict: 2 } });
   assert.equal(real.status, 200, real.text);
   assert.notEqual(real.json.done_reason, 'load');
+});
+
+// Read a streamed answer to its end (or until the connection breaks); resolves
+// {status, text} and calls onData after each read.
+async function readStream(srv, path, body, onData = () => {}) {
+  const res = await fetch(srv.url + path, { method: 'POST', headers: { 'X-API-Key': KEY, 'Content-Type': 'application/json' },
+    body: JSON.stringify(body) });
+  let text = '';
+  const dec = new TextDecoder();
+  try {
+    for await (const chunk of res.body) {
+      text += dec.decode(chunk, { stream: true });
+      onData(text);
+    }
+  } catch { /* cut: what arrived is the answer */ }
+  return { status: res.status, text };
+}
+
+test('streams cut at the shutdown deadline end with their dialect\'s error frame; a waiting answer says why', async () => {
+  const fake = await startFakeUpstream();
+  // "slow" streams 100 pieces 20 ms apart: 2 s, longer than SHUTDOWN_TIMEOUT.
+  const srv = await startServer({ OLLAMA_BASE_URL: fake.url, MODEL_BACKENDS: 'slow=ollama', CACHE_ENABLED: 'false',
+    SHUTDOWN_TIMEOUT: '1' });
+  try {
+    const started = [];
+    const stream = (path, body) => {
+      let mark;
+      started.push(new Promise((resolve) => { mark = resolve; }));
+      return readStream(srv, path, body, (t) => { if (t.includes('tok1')) mark(); });
+    };
+    const simpleton = stream('/inference/generate', { model: 'slow', prompt: 'hi', stream: true });
+    const openai = stream('/v1/chat/completions', { model: 'slow', messages: [{ role: 'user', content: 'hi' }], stream: true });
+    const ollama = stream('/api/generate', { model: 'slow', prompt: 'hi' });
+    const whole = req(srv, 'POST', '/inference/generate', { json: { model: 'slow', prompt: 'hi' } });
+    await Promise.all(started);
+    const exited = srv.stop('SIGTERM');
+    const sse = (t) => t.trim().split('\n\n').map((f) => f.replace(/^data: /, ''));
+    const s1 = await simpleton;
+    assert.equal(s1.status, 200);
+    const last1 = JSON.parse(sse(s1.text).at(-1));
+    assert.match(last1.error, /shutting down/, s1.text.slice(-300));
+    assert.equal(last1.status, 503);
+    const s2 = await openai;
+    const last2 = JSON.parse(sse(s2.text).at(-1));
+    assert.match(last2.error.message, /shutting down/, s2.text.slice(-300));
+    const s3 = await ollama;
+    const last3 = JSON.parse(s3.text.trim().split('\n').at(-1));
+    assert.match(last3.error, /shutting down/, s3.text.slice(-300));
+    const w = await whole;
+    assert.equal(w.status, 503, w.text);
+    assert.match(w.json.detail, /shutting down/);
+    assert.doesNotMatch(w.json.detail, /client left/);
+    const r = await exited;
+    assert.equal(r && r.code, 0, srv.stderr.slice(-2000));
+  } finally {
+    await srv.stop();
+    fake.stop();
+  }
 });
