@@ -34,4 +34,10 @@ int api_parse_messages(struct valid *v, struct textjob *j, json_t *body);
 typedef bool (*health_probe)(json_t **out, void *ud);
 void api_health_add_probe(const char *kind, const char *name, health_probe fn, void *ud);
 
+/* Public routes (no key) disclose no filesystem paths, whatever the probes
+ * report: every absolute path inside a string of o, at any depth, becomes its
+ * last component ("/srv/models/llama.gguf" -> "llama.gguf"), in place. URLs
+ * are left alone. */
+void api_public_scrub(json_t *o);
+
 #endif
