@@ -12,6 +12,11 @@
 
 void api_register_all(void);
 
+/* Does a model of this name exist: a backend serves it (registry_model_known)
+ * or it is a Whisper model the audio routes can load (a size name, or a file
+ * in the Whisper store)? No network. The filter of metrics' model labels. */
+bool api_model_known(const char *model);
+
 void api_health_register(void);
 void api_analytics_register(void);
 void api_inference_register(void);
