@@ -88,6 +88,7 @@ static int cmd_serve(int argc, char **argv) {
         goto out;
     }
     api_register_all();
+    metrics_set_model_filter(api_model_known);
     if (http_server_start(&cfg, &port, err, sizeof err) != 0) {
         fprintf(stderr, "simpleton: %s\n", err);
         goto out;
@@ -103,6 +104,7 @@ static int cmd_serve(int argc, char **argv) {
     rc = 0;
 out:
     textgen_free();
+    metrics_set_model_filter(NULL); /* it asks the registry */
     registry_free();
     cache_shutdown();
     analytics_free();

@@ -1,5 +1,16 @@
-/* api.c - registers every route family with the router. */
+/* api.c - registers every route family with the router; says which model
+ * names exist for the metrics' labels. */
 #include "api/api.h"
+
+#include <limits.h>
+
+#include "backend/registry.h"
+#include "media/whisper_store.h"
+
+bool api_model_known(const char *model) {
+    char path[PATH_MAX];
+    return registry_model_known(model) || whisper_store_is_size(model) || whisper_store_find(model, path, sizeof path);
+}
 
 void api_register_all(void) {
     api_health_register();

@@ -12,6 +12,11 @@
 
 void api_register_all(void);
 
+/* Does a model of this name exist: a backend serves it (registry_model_known)
+ * or it is a Whisper model the audio routes can load (a size name, or a file
+ * in the Whisper store)? No network. The filter of metrics' model labels. */
+bool api_model_known(const char *model);
+
 void api_health_register(void);
 void api_analytics_register(void);
 void api_inference_register(void);
@@ -38,5 +43,11 @@ int api_openai_parse_messages(struct valid *v, struct textjob *j, json_t *body);
  * or "components". */
 typedef bool (*health_probe)(json_t **out, void *ud);
 void api_health_add_probe(const char *kind, const char *name, health_probe fn, void *ud);
+
+/* Public routes (no key) disclose no filesystem paths, whatever the probes
+ * report: every absolute path inside a string of o, at any depth, becomes its
+ * last component ("/srv/models/llama.gguf" -> "llama.gguf"), in place. URLs
+ * are left alone. */
+void api_public_scrub(json_t *o);
 
 #endif

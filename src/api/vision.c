@@ -185,7 +185,7 @@ static void run_ocr(vision_job *j, PIX *pix) {
     ocr_limits lim = {.timeout_ms = ocr_timeout_ms(), .cancelled = http_client_gone_cb, .ud = j->r};
     int rc = ocr_image_limited(pix, j->lang, &lim, &text, err, sizeof err);
     if (rc == OCR_CANCELLED) {
-        http_send_error(j->r, SMP_E_UNAVAILABLE, "OCR cancelled: the client left or the server is stopping");
+        http_send_error(j->r, SMP_E_UNAVAILABLE, "OCR cancelled: %s", util_stop_reason());
         return;
     }
     if (rc == -SMP_E_TIMEOUT) {
@@ -224,7 +224,7 @@ static void run_model(vision_job *j) {
         goto out;
     }
     if (rc == BACKEND_CANCELLED) {
-        http_send_error(r, SMP_E_UNAVAILABLE, "generation cancelled: the server is shutting down or the client left");
+        http_send_error(r, SMP_E_UNAVAILABLE, "generation cancelled: %s", util_stop_reason());
         goto out;
     }
     metrics_llm_tokens(j->model, "prompt", res.prompt_tokens);
@@ -252,7 +252,7 @@ static void run_job(void *arg) {
     PIX *pix = NULL;
     char err[512];
     if (http_client_gone(r)) { /* left while the job waited for a worker */
-        http_send_error(r, SMP_E_UNAVAILABLE, "cancelled: the client left or the server is stopping");
+        http_send_error(r, SMP_E_UNAVAILABLE, "cancelled: %s", util_stop_reason());
         goto out;
     }
     if (j->cache) {

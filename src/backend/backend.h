@@ -27,7 +27,11 @@
 #include <stdint.h>
 
 #define BACKEND_CANCELLED 1 /* positive: the callback asked to stop */
-#define BACKEND_MAX_STOP 8
+/* Stop sequences a request may carry, in every dialect and route (more, or a
+ * longer one, is refused with 400/422 naming `stop`); every backend takes
+ * them all (the local engine has room for these plus its template's own). */
+#define BACKEND_MAX_STOP 16
+#define BACKEND_MAX_STOP_LEN 256
 
 typedef struct {
     const char *role;    /* system | user | assistant | tool */
