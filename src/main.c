@@ -15,6 +15,7 @@
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/membudget.h"
 #include "core/version.h"
 #include "engine/cli_engine.h"
 #include "http/auth.h"
@@ -81,6 +82,10 @@ static int cmd_serve(int argc, char **argv) {
     }
     if (registry_init(&cfg, err, sizeof err) != 0) {
         fprintf(stderr, "simpleton: %s\n", err);
+        goto out;
+    }
+    if (membudget_heavy_init((size_t)cfg.heavy_job_memory_mb << 20) != 0) {
+        fprintf(stderr, "simpleton: out of memory\n");
         goto out;
     }
     if (textgen_init((int)cfg.request_workers, 1024) != 0) {

@@ -51,6 +51,8 @@
     X(INT, max_image_mp, "MAX_IMAGE_MP", "40", 1, 10000, "Largest decoded image, megapixels")       \
     X(INT, ocr_timeout_s, "OCR_TIMEOUT_S", "60", 1, 86400, "Seconds one in-process OCR may run before it is stopped (408)") \
     X(INT, max_audio_seconds, "MAX_AUDIO_SECONDS", "10800", 1, 864000, "Longest audio accepted, seconds") \
+    X(INT, heavy_job_memory_mb, "HEAVY_JOB_MEMORY_MB", "1024", 1, 1048576, "Working memory that heavy in-process jobs (transcriptions, decoded images) may reserve at once, MiB; a job that does not fit waits HEAVY_JOB_WAIT_S, then gets 503") \
+    X(INT, heavy_job_wait_s, "HEAVY_JOB_WAIT_S", "10", 0, 3600, "Seconds a heavy job waits for room in HEAVY_JOB_MEMORY_MB before it gets 503") \
     X(URL, whisper_download_url, "WHISPER_DOWNLOAD_URL", "https://huggingface.co/ggerganov/whisper.cpp/resolve/main", 0, 0, "Where missing Whisper models (ggml-<size>.bin) are fetched from into DATA_DIR/models; empty: no downloads") \
     X(INT, max_loaded_models, "MAX_LOADED_MODELS", "2", 1, 64, "Models kept loaded at once (least recently used is unloaded)") \
     X(URL, redis_url, "REDIS_URL", "", 0, 0, "Redis for the response cache (redis://[:password@]host:port[/db]); empty: in-memory cache") \
