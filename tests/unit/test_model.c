@@ -15,6 +15,7 @@
 #include "core/alloc.h"
 #include "core/errors.h"
 #include "engine/cli_engine.h"
+#include "engine/generate.h"
 #include "engine/gguf_write.h"
 #include "engine/kernels/kernels.h"
 #include "engine/model.h"
@@ -470,6 +471,40 @@ TEST(model_embed_cancel_between_batches) {
     /* the session is usable afterwards and gives the same answer */
     CHECK_INT(model_ctx_embed(c, ids, 700, again, NULL, NULL), 0);
     CHECK(memcmp(e, again, sizeof e) == 0);
+    model_ctx_free(c);
+    model_free(m);
+}
+
+/* A generation whose client leaves (or whose server stops) while its long
+ * prompt is being read stops within a batch of the prompt, before any token:
+ * the callback is asked before each batch of 256, not only per token. */
+TEST(model_generation_cancel_during_prompt) {
+    model *m = load(STORIES, 1);
+    REQUIRE(m);
+    model_ctx *c = NULL;
+    char err[256];
+    REQUIRE(model_ctx_new(m, 1024, &c, err, sizeof err) == 0);
+    gguf *g = NULL;
+    tokenizer *tk = NULL;
+    REQUIRE(gguf_open(STORIES, &g, err, sizeof err) == 0);
+    REQUIRE(tok_load(g, &tk, err, sizeof err) == 0);
+    int32_t ids[700];
+    for (int i = 0; i < 700; i++) ids[i] = i ? 3 + i % 500 : 1;
+    int left = 1; /* go on before batch 1, stop before batch 2 */
+    gen_params p = {.sampling = {.temperature = 0}, .max_tokens = 8, .cancelled = cancel_after, .ud = &left};
+    gen_result r;
+    CHECK_INT(gen_run(c, tk, ids, 700, &p, &r, err, sizeof err), 0);
+    CHECK_STR(r.done_reason, "cancelled");
+    CHECK_INT(r.n_gen, 0);
+    CHECK_INT(left, -1); /* asked exactly twice */
+    gen_result_free(&r);
+    /* Not cancelled: the same session answers in full. */
+    p.cancelled = NULL;
+    CHECK_INT(gen_run(c, tk, ids, 700, &p, &r, err, sizeof err), 0);
+    CHECK_INT(r.n_gen, 8);
+    gen_result_free(&r);
+    tok_free(tk);
+    gguf_close(g);
     model_ctx_free(c);
     model_free(m);
 }
