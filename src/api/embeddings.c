@@ -18,6 +18,7 @@
 
 #include "api/api.h"
 #include "api/embed.h"
+#include "api/fields.h"
 #include "api/textgen.h"
 #include "backend/registry.h"
 #include "cache/cache.h"
@@ -48,7 +49,7 @@ typedef struct {
     bool use_cache;
     bool all_hit;
     bool base64;         /* OpenAI encoding_format */
-    int dimensions;      /* OpenAI: truncate to this many (0: all) */
+    int dimensions;      /* OpenAI, Ollama: truncate to this many (0: all) */
     int prompt_tokens;
     uint64_t t0;
 } embjob;
@@ -184,7 +185,11 @@ static int put_json_string(buf *b, const char *s) {
 /* Simpleton's and Ollama's {model, embeddings, total_duration, ...}. */
 static int render_plain(const embjob *e, uint64_t total, buf *b) {
     int rc = buf_puts(b, "{\"model\":") || put_json_string(b, e->model) || buf_puts(b, ",\"embeddings\":[");
-    for (int i = 0; i < e->n && !rc; i++) rc = (i && buf_putc(b, ',')) || put_vector(b, e->vecs[i], e->dim);
+    for (int i = 0; i < e->n && !rc; i++) {
+        int d = e->dim;
+        shape_vector(e, e->vecs[i], &d); /* Ollama's "dimensions" (none on Simpleton's route) */
+        rc = (i && buf_putc(b, ',')) || put_vector(b, e->vecs[i], d);
+    }
     if (!rc) rc = buf_printf(b, "],\"total_duration\":%llu", (unsigned long long)total);
     if (!rc && e->kind == EMB_OLLAMA) rc = buf_printf(b, ",\"load_duration\":0,\"prompt_eval_count\":%d", e->prompt_tokens);
     return rc || buf_putc(b, '}');
@@ -419,6 +424,7 @@ static void simpleton_embed(http_req *r) {
     valid v;
     valid_init(&v);
     const char *model = NULL;
+    fields_check(&v, b, &fields_simpleton_embed, "");
     if (take_texts(&v, e, json_object_get(b, "input"), "input") > 0) no_empty(&v, e, "input");
     valid_str(&v, b, "model", false, false, &model);
     if (finish_validation(r, &v, e)) start(e, model);
@@ -459,6 +465,7 @@ static void openai_embed(http_req *r) {
     const char *model = NULL, *fmt = NULL;
     static const char *const fmts[] = {"float", "base64", NULL};
     long long dims;
+    fields_check(&v, b, &fields_openai_embed, "");
     if (take_texts(&v, e, json_object_get(b, "input"), "input") > 0) no_empty(&v, e, "input");
     valid_str(&v, b, "model", false, false, &model);
     if (valid_enum(&v, b, "encoding_format", false, fmts, &fmt) == 1) e->base64 = !strcmp(fmt, "base64");
@@ -475,8 +482,11 @@ static void ollama_embed(http_req *r) {
     valid v;
     valid_init(&v);
     const char *model = NULL;
+    long long dims;
+    fields_check(&v, b, &fields_ollama_embed, "");
     if (take_texts(&v, e, json_object_get(b, "input"), "input") > 0) no_empty(&v, e, "input");
     valid_str(&v, b, "model", true, true, &model);
+    if (valid_int(&v, b, "dimensions", false, 1, 65536, &dims) == 1) e->dimensions = (int)dims;
     if (finish_validation(r, &v, e)) start(e, model);
 }
 
@@ -489,6 +499,7 @@ static void ollama_embeddings_legacy(http_req *r) {
     valid v;
     valid_init(&v);
     const char *model = NULL;
+    fields_check(&v, b, &fields_ollama_embeddings, "");
     if (take_texts(&v, e, json_object_get(b, "prompt"), "prompt") > 0) no_empty(&v, e, "prompt");
     if (e->n > 1) valid_add(&v, "prompt", "string_type", "Input should be a single string");
     valid_str(&v, b, "model", true, true, &model);

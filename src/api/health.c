@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/fields.h"
 #include "backend/registry.h"
 #include "cache/cache.h"
 #include "core/errors.h"
@@ -158,6 +159,8 @@ static void openapi(http_req *r) {
         json_t *op = json_pack("{s:s}", "summary", rt->summary ? rt->summary : "");
         if (!(rt->flags & ROUTE_PUBLIC))
             json_object_set_new(op, "security", json_pack("[{s:[]}]", "ApiKey"));
+        json_t *fields = strcmp(rt->method, "POST") ? NULL : fields_describe(rt->tmpl);
+        if (fields) json_object_set_new(op, "x-request-fields", fields);
         json_object_set_new(p, m, op);
     }
     json_t *doc = json_pack("{s:s,s:{s:s,s:s},s:o,s:{s:{s:{s:s,s:s,s:s}}}}", "openapi", "3.0.3", "info", "title",

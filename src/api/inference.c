@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/fields.h"
 #include "api/textgen.h"
 #include "core/alloc.h"
 #include "core/config.h"
@@ -36,6 +37,7 @@ static void generate(http_req *r) {
     backend_gen_req *q = textjob_req(j);
     const char *model = NULL;
     bool stream = false;
+    fields_check(&v, b, &fields_simpleton_generate, "");
     valid_str(&v, b, "prompt", true, true, &q->prompt);
     valid_str(&v, b, "model", false, false, &model);
     valid_str(&v, b, "system", false, false, &q->system);
@@ -168,6 +170,8 @@ static void chat(http_req *r) {
     backend_gen_req *q = textjob_req(j);
     const char *model = NULL;
     bool stream = false;
+    fields_check(&v, b, &fields_simpleton_chat, "");
+    fields_check_list(&v, b, "messages", &fields_simpleton_message);
     api_parse_messages(&v, j, b);
     valid_str(&v, b, "model", false, false, &model);
     valid_bool(&v, b, "stream", false, &stream);

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/fields.h"
 #include "api/textgen.h"
 #include "backend/registry.h"
 #include "core/alloc.h"
@@ -22,6 +23,7 @@ static void parse_options(valid *v, json_t *b, backend_gen_req *q) {
         valid_add(v, "options", "dict_type", "options should be an object");
         return;
     }
+    fields_check(v, o, &fields_ollama_options, "options.");
     double d;
     long long n;
     if (valid_num(v, o, "temperature", false, 0, 2, &d) == 1) q->temperature = d;
@@ -65,6 +67,7 @@ static void generate(http_req *r) {
     backend_gen_req *q = textjob_req(j);
     const char *model = NULL;
     bool stream = true;
+    fields_check(&v, b, &fields_ollama_generate, "");
     valid_str(&v, b, "model", true, true, &model);
     valid_str(&v, b, "prompt", false, false, &q->prompt);
     valid_str(&v, b, "system", false, false, &q->system);
@@ -102,6 +105,8 @@ static void chat(http_req *r) {
     valid_init(&v);
     const char *model = NULL;
     bool stream = true;
+    fields_check(&v, b, &fields_ollama_chat, "");
+    fields_check_list(&v, b, "messages", &fields_ollama_message);
     valid_str(&v, b, "model", true, true, &model);
     valid_bool(&v, b, "stream", false, &stream);
     parse_options(&v, b, textjob_req(j));

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/fields.h"
 #include "api/textgen.h"
 #include "core/alloc.h"
 #include "core/buf.h"
@@ -26,10 +27,10 @@ static void parse_common(valid *v, json_t *b, textjob *j, const char **model, bo
     if (valid_int(v, b, "max_tokens", false, 1, 1 << 20, &n) == 1) q->max_tokens = (int)n;
     if (valid_int(v, b, "max_completion_tokens", false, 1, 1 << 20, &n) == 1) q->max_tokens = (int)n;
     if (valid_int(v, b, "seed", false, INT64_MIN, INT64_MAX, &n) == 1) q->has_seed = true, q->seed = (uint64_t)n;
-    if (valid_int(v, b, "n", false, 1, 1, &n) < 0) {
-        json_decref(valid_take(v)); /* replace the generic message with a clear one */
-        valid_add(v, "n", "unsupported", "Only n=1 is supported");
-    }
+    /* Extensions vLLM and llama.cpp's server read too. */
+    if (valid_int(v, b, "top_k", false, 0, 1000000, &n) == 1) q->top_k = (int)n;
+    if (valid_num(v, b, "min_p", false, 0, 1, &d) == 1) q->min_p = d;
+    if (valid_num(v, b, "repeat_penalty", false, 0, 10, &d) == 1) q->repeat_penalty = d;
     textgen_parse_stop(v, b, "stop", q);
     json_t *so = json_object_get(b, "stream_options");
     if (json_is_object(so) && json_is_true(json_object_get(so, "include_usage"))) textjob_set_include_usage(j, true);
@@ -134,6 +135,8 @@ static void chat_completions(http_req *r) {
     valid_init(&v);
     const char *model = NULL;
     bool stream = false;
+    fields_check(&v, b, &fields_openai_chat, "");
+    fields_check_list(&v, b, "messages", &fields_openai_message);
     parse_common(&v, b, j, &model, &stream);
     api_openai_parse_messages(&v, j, b);
     textjob_finish(j, &v, stream, model);
@@ -182,6 +185,7 @@ static void completions(http_req *r) {
     bool stream = false;
     backend_gen_req *q = textjob_req(j);
     q->max_tokens = 16; /* OpenAI's default for completions */
+    fields_check(&v, b, &fields_openai_completion, "");
     parse_common(&v, b, j, &model, &stream);
     q->raw = true;
     json_t *p = json_object_get(b, "prompt");

@@ -1,0 +1,310 @@
+/* fields.c - see fields.h. The tables below are the reference for what each
+ * dialect's fields do; README.md "Request fields" summarises them. */
+#include "api/fields.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "core/valid.h"
+
+#define USED(n) {n, FIELD_USED, NULL, NULL}
+#define NO_EFFECT(n) {n, FIELD_NO_EFFECT, NULL, NULL}
+#define REFUSED(n, allow, why) {n, FIELD_REFUSED, allow, why}
+
+/* Messages shared by several tables. */
+#define NO_TOOLS "tool calling is not supported yet"
+#define NO_FUNCTIONS "function calling is not supported yet"
+#define NO_LOGPROBS "log probabilities are not supported yet"
+#define NO_FIM "fill-in-the-middle (suffix) is not supported yet"
+#define NO_THINK "thinking (reasoning apart from the answer) is not supported yet"
+#define NO_FORMAT "structured output (format: \"json\" or a JSON schema) is not supported yet"
+
+/* Sampling fields every text route reads (OpenAI's top_k, min_p and
+ * repeat_penalty are the extensions vLLM and llama.cpp accept too). */
+#define SAMPLING                                                                                      \
+    USED("model"), USED("stream"), USED("temperature"), USED("top_p"), USED("top_k"), USED("min_p"), \
+        USED("repeat_penalty"), USED("presence_penalty"), USED("frequency_penalty"), USED("seed"), USED("stop")
+
+/* ---- OpenAI ------------------------------------------------------------------- */
+
+static const field_rule openai_chat[] = {
+    SAMPLING,
+    USED("messages"),
+    USED("max_tokens"),
+    USED("max_completion_tokens"),
+    USED("stream_options"),
+    NO_EFFECT("user"),
+    NO_EFFECT("safety_identifier"),
+    NO_EFFECT("prompt_cache_key"),
+    NO_EFFECT("metadata"),
+    REFUSED("store", "[false]", "stored completions are not supported (only store: false)"),
+    REFUSED("service_tier", "[\"auto\",\"default\"]", "service tiers are not supported (only 'auto' or 'default')"),
+    REFUSED("n", "[1]", "only n=1 is supported (one choice per request)"),
+    REFUSED("tools", "[[]]", NO_TOOLS),
+    REFUSED("tool_choice", "[\"none\",\"auto\"]", NO_TOOLS " (only 'none' or 'auto' with no tools)"),
+    REFUSED("parallel_tool_calls", NULL, NO_TOOLS),
+    REFUSED("functions", "[[]]", NO_FUNCTIONS),
+    REFUSED("function_call", "[\"none\",\"auto\"]", NO_FUNCTIONS),
+    REFUSED("response_format", "[{\"type\":\"text\"}]",
+            "structured output (type 'json_object' or 'json_schema') is not supported yet; only type 'text'"),
+    REFUSED("logprobs", "[false]", NO_LOGPROBS),
+    REFUSED("top_logprobs", "[0]", NO_LOGPROBS),
+    REFUSED("logit_bias", "[{}]", "logit bias is not supported yet"),
+    REFUSED("modalities", "[[\"text\"]]", "only [\"text\"] output is supported"),
+    REFUSED("audio", NULL, "audio output is not supported"),
+    REFUSED("prediction", NULL, "predicted outputs are not supported"),
+    REFUSED("reasoning_effort", NULL, "reasoning controls are not supported yet"),
+    REFUSED("verbosity", NULL, "verbosity control is not supported"),
+    REFUSED("web_search_options", NULL, "web search is not supported"),
+    {NULL, 0, NULL, NULL},
+};
+
+static const field_rule openai_message[] = {
+    USED("role"),
+    USED("content"),
+    REFUSED("name", NULL, "participant names are not supported yet (the name would be dropped from the prompt)"),
+    REFUSED("tool_calls", "[[]]", NO_TOOLS),
+    REFUSED("tool_call_id", NULL, NO_TOOLS),
+    REFUSED("function_call", NULL, NO_FUNCTIONS),
+    REFUSED("refusal", NULL, "refusal messages are not supported yet"),
+    REFUSED("audio", NULL, "audio messages are not supported"),
+    {NULL, 0, NULL, NULL},
+};
+
+static const field_rule openai_completion[] = {
+    SAMPLING,
+    USED("prompt"),
+    USED("max_tokens"),
+    USED("max_completion_tokens"),
+    USED("stream_options"),
+    NO_EFFECT("user"),
+    REFUSED("n", "[1]", "only n=1 is supported (one choice per request)"),
+    REFUSED("best_of", "[1]", "only best_of=1 is supported"),
+    REFUSED("echo", "[false]", "echoing the prompt is not supported yet"),
+    REFUSED("suffix", "[\"\"]", NO_FIM),
+    REFUSED("logprobs", NULL, NO_LOGPROBS),
+    REFUSED("logit_bias", "[{}]", "logit bias is not supported yet"),
+    {NULL, 0, NULL, NULL},
+};
+
+static const field_rule openai_embed[] = {
+    USED("input"), USED("model"), USED("encoding_format"), USED("dimensions"), NO_EFFECT("user"), {NULL, 0, NULL, NULL},
+};
+
+/* ---- Ollama ------------------------------------------------------------------- */
+
+#define OLLAMA_COMMON                                                                                           \
+    USED("model"), USED("stream"), USED("options"), NO_EFFECT("keep_alive"), NO_EFFECT("truncate"),           \
+        REFUSED("format", "[\"\"]", NO_FORMAT), REFUSED("think", "[false]", NO_THINK),                        \
+        REFUSED("shift", "[false]", "context shifting is not supported (generation stops at the context's end)"), \
+        REFUSED("logprobs", "[false]", NO_LOGPROBS), REFUSED("top_logprobs", "[0]", NO_LOGPROBS),               \
+        REFUSED("debug_render_only", "[false]", "debug rendering is not supported")
+
+static const field_rule ollama_generate[] = {
+    OLLAMA_COMMON,
+    USED("prompt"),
+    USED("system"),
+    USED("raw"),
+    USED("context"),
+    USED("images"),
+    REFUSED("suffix", "[\"\"]", NO_FIM),
+    REFUSED("template", "[\"\"]", "custom prompt templates are not supported yet"),
+    REFUSED("width", NULL, "image generation is not supported"),
+    REFUSED("height", NULL, "image generation is not supported"),
+    REFUSED("steps", NULL, "image generation is not supported"),
+    {NULL, 0, NULL, NULL},
+};
+
+static const field_rule ollama_chat[] = {
+    OLLAMA_COMMON,
+    USED("messages"),
+    REFUSED("tools", "[[]]", NO_TOOLS),
+    {NULL, 0, NULL, NULL},
+};
+
+static const field_rule ollama_message[] = {
+    USED("role"),
+    USED("content"),
+    USED("images"),
+    REFUSED("thinking", "[\"\"]", NO_THINK),
+    REFUSED("tool_calls", "[[]]", NO_TOOLS),
+    REFUSED("tool_name", NULL, NO_TOOLS),
+    {NULL, 0, NULL, NULL},
+};
+
+/* Ollama's options: the sampling ones are honoured; the runner's knobs
+ * change speed and memory, never the answer; the rest are refused unless
+ * they hold the value that turns them off (or the engine's own). */
+static const field_rule ollama_options[] = {
+    USED("temperature"),
+    USED("top_p"),
+    USED("top_k"),
+    USED("min_p"),
+    USED("repeat_penalty"),
+    USED("presence_penalty"),
+    USED("frequency_penalty"),
+    USED("seed"),
+    USED("num_predict"),
+    USED("stop"),
+    NO_EFFECT("num_keep"), /* what a context shift keeps; Simpleton never shifts */
+    NO_EFFECT("num_batch"),
+    NO_EFFECT("num_gpu"),
+    NO_EFFECT("main_gpu"),
+    NO_EFFECT("low_vram"),
+    NO_EFFECT("f16_kv"),
+    NO_EFFECT("logits_all"),
+    NO_EFFECT("use_mmap"),
+    NO_EFFECT("use_mlock"),
+    NO_EFFECT("num_thread"),
+    NO_EFFECT("numa"),
+    NO_EFFECT("penalize_newline"), /* Ollama itself no longer reads it */
+    NO_EFFECT("mirostat_tau"),     /* only read with mirostat, refused below */
+    NO_EFFECT("mirostat_eta"),
+    REFUSED("mirostat", "[0]", "mirostat sampling is not supported (only 0)"),
+    REFUSED("typical_p", "[1]", "typical sampling is not supported (only 1, off)"),
+    REFUSED("tfs_z", "[1]", "tail-free sampling is not supported (only 1, off)"),
+    REFUSED("repeat_last_n", "[64]", "the penalty window is fixed at 64 tokens (only 64)"),
+    REFUSED("num_ctx", NULL, "setting the context size per request is not supported yet (the model's context applies)"),
+    REFUSED("vocab_only", "[false]", "loading only the vocabulary is not supported"),
+    {NULL, 0, NULL, NULL},
+};
+
+static const field_rule ollama_embed[] = {
+    USED("model"), USED("input"), USED("dimensions"), NO_EFFECT("truncate"), NO_EFFECT("keep_alive"),
+    NO_EFFECT("options"), {NULL, 0, NULL, NULL},
+};
+
+static const field_rule ollama_embeddings[] = {
+    USED("model"), USED("prompt"), NO_EFFECT("keep_alive"), NO_EFFECT("options"), {NULL, 0, NULL, NULL},
+};
+
+/* ---- Simpleton ------------------------------------------------------------------- */
+
+static const field_rule simpleton_generate[] = {
+    SAMPLING, USED("prompt"), USED("system"), USED("raw"), USED("context"), USED("max_tokens"), {NULL, 0, NULL, NULL},
+};
+
+static const field_rule simpleton_chat[] = {SAMPLING, USED("messages"), USED("max_tokens"), {NULL, 0, NULL, NULL}};
+
+static const field_rule simpleton_message[] = {USED("role"), USED("content"), USED("images"), {NULL, 0, NULL, NULL}};
+
+static const field_rule simpleton_embed[] = {USED("input"), USED("model"), {NULL, 0, NULL, NULL}};
+
+const field_table fields_openai_chat = {"body", FIELDS_UNKNOWN_OPENAI, openai_chat};
+const field_table fields_openai_message = {"message", FIELDS_UNKNOWN_OPENAI, openai_message};
+const field_table fields_openai_completion = {"body", FIELDS_UNKNOWN_OPENAI, openai_completion};
+const field_table fields_openai_embed = {"body", FIELDS_UNKNOWN_OPENAI, openai_embed};
+const field_table fields_ollama_generate = {"body", FIELDS_UNKNOWN_IGNORE, ollama_generate};
+const field_table fields_ollama_chat = {"body", FIELDS_UNKNOWN_IGNORE, ollama_chat};
+const field_table fields_ollama_message = {"message", FIELDS_UNKNOWN_IGNORE, ollama_message};
+const field_table fields_ollama_options = {"options", FIELDS_UNKNOWN_IGNORE, ollama_options};
+const field_table fields_ollama_embed = {"body", FIELDS_UNKNOWN_IGNORE, ollama_embed};
+const field_table fields_ollama_embeddings = {"body", FIELDS_UNKNOWN_IGNORE, ollama_embeddings};
+const field_table fields_simpleton_generate = {"body", FIELDS_UNKNOWN_SIMPLETON, simpleton_generate};
+const field_table fields_simpleton_chat = {"body", FIELDS_UNKNOWN_SIMPLETON, simpleton_chat};
+const field_table fields_simpleton_message = {"message", FIELDS_UNKNOWN_SIMPLETON, simpleton_message};
+const field_table fields_simpleton_embed = {"body", FIELDS_UNKNOWN_SIMPLETON, simpleton_embed};
+
+/* ---- checking ------------------------------------------------------------------- */
+
+static const field_rule *rule_of(const field_table *t, const char *name) {
+    for (const field_rule *r = t->rules; r->name; r++)
+        if (!strcmp(r->name, name)) return r;
+    return NULL;
+}
+
+/* Is x one of the values of the JSON array text allow? Numbers compare by
+ * value (1 and 1.0 are the same). */
+static int allowed(const char *allow, json_t *x) {
+    if (!allow) return 0;
+    json_t *a = json_loads(allow, JSON_DECODE_ANY, NULL);
+    int ok = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(a, i, e) {
+        if (json_is_number(e) && json_is_number(x) ? json_number_value(e) == json_number_value(x) : json_equal(e, x)) {
+            ok = 1;
+            break;
+        }
+    }
+    json_decref(a);
+    return ok;
+}
+
+void fields_check(valid *v, json_t *obj, const field_table *t, const char *prefix) {
+    if (!json_is_object(obj)) return;
+    const char *key;
+    json_t *x;
+    json_object_foreach(obj, key, x) {
+        char f[160];
+        snprintf(f, sizeof f, "%s%.100s", prefix, key);
+        const field_rule *r = rule_of(t, key);
+        if (!r) {
+            if (t->unknown == FIELDS_UNKNOWN_OPENAI)
+                valid_add(v, f, "extra_forbidden", "Unrecognized request argument supplied: %s", f);
+            else if (t->unknown == FIELDS_UNKNOWN_SIMPLETON)
+                valid_add(v, f, "extra_forbidden", "Extra inputs are not permitted");
+            continue;
+        }
+        if (r->use != FIELD_REFUSED || json_is_null(x) || allowed(r->allow, x)) continue;
+        if (r->allow)
+            valid_add(v, f, "unsupported", "%s (accepted only: %s)", r->why, r->allow);
+        else
+            valid_add(v, f, "unsupported", "%s", r->why);
+    }
+}
+
+void fields_check_list(valid *v, json_t *obj, const char *list_field, const field_table *t) {
+    json_t *list = json_object_get(obj, list_field);
+    size_t i;
+    json_t *m;
+    json_array_foreach(list, i, m) {
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "%s.%zu.", list_field, i);
+        fields_check(v, m, t, prefix);
+    }
+}
+
+/* ---- documentation ------------------------------------------------------------- */
+
+static const struct {
+    const char *tmpl;
+    const field_table *tables[3];
+} routes[] = {
+    {"/v1/chat/completions", {&fields_openai_chat, &fields_openai_message}},
+    {"/v1/completions", {&fields_openai_completion}},
+    {"/v1/embeddings", {&fields_openai_embed}},
+    {"/api/generate", {&fields_ollama_generate, &fields_ollama_options}},
+    {"/api/chat", {&fields_ollama_chat, &fields_ollama_message, &fields_ollama_options}},
+    {"/api/embed", {&fields_ollama_embed}},
+    {"/api/embeddings", {&fields_ollama_embeddings}},
+    {"/inference/generate", {&fields_simpleton_generate}},
+    {"/inference/chat", {&fields_simpleton_chat, &fields_simpleton_message}},
+    {"/embeddings/", {&fields_simpleton_embed}},
+    {"/embeddings", {&fields_simpleton_embed}},
+};
+
+json_t *fields_describe(const char *tmpl) {
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (strcmp(routes[i].tmpl, tmpl)) continue;
+        json_t *o = json_object();
+        for (int k = 0; k < 3 && routes[i].tables[k]; k++) {
+            const field_table *t = routes[i].tables[k];
+            json_t *d = json_object();
+            for (const field_rule *r = t->rules; r->name; r++) {
+                char s[300];
+                if (r->use == FIELD_USED) snprintf(s, sizeof s, "honoured (forwarded to upstreams)");
+                else if (r->use == FIELD_NO_EFFECT) snprintf(s, sizeof s, "accepted, no effect on the answer");
+                else if (r->allow) snprintf(s, sizeof s, "refused unless one of %s: %s", r->allow, r->why);
+                else snprintf(s, sizeof s, "refused: %s", r->why);
+                json_object_set_new(d, r->name, json_string(s));
+            }
+            json_object_set_new(d, "(other fields)",
+                                json_string(t->unknown == FIELDS_UNKNOWN_IGNORE ? "ignored, as the real API does"
+                                                                                : "refused"));
+            json_object_set_new(o, t->what, d);
+        }
+        return o;
+    }
+    return NULL;
+}
