@@ -18,7 +18,8 @@
  *             messages already start with one.
  *   generate  POST /completions {model, prompt, ...same options}; req->system
  *             is put before the prompt, separated by a blank line; context
- *             token ids have no OpenAI equivalent and are not sent.
+ *             token ids have no OpenAI equivalent: a request with them is
+ *             refused (400 naming `context`), not answered without them.
  *   embed     POST /embeddings {model, input:[...], encoding_format:"float"}
  *             -> data[i].embedding placed by data[i].index
  *   models    GET /models -> data[].id (kind guessed from the id)
@@ -283,6 +284,13 @@ static int openai_generate(backend *b, const backend_gen_req *req, backend_token
                            backend_gen_result *out, char *err, size_t errlen) {
     openai *s = b->state;
     memset(out, 0, sizeof *out);
+    if (req->n_context > 0) {
+        /* Dropping them would answer as if the conversation started anew. */
+        snprintf(err, errlen,
+                 "context: token ids cannot be forwarded to the OpenAI-compatible backend (its API has no "
+                 "equivalent); send the conversation as messages instead");
+        return -SMP_E_BAD_REQUEST;
+    }
     bool chat = req->messages != NULL;
     gen_ctx g = {.chat = chat, .on_token = on_token, .ud = ud, .err = err, .errlen = errlen, .out = out,
                  .t0 = util_now_ns()};

@@ -193,6 +193,17 @@ test('honoured sampling fields reach the upstream, translated between dialects',
       for (const [k, v] of Object.entries({ ...sampling, max_tokens: 9, temperature: 0.3 }))
         assert.deepEqual(b[k], v, `${route}: ${k} forwarded as ${JSON.stringify(b[k])}`);
     }
+    // Token ids of a previous answer have no OpenAI equivalent: refused, not dropped.
+    for (const [route, body] of [['/api/generate', { model: 'fake-gpt', prompt: 'more', context: [1, 2, 3], stream: false }],
+      ['/inference/generate', { model: 'fake-gpt', prompt: 'more', context: [1, 2, 3] }]]) {
+      const r = await req(srv, 'POST', route, { json: body });
+      assert.equal(r.status, 400, `${route}: ${r.text}`);
+      assert.match(r.text, /context: token ids cannot be forwarded/);
+    }
+    const viaOllama = await req(srv, 'POST', '/api/generate',
+      { json: { model: 'fake-llm', prompt: 'more', context: [1, 2, 3], stream: false } });
+    assert.equal(viaOllama.status, 200, viaOllama.text);
+    assert.deepEqual((await last()).context, [1, 2, 3]);
     // A refused field is refused before anything is sent upstream.
     const before = await last();
     const r = await req(srv, 'POST', '/v1/chat/completions', { json: { model: 'fake-gpt', messages: user, tools: [tool] } });
