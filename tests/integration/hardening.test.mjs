@@ -306,7 +306,10 @@ test('a 30 MB prompt is refused from its length alone, at once', async () => {
       const ms = Date.now() - t0;
       assert.ok(r.status === 400 || r.status === 422, `${p}: ${r.status} ${r.text.slice(0, 200)}`);
       assert.match(r.text, /the prompt is at least \d+ tokens; the model's context holds \d+/);
-      assert.ok(ms < 6000, `${p}: ${ms} ms (tokenizing it all took 19-25 s)`);
+      // The message shows the early refusal (tokenizing it all said "the
+      // prompt is N tokens" after 19-25 s); the time bound only guards
+      // against a hang, loose enough for a sanitizer build on a busy machine.
+      assert.ok(ms < 20000, `${p}: ${ms} ms`);
     }
     // The model is free for the next request right away.
     const r = await req(g, 'POST', '/inference/generate', { json: { model: 'stories260K', prompt: 'Once', max_tokens: 4 } });
