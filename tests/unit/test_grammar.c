@@ -17,6 +17,7 @@
 #include "engine/generate.h"
 #include "engine/gguf.h"
 #include "engine/grammar.h"
+#include "engine/json_schema.h"
 #include "engine/model.h"
 #include "engine/tokenizer.h"
 #include "test.h"
@@ -310,4 +311,143 @@ TEST(grammar_mask_speed) {
     grammar_vocab_free(v);
     tok_free(t);
     gguf_close(gf);
+}
+
+/* ---- JSON Schema ---- */
+
+static grammar *schema_grammar(const char *schema_text, char *err, size_t errlen) {
+    json_error_t je;
+    json_t *s = json_loads(schema_text, JSON_DECODE_ANY, &je);
+    if (!s) {
+        snprintf(err, errlen, "bad test schema: %s", je.text);
+        return NULL;
+    }
+    grammar *g = NULL;
+    json_schema_compile(s, &g, err, errlen);
+    json_decref(s);
+    return g;
+}
+
+static int schema_matches(const char *schema, const char *doc) {
+    char err[300];
+    grammar *g = schema_grammar(schema, err, sizeof err);
+    if (!g) {
+        fprintf(stderr, "  %s\n", err);
+        return -1;
+    }
+    int r = matches(g, doc);
+    grammar_free(g);
+    return r;
+}
+
+static const char *schema_error(const char *schema) {
+    static char err[300];
+    err[0] = 0;
+    grammar *g = schema_grammar(schema, err, sizeof err);
+    grammar_free(g);
+    return g ? "(accepted)" : err;
+}
+
+TEST(grammar_json_schema_accepts_and_refuses) {
+    const char *person = "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"maxLength\":5},"
+                         "\"age\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":130},"
+                         "\"tags\":{\"type\":\"array\",\"items\":{\"enum\":[\"a\",\"b\",1]},\"maxItems\":2}},"
+                         "\"required\":[\"name\",\"age\"],\"additionalProperties\":false}";
+    CHECK_INT(schema_matches(person, "{\"name\":\"Ann\",\"age\":42}"), 1);
+    CHECK_INT(schema_matches(person, "{ \"name\": \"Ann\",\n  \"age\": 130, \"tags\": [\"a\", 1] }"), 1);
+    CHECK_INT(schema_matches(person, "{\"name\":\"Ann\",\"age\":131}"), 0);
+    CHECK_INT(schema_matches(person, "{\"name\":\"Ann\",\"age\":-1}"), 0);
+    CHECK_INT(schema_matches(person, "{\"name\":\"Annabel\",\"age\":4}"), 0);
+    CHECK_INT(schema_matches(person, "{\"age\":4}"), 0);
+    CHECK_INT(schema_matches(person, "{\"name\":\"A\",\"age\":4,\"tags\":[\"a\",\"b\",1]}"), 0);
+    CHECK_INT(schema_matches(person, "{\"name\":\"A\",\"age\":4,\"x\":1}"), 0);
+    CHECK_INT(schema_matches(person, "{\"name\":\"A\",\"age\":4}     "), 0); /* bounded whitespace */
+
+    const char *fmt = "{\"type\":\"array\",\"items\":{\"anyOf\":[{\"type\":\"string\",\"format\":\"date\"},"
+                      "{\"type\":\"string\",\"format\":\"uuid\"},{\"type\":\"string\",\"pattern\":\"^[A-Z]{2}-\\\\d+$\"},"
+                      "{\"type\":[\"number\",\"null\"],\"minimum\":-5,\"maximum\":5}]},\"minItems\":1}";
+    CHECK_INT(schema_matches(fmt, "[\"2024-02-29\",\"123e4567-e89b-12d3-a456-426614174000\",\"AB-12\",null,-4.5,5]"),
+              1);
+    CHECK_INT(schema_matches(fmt, "[]"), 0);
+    CHECK_INT(schema_matches(fmt, "[5.01]"), 0);
+    CHECK_INT(schema_matches(fmt, "[5.00]"), 1);
+    CHECK_INT(schema_matches(fmt, "[-5.5]"), 0);
+    CHECK_INT(schema_matches(fmt, "[\"2024-13-01\"]"), 0);
+    CHECK_INT(schema_matches(fmt, "[\"AB-\"]"), 0);
+
+    const char *rec = "{\"$defs\":{\"node\":{\"type\":\"object\",\"properties\":{\"v\":{\"const\":1},"
+                      "\"next\":{\"anyOf\":[{\"$ref\":\"#/$defs/node\"},{\"type\":\"null\"}]}},"
+                      "\"required\":[\"v\",\"next\"]}},\"$ref\":\"#/$defs/node\"}";
+    CHECK_INT(schema_matches(rec, "{\"v\":1,\"next\":{\"v\":1,\"next\":{\"v\":1,\"next\":null}}}"), 1);
+    CHECK_INT(schema_matches(rec, "{\"v\":1,\"next\":{\"v\":2,\"next\":null}}"), 0);
+
+    CHECK_INT(schema_matches("{\"type\":\"integer\",\"exclusiveMinimum\":-20,\"exclusiveMaximum\":1234}", "-19"), 1);
+    CHECK_INT(schema_matches("{\"type\":\"integer\",\"exclusiveMinimum\":-20,\"exclusiveMaximum\":1234}", "-20"), 0);
+    CHECK_INT(schema_matches("{\"type\":\"integer\",\"exclusiveMinimum\":-20,\"exclusiveMaximum\":1234}", "1233"), 1);
+    CHECK_INT(schema_matches("{\"type\":\"integer\",\"exclusiveMinimum\":-20,\"exclusiveMaximum\":1234}", "1234"), 0);
+    CHECK_INT(schema_matches("{\"type\":\"integer\",\"minimum\":17}", "99999"), 1);
+    CHECK_INT(schema_matches("{\"type\":\"integer\",\"minimum\":17}", "16"), 0);
+    CHECK_INT(schema_matches("{\"type\":\"string\",\"minLength\":2,\"maxLength\":3}", "\"\\u00e9\\n\""), 1);
+    CHECK_INT(schema_matches("{\"type\":\"string\"}", "\"\\ud800\""), 0); /* no lone surrogates */
+    CHECK_INT(schema_matches("{\"type\":\"string\",\"format\":\"email\"}", "\"a.b@example.org\""), 1);
+    CHECK_INT(schema_matches("{\"type\":\"string\",\"format\":\"date-time\"}", "\"2024-01-02T03:04:05.5+01:00\""), 1);
+    CHECK_INT(schema_matches("{\"type\":\"string\",\"pattern\":\"b[\\\"x]\"}", "\"abx\""), 1);
+    CHECK_INT(schema_matches("{\"type\":\"string\",\"pattern\":\"b[\\\"x]\"}", "\"ab\\\"c\""), 1);
+
+    grammar *g = NULL;
+    char err[200];
+    REQUIRE(json_schema_any_object(&g, err, sizeof err) == 0);
+    CHECK_INT(matches(g, "{\"a\": [1, {\"b\": null}], \"c\": \"x\"}"), 1);
+    CHECK_INT(matches(g, "[1]"), 0);
+    grammar_free(g);
+
+    CHECK_STR(schema_error("{\"type\":\"object\",\"properties\":{\"age\":{\"type\":\"integer\",\"multipleOf\":2}}}"),
+              "schema.properties.age: keyword 'multipleOf' is not supported");
+    CHECK_STR(schema_error("{\"type\":\"array\",\"items\":{\"type\":\"string\",\"contentEncoding\":\"base64\"}}"),
+              "schema.items: keyword 'contentEncoding' is not supported");
+    CHECK_STR(schema_error("{\"oneOf\":[{\"type\":\"string\"}]}"), "schema: keyword 'oneOf' is not supported");
+    CHECK_STR(schema_error("{\"type\":\"string\",\"format\":\"ipv4\"}"),
+              "schema: format 'ipv4' is not supported (date, time, date-time, uuid, email are)");
+    CHECK_STR(schema_error("{\"type\":\"string\",\"pattern\":\"(?=a)b\"}"),
+              "schema.pattern: pattern: lookaround and named groups are not supported");
+    CHECK_STR(schema_error("{\"type\":\"string\",\"pattern\":\"\\\\bword\"}"),
+              "schema.pattern: pattern: '\\b' is not supported");
+    CHECK_STR(schema_error("{\"type\":\"number\",\"minimum\":0.5}"),
+              "schema: a number's minimum and maximum must be whole numbers to be enforced");
+    CHECK_STR(schema_error("{\"$ref\":\"#/$defs/missing\"}"), "schema: $ref '#/$defs/missing' points at nothing");
+    CHECK_STR(schema_error("{\"$ref\":\"https://example.com/s.json\"}"),
+              "schema: $ref 'https://example.com/s.json' is not supported (only local '#/...' references are)");
+    CHECK_STR(schema_error("{\"type\":\"object\",\"properties\":{},\"patternProperties\":{}}"),
+              "schema: keyword 'patternProperties' is not supported");
+}
+
+/* A 50-property object: compile time (uncached and cached). */
+TEST(grammar_json_schema_compile_time) {
+    json_t *props = json_object(), *req = json_array();
+    for (int i = 0; i < 50; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "field_%d", i);
+        json_t *p = i % 3 == 0   ? json_pack("{s:s,s:i}", "type", "string", "maxLength", 40)
+                    : i % 3 == 1 ? json_pack("{s:s,s:i,s:i}", "type", "integer", "minimum", 0, "maximum", 1000)
+                                 : json_pack("{s:[s,s,s]}", "enum", "red", "green", "blue");
+        json_object_set_new(props, k, p);
+        if (i % 2 == 0) json_array_append_new(req, json_string(k));
+    }
+    json_t *s = json_pack("{s:s,s:o,s:o,s:b}", "type", "object", "properties", props, "required", req,
+                          "additionalProperties", 0);
+    json_schema_cache_clear();
+    char err[200];
+    grammar *g = NULL, *g2 = NULL;
+    uint64_t t0 = util_now_ns();
+    REQUIRE(json_schema_compile(s, &g, err, sizeof err) == 0);
+    uint64_t t1 = util_now_ns();
+    REQUIRE(json_schema_compile(s, &g2, err, sizeof err) == 0);
+    uint64_t t2 = util_now_ns();
+    CHECK(g == g2);
+    fprintf(stderr, "  50-property schema: compile %.2f ms (%d rules, %zu elements), cached %.1f us\n",
+            (double)(t1 - t0) / 1e6, grammar_n_rules(g), grammar_n_elems(g), (double)(t2 - t1) / 1e3);
+    grammar_free(g);
+    grammar_free(g2);
+    json_decref(s);
+    json_schema_cache_clear();
 }
