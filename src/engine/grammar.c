@@ -831,6 +831,8 @@ partial:;
     uint32_t lo = u->acc << (6 * u->need), hi = lo | ((1u << (6 * u->need)) - 1);
     if (u->total == 3 && lo < 0x800) lo = 0x800;
     if (u->total == 4 && lo < 0x10000) lo = 0x10000;
+    if (lo > hi) return 0;                        /* overlong */
+    if (lo >= 0xD800 && hi <= 0xDFFF) return 0; /* only surrogates start this way */
     bool any = false;
     for (int i = 0; i < n && !any; i++)
         if (in[i] && class_meets(g, g->elems[m->nodes[in[i]].pos].val, lo, hi)) any = true;

@@ -142,6 +142,14 @@ TEST(grammar_partial_utf8_across_calls) {
     CHECK_INT(matches(g, "\xED\xA0\x80"), 0);
     CHECK_INT(matches(g, "\xFF"), 0);
     CHECK_INT(matches(g, "\xE2\x82"), 0); /* incomplete: cannot end */
+    grammar_matcher *m2 = NULL;
+    REQUIRE(grammar_matcher_new(g, &m2, err, sizeof err) == 0);
+    CHECK(grammar_matcher_accept_bytes(m2, "\xED", 1)); /* U+D000..U+D7FF are fine */
+    CHECK(!grammar_matcher_accept_bytes(m2, "\xA0", 1)); /* a surrogate: refused at once */
+    grammar_matcher_free(m2);
+    REQUIRE(grammar_matcher_new(g, &m2, err, sizeof err) == 0);
+    CHECK(!grammar_matcher_accept_bytes(m2, "\xE0\x9B", 2)); /* overlong: refused before its last byte */
+    grammar_matcher_free(m2);
     grammar_free(g);
 }
 
@@ -450,4 +458,340 @@ TEST(grammar_json_schema_compile_time) {
     grammar_free(g2);
     json_decref(s);
     json_schema_cache_clear();
+}
+
+/* ---- property test: random schemas, constrained random walks ---- */
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint32_t rnd(uint32_t n) {
+    rng_state ^= rng_state << 13, rng_state ^= rng_state >> 7, rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 11) % n;
+}
+
+/* Patterns in both our subset and POSIX ERE (the validator uses regcomp). */
+static const char *const patterns[] = {"^[a-z]{2,5}$", "^[A-Z][a-z]+ [0-9]{1,3}$", "^(foo|bar)-[0-9]+$", "ab+c",
+                                       "^x(yz)?$", "^[^a-z]{1,3}$"};
+static const char *const names[] = {"id", "name", "tags", "score", "kind", "when", "ok", "child"};
+
+static json_t *random_schema(int depth) {
+    int pick = rnd(depth > 2 ? 9 : 13);
+    switch (pick) {
+    case 0: {
+        json_t *s = json_pack("{s:s}", "type", "string");
+        int v = rnd(5);
+        if (v == 1) json_object_set_new(s, "maxLength", json_integer(rnd(6)));
+        if (v == 2) json_object_set_new(s, "minLength", json_integer(1 + rnd(3))),
+            json_object_set_new(s, "maxLength", json_integer(4 + rnd(4)));
+        if (v == 3) json_object_set_new(s, "pattern", json_string(patterns[rnd(6)]));
+        if (v == 4) {
+            static const char *f[] = {"date", "date-time", "uuid", "email", "time"};
+            json_object_set_new(s, "format", json_string(f[rnd(5)]));
+        }
+        return s;
+    }
+    case 1: {
+        json_t *s = json_pack("{s:s}", "type", rnd(2) ? "integer" : "number");
+        if (rnd(2)) json_object_set_new(s, "minimum", json_integer((int)rnd(2000) - 1000));
+        if (rnd(2)) json_object_set_new(s, "maximum", json_integer(1000 + (int)rnd(100000)));
+        if (!strcmp(json_string_value(json_object_get(s, "type")), "integer") && rnd(3) == 0)
+            json_object_set_new(s, "exclusiveMaximum", json_integer((int)rnd(50) - 10)),
+                json_object_del(s, "maximum"), json_object_set_new(s, "minimum", json_integer(-30));
+        return s;
+    }
+    case 2: return json_pack("{s:s}", "type", "boolean");
+    case 3: return json_pack("{s:s}", "type", "null");
+    case 4: return json_pack("{s:[s,i,b,n,s]}", "enum", "red", 7, 1, "x\"y\\z\n");
+    case 5: return json_pack("{s:{s:[i,i]}}", "const", "pair", 1, 2);
+    case 6: return json_pack("{s:[s,s],s:i}", "type", "string", "null", "maxLength", 3);
+    case 7: return json_object(); /* any value */
+    case 8: return json_pack("{s:s,s:s}", "type", "string", "description", "annotated");
+    case 9: case 10: {
+        json_t *props = json_object(), *req = json_array();
+        int n = 1 + rnd(4);
+        for (int i = 0; i < n; i++) {
+            const char *k = names[rnd(8)];
+            if (json_object_get(props, k)) continue;
+            json_object_set_new(props, k, random_schema(depth + 1));
+            if (rnd(2)) json_array_append_new(req, json_string(k));
+        }
+        json_t *s = json_pack("{s:s,s:o,s:o}", "type", "object", "properties", props, "required", req);
+        if (rnd(2)) json_object_set_new(s, "additionalProperties", json_false());
+        return s;
+    }
+    case 11: {
+        json_t *s = json_pack("{s:s,s:o}", "type", "array", "items", random_schema(depth + 1));
+        if (rnd(2)) json_object_set_new(s, "minItems", json_integer(rnd(2)));
+        json_object_set_new(s, "maxItems", json_integer(2 + rnd(3)));
+        return s;
+    }
+    default: return json_pack("{s:[o,o]}", "anyOf", random_schema(depth + 1), random_schema(depth + 1));
+    }
+}
+
+static size_t utf8_len(const char *s) {
+    size_t n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+static bool re_search(const char *re, const char *s) {
+    regex_t r;
+    if (regcomp(&r, re, REG_EXTENDED | REG_NOSUB)) return false;
+    bool ok = regexec(&r, s, 0, NULL, 0) == 0;
+    regfree(&r);
+    return ok;
+}
+
+static const json_t *resolve_ref(const json_t *root, const char *ref) {
+    const json_t *cur = root;
+    char buf_[256];
+    snprintf(buf_, sizeof buf_, "%s", ref + 1);
+    for (char *tok_ = strtok(buf_, "/"); tok_ && cur; tok_ = strtok(NULL, "/")) cur = json_object_get(cur, tok_);
+    return cur;
+}
+
+static bool type_ok(const char *t, const json_t *v) {
+    if (!strcmp(t, "string")) return json_is_string(v);
+    if (!strcmp(t, "integer")) return json_is_integer(v);
+    if (!strcmp(t, "number")) return json_is_number(v);
+    if (!strcmp(t, "boolean")) return json_is_boolean(v);
+    if (!strcmp(t, "null")) return json_is_null(v);
+    if (!strcmp(t, "object")) return json_is_object(v);
+    if (!strcmp(t, "array")) return json_is_array(v);
+    return false;
+}
+
+/* A validator for the subset the compiler supports. */
+static bool valid(const json_t *root, const json_t *s, const json_t *v) {
+    if (json_object_size(s) == 0) return true;
+    const json_t *x = json_object_get(s, "$ref");
+    if (x) return valid(root, resolve_ref(root, json_string_value(x)), v);
+    if ((x = json_object_get(s, "anyOf"))) {
+        size_t i;
+        const json_t *sub;
+        json_array_foreach(x, i, sub) if (valid(root, sub, v)) return true;
+        return false;
+    }
+    if ((x = json_object_get(s, "const")) && !json_equal(x, v)) return false;
+    if ((x = json_object_get(s, "enum"))) {
+        bool any = false;
+        size_t i;
+        const json_t *e;
+        json_array_foreach(x, i, e) any |= json_equal(e, v);
+        if (!any) return false;
+    }
+    if ((x = json_object_get(s, "type"))) {
+        bool any = false;
+        if (json_is_string(x)) any = type_ok(json_string_value(x), v);
+        size_t i;
+        const json_t *t;
+        json_array_foreach(x, i, t) any |= type_ok(json_string_value(t), v);
+        if (!any) return false;
+    }
+    if (json_is_string(v)) {
+        const char *str = json_string_value(v);
+        size_t n = utf8_len(str);
+        if ((x = json_object_get(s, "minLength")) && n < (size_t)json_integer_value(x)) return false;
+        if ((x = json_object_get(s, "maxLength")) && n > (size_t)json_integer_value(x)) return false;
+        if ((x = json_object_get(s, "pattern")) && !re_search(json_string_value(x), str)) return false;
+        if ((x = json_object_get(s, "format"))) {
+            static const char *const fm[][2] = {
+                {"date", "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
+                {"time", "^[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"},
+                {"date-time", "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"},
+                {"uuid", "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"},
+                {"email", "^[^@]+@[^@.]+(\\.[^@.]+)+$"}};
+            for (size_t i = 0; i < 5; i++)
+                if (!strcmp(fm[i][0], json_string_value(x)) && !re_search(fm[i][1], str)) return false;
+        }
+    }
+    if (json_is_number(v)) {
+        double d = json_number_value(v);
+        if ((x = json_object_get(s, "minimum")) && d < json_number_value(x)) return false;
+        if ((x = json_object_get(s, "maximum")) && d > json_number_value(x)) return false;
+        if ((x = json_object_get(s, "exclusiveMinimum")) && d <= json_number_value(x)) return false;
+        if ((x = json_object_get(s, "exclusiveMaximum")) && d >= json_number_value(x)) return false;
+    }
+    if (json_is_array(v)) {
+        if ((x = json_object_get(s, "minItems")) && json_array_size(v) < (size_t)json_integer_value(x)) return false;
+        if ((x = json_object_get(s, "maxItems")) && json_array_size(v) > (size_t)json_integer_value(x)) return false;
+        if ((x = json_object_get(s, "items"))) {
+            size_t i;
+            const json_t *e;
+            json_array_foreach(v, i, e) if (!valid(root, x, e)) return false;
+        }
+    }
+    if (json_is_object(v)) {
+        const json_t *props = json_object_get(s, "properties");
+        size_t i;
+        const json_t *r;
+        json_array_foreach(json_object_get(s, "required"), i, r) if (!json_object_get(v, json_string_value(r)))
+            return false;
+        const char *k;
+        const json_t *e;
+        json_object_foreach((json_t *)v, k, e) {
+            const json_t *ps = json_object_get(props, k);
+            if (ps && !valid(root, ps, e)) return false;
+            if (!ps && json_is_false(json_object_get(s, "additionalProperties"))) return false;
+        }
+    }
+    return true;
+}
+
+static bool closes(const char *p, size_t len) {
+    for (size_t i = 0; i < len; i++)
+        if (strchr("\"]}", p[i]) && p[i]) return true;
+    return false;
+}
+
+/* Walk: random allowed tokens, biased toward ending. Returns the text (owned)
+ * or NULL if the walk did not finish within its budget. */
+static char *random_walk(grammar *g, const grammar_vocab *v, const tokenizer *t, int budget, int *steps) {
+    grammar_matcher *m = NULL;
+    char err[128];
+    if (grammar_matcher_new(g, &m, err, sizeof err)) return NULL;
+    int32_t n = tok_n_vocab(t), eos = tok_eos(t);
+    float *logits = smp_malloc((size_t)n * sizeof *logits);
+    int32_t *ok = smp_malloc((size_t)n * sizeof *ok), *pref = smp_malloc((size_t)n * sizeof *pref);
+    buf text;
+    buf_init(&text, 0);
+    char *res = NULL;
+    for (int step_ = 0; step_ < budget; step_++) {
+        (*steps)++;
+        for (int32_t i = 0; i < n; i++) logits[i] = 0;
+        if (grammar_mask(m, v, logits) <= 0) {
+            fprintf(stderr, "    stuck after: %.*s\n", (int)text.len, text.data ? text.data : "");
+            break;
+        }
+        CHECK((logits[eos] == 0) == grammar_matcher_can_end(m)); /* the end only where the grammar can end */
+        int nok = 0, npref = 0;
+        for (int32_t i = 0; i < n; i++) {
+            if (logits[i] != 0 || i == eos) continue;
+            ok[nok++] = i;
+            size_t len;
+            const char *p = tok_piece(t, i, false, &len);
+            if (closes(p, len) || (len <= 2 && step_ > 8)) pref[npref++] = i;
+        }
+        if (grammar_matcher_can_end(m) && (rnd(3) || step_ > budget / 2 || !nok)) {
+            CHECK(logits[eos] == 0);
+            res = buf_detach(&text, NULL);
+            break;
+        }
+        if (!nok) break;
+        int32_t id = npref && rnd(4) ? pref[rnd((uint32_t)npref)] : ok[rnd((uint32_t)nok)];
+        size_t len;
+        const char *p = tok_piece(t, id, false, &len);
+        if (!grammar_matcher_accept_token(m, v, id)) {
+            CHECK(!"an allowed token was refused");
+            break;
+        }
+        buf_append(&text, p, len);
+    }
+    buf_free(&text);
+    smp_free(logits);
+    smp_free(ok);
+    smp_free(pref);
+    grammar_matcher_free(m);
+    return res;
+}
+
+static void property_walks(const char *vocab, int n_schemas) {
+    gguf *gf;
+    tokenizer *t = load_vocab(vocab, &gf);
+    REQUIRE(t);
+    grammar_vocab *v = NULL;
+    REQUIRE(grammar_vocab_new(t, &v) == 0);
+    int done = 0, unfinished = 0, steps = 0;
+    uint64_t t0 = util_now_ns();
+    for (int k = 0; k < n_schemas; k++) {
+        json_t *s = random_schema(0);
+        if (k % 10 == 0) { /* a recursive one now and then */
+            json_decref(s);
+            s = json_loads("{\"$defs\":{\"node\":{\"type\":\"object\",\"properties\":{\"v\":{\"type\":\"integer\"},"
+                           "\"kids\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/node\"},\"maxItems\":2}},"
+                           "\"required\":[\"v\"]}},\"$ref\":\"#/$defs/node\"}",
+                           0, NULL);
+        }
+        char err[300];
+        grammar *g = NULL;
+        if (json_schema_compile(s, &g, err, sizeof err)) {
+            char *txt = json_dumps(s, JSON_COMPACT);
+            fprintf(stderr, "  schema refused: %s\n    %s\n", err, txt);
+            free(txt);
+            test_failures++;
+            json_decref(s);
+            continue;
+        }
+        char *out = random_walk(g, v, t, 300, &steps);
+        if (!out) {
+            unfinished++;
+        } else {
+            json_error_t je;
+            json_t *doc = json_loads(out, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+            if (!doc || !valid(s, s, doc)) {
+                char *txt = json_dumps(s, JSON_COMPACT);
+                fprintf(stderr, "  %s output: %s\n    schema: %s\n    %s\n", doc ? "invalid" : "unparsable", out, txt,
+                        doc ? "" : je.text);
+                free(txt);
+                test_failures++;
+            }
+            json_decref(doc);
+            done++;
+        }
+        smp_free(out);
+        grammar_free(g);
+        json_decref(s);
+    }
+    fprintf(stderr, "  %s: %d schemas, %d walks finished, %d ran out of budget, %d masked steps, %.1f us/step\n",
+            vocab, n_schemas, done, unfinished, steps, (double)(util_now_ns() - t0) / 1e3 / (steps ? steps : 1));
+    CHECK(unfinished * 10 <= n_schemas);
+    json_schema_cache_clear();
+    grammar_vocab_free(v);
+    tok_free(t);
+    gguf_close(gf);
+}
+
+TEST(grammar_property_random_schemas_spm) { property_walks("llama-spm", 300); }
+TEST(grammar_property_random_schemas_bpe) { property_walks("gpt-2", 40); }
+
+/* ---- constrained generation with stories260K ---- */
+
+TEST(grammar_gen_run_stories260k) {
+    char err[256];
+    model *mdl = NULL;
+    model_opts o = {.n_threads = 1};
+    REQUIRE(model_load("../shared/models/stories260K.gguf", &o, &mdl, err, sizeof err) == 0);
+    model_ctx *ctx = NULL;
+    REQUIRE(model_ctx_new(mdl, 256, &ctx, err, sizeof err) == 0);
+    gguf *gf = NULL;
+    tokenizer *tok = NULL;
+    REQUIRE(gguf_open("../shared/models/stories260K.gguf", &gf, err, sizeof err) == 0);
+    REQUIRE(tok_load(gf, &tok, err, sizeof err) == 0);
+    grammar *g = schema_grammar("{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"maxLength\":12},"
+                                "\"age\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":99}},"
+                                "\"required\":[\"name\",\"age\"],\"additionalProperties\":false}",
+                                err, sizeof err);
+    REQUIRE(g);
+    int32_t *prompt = NULL;
+    size_t np = 0;
+    REQUIRE(tok_encode(tok, "Once upon a time", 16, true, false, &prompt, &np) == 0);
+    for (int seed = 1; seed <= 3; seed++) {
+        gen_params p = {.sampling = sampler_params_default(), .max_tokens = 200, .grammar = g};
+        p.sampling.seed = (uint64_t)seed;
+        gen_result r;
+        REQUIRE(gen_run(ctx, tok, prompt, (int)np, &p, &r, err, sizeof err) == 0);
+        json_t *doc = json_loads(r.text.data ? r.text.data : "", 0, NULL);
+        fprintf(stderr, "  seed %d (%s, %d tokens): %s\n", seed, r.done_reason, r.n_gen, r.text.data);
+        CHECK_STR(r.done_reason, "stop");
+        CHECK(doc && json_is_string(json_object_get(doc, "name")) && json_integer_value(json_object_get(doc, "age")) >= 1);
+        json_decref(doc);
+        gen_result_free(&r);
+    }
+    smp_free(prompt);
+    grammar_free(g);
+    json_schema_cache_clear();
+    tok_free(tok);
+    gguf_close(gf);
+    model_ctx_free(ctx);
+    model_free(mdl);
 }
