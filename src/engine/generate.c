@@ -46,8 +46,19 @@ int gen_run(model_ctx *ctx, const tokenizer *tok, const int32_t *prompt, int n_p
     out->tokens = smp_malloc((size_t)(n_prompt + cap) * sizeof *out->tokens);
     sampler *s = sampler_new(&p->sampling, n_vocab);
     stop_matcher *sm = NULL;
+    grammar_matcher *gm = NULL;
+    grammar_vocab *own_vocab = NULL;
+    const grammar_vocab *gv = p->grammar_vocab;
+    float *saved = NULL; /* the logits before sampling, for a masked second draw */
     int rc = -SMP_E_NOMEM;
     if (!logits || !out->tokens || !s) goto fail;
+    if (p->grammar) {
+        if ((rc = grammar_matcher_new(p->grammar, &gm, err, errlen)) != 0) goto fail;
+        rc = -SMP_E_NOMEM;
+        if (!gv && grammar_vocab_new(tok, &own_vocab) != 0) goto fail;
+        if (!gv) gv = own_vocab;
+        if (!(saved = smp_malloc((size_t)n_vocab * sizeof *saved))) goto fail;
+    }
     rc = stop_matcher_new(p->stop, p->n_stop, &sm);
     if (rc != 0) {
         snprintf(err, errlen, "too many or too long stop strings (at most %d of %d bytes)", STOP_MAX_STRINGS,
@@ -86,10 +97,26 @@ int gen_run(model_ctx *ctx, const tokenizer *tok, const int32_t *prompt, int n_p
             reason = "cancelled";
             break;
         }
+        if (gm) memcpy(saved, logits, (size_t)n_vocab * sizeof *logits);
         int32_t id = sampler_sample(s, logits);
+        if (gm && !grammar_matcher_allows(gm, gv, id)) {
+            memcpy(logits, saved, (size_t)n_vocab * sizeof *logits);
+            int allowed = grammar_mask(gm, gv, logits);
+            if (allowed <= 0) {
+                rc = allowed < 0 ? allowed : -SMP_E_INTERNAL;
+                if (allowed == 0) snprintf(err, errlen, "no token of the vocabulary can continue the grammar");
+                goto fail;
+            }
+            id = sampler_sample(s, logits);
+        }
         if (tok_is_eog(tok, id)) {
             reason = "stop";
             break;
+        }
+        if (gm && !grammar_matcher_accept_token(gm, gv, id)) {
+            rc = -SMP_E_INTERNAL;
+            snprintf(err, errlen, "the sampler chose a token the grammar refuses");
+            goto fail;
         }
         sampler_accept(s, id);
         out->tokens[out->n_tokens++] = id;
@@ -111,6 +138,10 @@ int gen_run(model_ctx *ctx, const tokenizer *tok, const int32_t *prompt, int n_p
             reason = "cancelled";
             break;
         }
+        if (gm && grammar_matcher_is_complete(gm)) { /* only the end is left */
+            reason = "stop";
+            break;
+        }
         if (out->n_gen == cap) break; /* no need to run the last token */
         rc = model_ctx_eval(ctx, &id, 1, logits, false);
         if (rc != 0) {
@@ -129,6 +160,9 @@ fail:
     smp_free(logits);
     sampler_free(s);
     stop_matcher_free(sm);
+    grammar_matcher_free(gm);
+    grammar_vocab_free(own_vocab);
+    smp_free(saved);
     if (rc != 0) gen_result_free(out);
     return rc;
 }

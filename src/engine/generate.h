@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "core/buf.h"
+#include "engine/grammar.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
 #include "engine/tokenizer.h"
@@ -26,6 +27,14 @@ typedef struct {
     int (*on_text)(void *ud, const char *text, size_t len); /* may be NULL; non-zero cancels */
     bool (*cancelled)(void *ud);  /* may be NULL; polled once per token */
     void *ud;
+    /* Constrained decoding (may be NULL): every generated token keeps the text a
+     * prefix of the grammar's language; end-of-generation is allowed only where
+     * the grammar can end, and generation stops ("stop") once the grammar is
+     * complete. grammar_vocab: the model's precomputed token list (may be NULL:
+     * built for this run; cache one per model). The sampler draws first and the
+     * full mask is computed only when the draw is refused (grammar.c says why). */
+    const grammar *grammar;
+    const grammar_vocab *grammar_vocab;
 } gen_params;
 
 typedef struct {
