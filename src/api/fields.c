@@ -17,7 +17,6 @@
 #define NO_LOGPROBS "log probabilities are not supported yet"
 #define NO_FIM "fill-in-the-middle (suffix) is not supported yet"
 #define NO_THINK "thinking (reasoning apart from the answer) is not supported yet"
-#define NO_FORMAT "structured output (format: \"json\" or a JSON schema) is not supported yet"
 
 /* Sampling fields every text route reads (OpenAI's top_k, min_p and
  * repeat_penalty are the extensions vLLM and llama.cpp accept too). */
@@ -45,8 +44,7 @@ static const field_rule openai_chat[] = {
     REFUSED("parallel_tool_calls", NULL, NO_TOOLS),
     REFUSED("functions", "[[]]", NO_FUNCTIONS),
     REFUSED("function_call", "[\"none\",\"auto\"]", NO_FUNCTIONS),
-    REFUSED("response_format", "[{\"type\":\"text\"}]",
-            "structured output (type 'json_object' or 'json_schema') is not supported yet; only type 'text'"),
+    USED("response_format"),
     REFUSED("logprobs", "[false]", NO_LOGPROBS),
     REFUSED("top_logprobs", "[0]", NO_LOGPROBS),
     REFUSED("logit_bias", "[{}]", "logit bias is not supported yet"),
@@ -95,7 +93,7 @@ static const field_rule openai_embed[] = {
 
 #define OLLAMA_COMMON                                                                                           \
     USED("model"), USED("stream"), USED("options"), NO_EFFECT("keep_alive"), NO_EFFECT("truncate"),           \
-        REFUSED("format", "[\"\"]", NO_FORMAT), REFUSED("think", "[false]", NO_THINK),                        \
+        USED("format"), REFUSED("think", "[false]", NO_THINK),                        \
         REFUSED("shift", "[false]", "context shifting is not supported (generation stops at the context's end)"), \
         REFUSED("logprobs", "[false]", NO_LOGPROBS), REFUSED("top_logprobs", "[0]", NO_LOGPROBS),               \
         REFUSED("debug_render_only", "[false]", "debug rendering is not supported")

@@ -138,6 +138,7 @@ static void chat_completions(http_req *r) {
     fields_check(&v, b, &fields_openai_chat, "");
     fields_check_list(&v, b, "messages", &fields_openai_message);
     parse_common(&v, b, j, &model, &stream);
+    textgen_parse_response_format(&v, b, textjob_req(j));
     api_openai_parse_messages(&v, j, b);
     textjob_finish(j, &v, stream, model);
 }

@@ -16,6 +16,7 @@
 #include "core/util.h"
 #include "core/valid.h"
 #include "core/workq.h"
+#include "engine/json_schema.h"
 #include "obs/metrics.h"
 
 struct textjob {
@@ -143,6 +144,75 @@ int textgen_parse_stop(valid *v, json_t *obj, const char *field, backend_gen_req
         if (!stop_ok(v, field, s)) return -1;
         if (json_string_length(s)) req->stop[req->n_stop++] = json_string_value(s);
     }
+    return 1;
+}
+
+/* Compile the schema to check it: the error names the keyword and where. */
+static int check_schema(valid *v, const char *field, json_t *schema) {
+    char err[300];
+    grammar *g = NULL;
+    int rc = json_schema_compile(schema, &g, err, sizeof err);
+    grammar_free(g);
+    if (rc == 0) return 1;
+    valid_add(v, field, "schema_unsupported", "%s", rc == -SMP_E_NOMEM ? "out of memory compiling the schema" : err);
+    return -1;
+}
+
+int textgen_parse_response_format(valid *v, json_t *obj, backend_gen_req *req) {
+    json_t *rf = json_object_get(obj, "response_format");
+    if (!rf || json_is_null(rf)) return 0;
+    const char *type = json_string_value(json_object_get(rf, "type"));
+    if (!json_is_object(rf) || !type) {
+        valid_add(v, "response_format", "model_type", "response_format should be an object with a type");
+        return -1;
+    }
+    if (!strcmp(type, "text")) return 0;
+    if (!strcmp(type, "json_object")) {
+        req->json_object = true;
+        return 1;
+    }
+    if (strcmp(type, "json_schema")) {
+        valid_add(v, "response_format", "enum", "response_format.type '%.40s' is not one of 'text', 'json_object', "
+                  "'json_schema'", type);
+        return -1;
+    }
+    json_t *js = json_object_get(rf, "json_schema");
+    json_t *schema = json_object_get(js, "schema");
+    json_t *name = json_object_get(js, "name");
+    if (!json_is_object(js) || !json_is_object(schema)) {
+        valid_add(v, "response_format", "missing",
+                  "response_format.json_schema should be an object with a 'schema' object (and a 'name')");
+        return -1;
+    }
+    if (name && !json_is_string(name)) {
+        valid_add(v, "response_format", "string_type", "response_format.json_schema.name should be a string");
+        return -1;
+    }
+    if (check_schema(v, "response_format", schema) < 0) return -1;
+    req->json_schema = schema;
+    req->json_schema_name = json_string_value(name);
+    req->json_schema_strict = json_is_true(json_object_get(js, "strict"));
+    return 1;
+}
+
+int textgen_parse_ollama_format(valid *v, json_t *obj, backend_gen_req *req) {
+    json_t *f = json_object_get(obj, "format");
+    if (!f || json_is_null(f)) return 0;
+    if (json_is_string(f)) {
+        if (!json_string_length(f)) return 0;
+        if (!strcmp(json_string_value(f), "json")) {
+            req->json_object = true;
+            return 1;
+        }
+        valid_add(v, "format", "enum", "format should be \"json\" or a JSON schema object");
+        return -1;
+    }
+    if (!json_is_object(f)) {
+        valid_add(v, "format", "model_type", "format should be \"json\" or a JSON schema object");
+        return -1;
+    }
+    if (check_schema(v, "format", f) < 0) return -1;
+    req->json_schema = f;
     return 1;
 }
 
@@ -444,6 +514,8 @@ static void make_cache_key(textjob *j) {
         json_array_append_new(msgs, m);
     }
     json_object_set_new(k, "messages", msgs);
+    if (q->json_object) json_object_set_new(k, "json_object", json_true());
+    if (q->json_schema) json_object_set(k, "json_schema", (json_t *)q->json_schema);
     cache_key(j->ctype, k, j->cache_key);
     json_decref(k);
 }

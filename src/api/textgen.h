@@ -75,6 +75,13 @@ int textgen_submit(http_req *r, void (*fn)(void *), void *arg);
  * 0 absent, -1 invalid (error recorded on v). */
 struct valid;
 int textgen_parse_stop(struct valid *v, json_t *obj, const char *field, backend_gen_req *req);
+/* Structured output fields: OpenAI's response_format ({type: text |
+ * json_object | json_schema {name, schema, strict}}) and Ollama's format
+ * ("json" or a JSON Schema). A schema is compiled once here, so a keyword
+ * the engine cannot enforce is refused up front, naming it. Returns 1 set,
+ * 0 absent, -1 invalid (recorded on v). */
+int textgen_parse_response_format(struct valid *v, json_t *obj, backend_gen_req *req);
+int textgen_parse_ollama_format(struct valid *v, json_t *obj, backend_gen_req *req);
 /* Parse "context"-style arrays of token ids (owned by the job). */
 int textgen_parse_ids(struct valid *v, textjob *j, json_t *obj, const char *field);
 /* Send an error for a backend code in r's dialect (404/422/502/503 + Retry-After). */

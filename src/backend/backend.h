@@ -64,6 +64,14 @@ typedef struct {
     int max_tokens;           /* <= 0: until EOS or the context is full */
     const char *stop[BACKEND_MAX_STOP];
     int n_stop;
+    /* Structured output: the answer is one JSON object (json_object) or a
+     * value valid against json_schema (borrowed; checked by the API layer
+     * with the engine's schema compiler). The local engine constrains its
+     * sampling; upstreams get OpenAI's response_format / Ollama's format. */
+    bool json_object;
+    const json_t *json_schema;
+    const char *json_schema_name; /* OpenAI's response_format.json_schema.name (may be NULL) */
+    bool json_schema_strict;
     /* Polled while generating (e.g. the client went away); may be NULL. */
     bool (*cancelled)(void *ud);
     void *cancel_ud;

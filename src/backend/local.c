@@ -31,6 +31,7 @@
 #include "engine/chat.h"
 #include "engine/embedded.h"
 #include "engine/generate.h"
+#include "engine/json_schema.h"
 #include "engine/gguf.h"
 #include "engine/model.h"
 #include "engine/tokenizer.h"
@@ -56,6 +57,7 @@ typedef struct loaded {
     model *m;
     tokenizer *tok;
     model_ctx *ctx;
+    grammar_vocab *gvocab; /* token bytes for constrained decoding; made on first use, by the turn's holder */
     chat_family family;
     char bos_text[64], eos_text[64];
     int refs;            /* requests holding it */
@@ -264,6 +266,7 @@ static void loaded_free(loaded *l) {
     if (!l) return;
     model_ctx_free(l->ctx);
     model_free(l->m);
+    grammar_vocab_free(l->gvocab);
     tok_free(l->tok);
     smp_free(l);
 }
@@ -528,6 +531,7 @@ static int local_generate(backend *b, const backend_gen_req *req, backend_token_
     buf prompt;
     buf_init(&prompt, 0);
     int32_t *ids = NULL, *all = NULL;
+    grammar *g = NULL;
     size_t n = 0;
     bool templated;
     rc = build_prompt(l, req, &prompt, &templated, err, errlen);
@@ -592,6 +596,19 @@ static int local_generate(backend *b, const backend_gen_req *req, backend_token_
     gp.n_stop = ns;
     gen_result gr;
     char gerr[256];
+    if (req->json_schema || req->json_object) {
+        /* Structured output: sampling keeps to the schema's grammar (the
+         * API layer compiled it already, so this is a cache hit). */
+        rc = req->json_schema ? json_schema_compile(req->json_schema, &g, gerr, sizeof gerr)
+                              : json_schema_any_object(&g, gerr, sizeof gerr);
+        if (rc == 0 && !l->gvocab) rc = grammar_vocab_new(l->tok, &l->gvocab);
+        if (rc != 0) {
+            snprintf(err, errlen, "local: %s", rc == -SMP_E_NOMEM ? "out of memory preparing the output grammar" : gerr);
+            goto done;
+        }
+        gp.grammar = g;
+        gp.grammar_vocab = l->gvocab;
+    }
     rc = gen_run(l->ctx, l->tok, all, (int)total, &gp, &gr, gerr, sizeof gerr);
     if (rc != 0) {
         snprintf(err, errlen, "%s", gerr);
@@ -614,6 +631,7 @@ static int local_generate(backend *b, const backend_gen_req *req, backend_token_
     if (!strcmp(out->done_reason, "cancelled")) rc = BACKEND_CANCELLED;
 done:
     release(st, l);
+    grammar_free(g);
     buf_free(&prompt);
     smp_free(ids);
     smp_free(all);

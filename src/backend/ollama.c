@@ -122,6 +122,8 @@ static json_t *gen_body(const backend_gen_req *r, bool chat, bool stream) {
      * connection, which the upstream notices). */
     json_object_set_new(o, "stream", json_boolean(stream));
     json_object_set_new(o, "options", options_json(r));
+    if (r->json_schema) json_object_set(o, "format", (json_t *)r->json_schema);
+    else if (r->json_object) json_object_set_new(o, "format", json_string("json"));
     return o;
 fail:
     json_decref(o);

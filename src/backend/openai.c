@@ -152,6 +152,13 @@ static json_t *gen_body(const backend_gen_req *r, bool chat, bool stream) {
             if (r->stop[i]) json_array_append_new(s, json_string(r->stop[i]));
         json_object_set_new(o, "stop", s);
     }
+    if (r->json_schema) {
+        json_t *js = json_pack("{s:s,s:O,s:b}", "name", r->json_schema_name ? r->json_schema_name : "response", "schema",
+                               (json_t *)r->json_schema, "strict", r->json_schema_strict);
+        json_object_set_new(o, "response_format", json_pack("{s:s,s:o}", "type", "json_schema", "json_schema", js));
+    } else if (r->json_object) {
+        json_object_set_new(o, "response_format", json_pack("{s:s}", "type", "json_object"));
+    }
     return o;
 }
 

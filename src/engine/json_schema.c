@@ -86,6 +86,14 @@ static void lit(jsc *c, buf *b, const char *s, size_t n) {
     put(c, b, "\"");
 }
 
+/* Text from json_dumps belongs to jansson's allocator, which the server
+ * points at its own (json_set_alloc_funcs): free it through jansson. */
+static void json_text_free(char *p) {
+    json_free_t f = NULL;
+    json_get_alloc_funcs(NULL, &f);
+    (f ? f : free)(p);
+}
+
 /* The JSON text of v, compact, as a GBNF literal. */
 static void json_lit(jsc *c, buf *b, const json_t *v) {
     char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -94,7 +102,7 @@ static void json_lit(jsc *c, buf *b, const json_t *v) {
         return;
     }
     lit(c, b, s, strlen(s));
-    free(s);
+    json_text_free(s);
 }
 
 static int new_rule(jsc *c) { return c->n_rules++; }
@@ -1034,7 +1042,7 @@ int json_schema_compile(const json_t *schema, grammar **out, char *err, size_t e
         }
     pthread_mutex_unlock(&cache_lock);
     if (*out) {
-        free(key);
+        json_text_free(key);
         return 0;
     }
     char *gbnf = NULL;
@@ -1060,7 +1068,7 @@ int json_schema_compile(const json_t *schema, grammar **out, char *err, size_t e
         cache[victim].used = ++cache_clock;
         pthread_mutex_unlock(&cache_lock);
     }
-    free(key);
+    json_text_free(key);
     return rc;
 }
 
