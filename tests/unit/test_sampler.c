@@ -199,6 +199,27 @@ TEST(sampler_top_p_cuts_the_tail) {
     sampler_free(s);
 }
 
+/* Top-p keeps the shortest prefix whose mass reaches p: reaching it exactly
+ * is enough. Tokens 0 and 1 have 0.5 each; p = 0.5 is reached by token 0
+ * alone, so token 1 must never be drawn (a ">" in place of ">=" keeps both),
+ * on the sorted path after top-k and on the bucket path without it. */
+TEST(sampler_top_p_mass_reached_exactly) {
+    enum { DRAWS = 400 };
+    const float logits[3] = {0.0f, 0.0f, -1e9f};
+    for (int top_k = 0; top_k <= 2; top_k += 2) {
+        sampler_params p = plain(1.0f, 11);
+        p.top_p = 0.5f;
+        p.top_k = top_k;
+        sampler *s = sampler_new(&p, 3);
+        REQUIRE(s);
+        int count[3];
+        histogram(s, logits, 3, DRAWS, count);
+        CHECK_INT(count[0], DRAWS);
+        CHECK_INT(count[1], 0);
+        sampler_free(s);
+    }
+}
+
 /* The kept set of top-p, computed the slow obvious way. */
 static bool *top_p_reference(const float *l, int n, float top_p) {
     bool *keep = smp_calloc((size_t)n, 1);
