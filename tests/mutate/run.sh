@@ -11,12 +11,12 @@
 # a "kill" would mean nothing. Prints killed/SURVIVED per mutant and the
 # score; exits 1 when a mutant survives, fails to apply or does not build.
 # Knobs: MUTATE_KEEP=1 keeps the scratch directory; MUTATE_TIMEOUT (s, per
-# test command, default 300); MUTATE_TESTS replaces every mutant's tests (to
+# test command, default 120); MUTATE_TESTS replaces every mutant's tests (to
 # show that a mutant survives the tests it had before a new one).
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 FILTER=${1:-}
-TIMEOUT=${MUTATE_TIMEOUT:-300}
+TIMEOUT=${MUTATE_TIMEOUT:-120}
 
 # ---- the table ----------------------------------------------------------------
 IDS=() FILES=() TESTS=() SEDS=()

@@ -56,6 +56,9 @@ TEST(b64_roundtrip_and_strictness) {
     CHECK(strstr(err, "'*' at offset 3") != NULL);
     CHECK_INT(util_b64_decode("aGVsbG8=aa==", 12, out, err, sizeof err), -1);
     CHECK_INT(util_b64_decode("a===", 4, out, err, sizeof err), -1);
+    CHECK_INT(util_b64_decode("aG=a", 4, out, err, sizeof err), -1); /* data inside the padding */
+    CHECK(strstr(err, "after '=' padding at offset 3") != NULL);
+    CHECK_INT(util_b64_decode("aGk=\r\n", 6, out, err, sizeof err), 2); /* line breaks may follow */
     CHECK_INT(util_b64_decode("", 0, out, err, sizeof err), 0);
 }
 
