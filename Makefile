@@ -118,6 +118,7 @@ bench: simpleton $(BUILD)/bench_rag $(BUILD)/bench_monitor
 	bench/rag/run.sh
 	bench/vision/run.sh
 	bench/audio/run.sh
+	bench/hardening/run.sh
 
 $(BUILD)/bench_rag: bench/rag/bench_rag.c $(LIB)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS) $(LDLIBS)

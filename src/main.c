@@ -15,6 +15,7 @@
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/membudget.h"
 #include "core/version.h"
 #include "engine/cli_engine.h"
 #include "http/auth.h"
@@ -83,11 +84,16 @@ static int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "simpleton: %s\n", err);
         goto out;
     }
+    if (membudget_heavy_init((size_t)cfg.heavy_job_memory_mb << 20) != 0) {
+        fprintf(stderr, "simpleton: out of memory\n");
+        goto out;
+    }
     if (textgen_init((int)cfg.request_workers, 1024) != 0) {
         fprintf(stderr, "simpleton: cannot start request workers\n");
         goto out;
     }
     api_register_all();
+    metrics_set_model_filter(api_model_known);
     if (http_server_start(&cfg, &port, err, sizeof err) != 0) {
         fprintf(stderr, "simpleton: %s\n", err);
         goto out;
@@ -103,6 +109,7 @@ static int cmd_serve(int argc, char **argv) {
     rc = 0;
 out:
     textgen_free();
+    metrics_set_model_filter(NULL); /* it asks the registry */
     registry_free();
     cache_shutdown();
     analytics_free();

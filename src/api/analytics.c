@@ -98,6 +98,7 @@ static void health(http_req *r) {
     bool degraded = cache_degraded() || !any_backend;
     json_t *body = json_pack("{s:s,s:{s:o,s:o,s:o}}", "status", degraded ? "degraded" : "healthy", "components",
                              "monitoring", analytics_health(), "cache", cache, "backends", backends);
+    api_public_scrub(body);
     http_send_json(r, 200, body);
 }
 

@@ -10,7 +10,11 @@
  * A handler parses and checks the request into an audio_job (the audio bytes
  * point into the request body or into the job's decoded base64), then queues
  * it on the shared worker pool (textgen_submit): decoding, model loading and
- * transcription never run on an HTTP thread. The worker produces one
+ * transcription never run on an HTTP thread. The audio is decoded as the
+ * engine reads it (media/audio.h's stream as a whisper_source), so a job
+ * holds the request body and one window, never the whole audio as samples;
+ * its working set is reserved from HEAVY_JOB_MEMORY_MB before it starts
+ * (503 when other heavy jobs hold the budget past HEAVY_JOB_WAIT_S). The worker produces one
  * canonical result object {text, language (an ISO code, also for forwarded
  * answers), duration, model, task, segments, stats (per segment: the decoding
  * figures verbose_json reports)} (cached by the audio's SHA-256 and every
@@ -33,6 +37,7 @@
 #include "core/config.h"
 #include "core/errors.h"
 #include "core/log.h"
+#include "core/membudget.h"
 #include "core/util.h"
 #include "core/valid.h"
 #include "engine/whisper.h"
@@ -243,13 +248,43 @@ static json_t *from_openai(const audio_job *j, json_t *up) {
                      j->model, "task", j->translate ? "translate" : "transcribe", "segments", segs, "stats", stats);
 }
 
-/* *bad_audio: the failure is the audio's (only then is it "Invalid audio"). */
-static int run_local(audio_job *j, json_t **res, bool *bad_audio, char *err, size_t errlen) {
-    float *pcm = NULL;
-    size_t n = 0;
+/* The request's audio as the engine's source: decoded a piece at a time.
+ * failed: the last error was the audio's (not the engine's). */
+typedef struct {
+    audio_stream *s;
+    bool failed;
+} stream_source;
+
+static int source_read(void *ud, float *dst, size_t cap, size_t *got, char *err, size_t errlen) {
+    stream_source *ss = ud;
+    int rc = audio_stream_read(ss->s, dst, cap, got, err, errlen);
+    ss->failed = rc != 0;
+    return rc;
+}
+
+static int source_rewind(void *ud, char *err, size_t errlen) {
+    stream_source *ss = ud;
+    int rc = audio_stream_rewind(ss->s, err, errlen);
+    ss->failed = rc != 0;
+    return rc;
+}
+
+/* What FFmpeg's side of a stream holds at most, besides the request body:
+ * contexts, the I/O buffer, a container's index (a 3 h m4a's is about
+ * 1 MB) and one decoded frame, with room to spare. */
+#define AUDIO_DECODER_BYTES (16u << 20)
+
+/* The audio is decoded as the engine reads it: the container is checked
+ * (format, declared length) before the model is loaded, and no more than a
+ * window of samples is held at once. *bad_audio: the failure is the audio's
+ * (only then is it "Invalid audio"). *answered: an answer was sent. */
+static int run_local(audio_job *j, json_t **res, bool *bad_audio, bool *answered, char *err, size_t errlen) {
+    stream_source ss = {0};
     whisper_model *m = NULL;
     whisper_result w = {0};
-    int rc = audio_decode(j->audio, j->len, (double)config_get()->max_audio_seconds, &pcm, &n, err, errlen);
+    size_t reserved = 0;
+    double max_seconds = (double)config_get()->max_audio_seconds;
+    int rc = audio_stream_open(j->audio, j->len, max_seconds, &ss.s, err, errlen);
     if (rc) {
         *bad_audio = rc == -SMP_E_FORMAT;
         return rc;
@@ -258,6 +293,15 @@ static int run_local(audio_job *j, json_t **res, bool *bad_audio, char *err, siz
     rc = whisper_store_acquire(j->model, http_client_gone_cb, j->r, &m, err, errlen);
     if (rc) goto out;
     if (util_now_ns() - t0 > 1000000) metrics_model_load_seconds(j->model, (util_now_ns() - t0) / 1e9);
+    /* A container that states its length bounds the voice gate's share;
+     * without one, the longest audio accepted does. */
+    double declared = audio_stream_declared_seconds(ss.s);
+    size_t need = whisper_transcribe_bytes(m, declared > 0 ? declared : max_seconds) + AUDIO_DECODER_BYTES;
+    if ((rc = api_reserve_heavy(j->r, need, "this transcription"))) {
+        *answered = rc < 0;
+        goto out;
+    }
+    reserved = need;
     whisper_params p;
     whisper_params_default(&p);
     p.language = j->language[0] ? j->language : NULL;
@@ -266,7 +310,9 @@ static int run_local(audio_job *j, json_t **res, bool *bad_audio, char *err, siz
     p.prompt = j->prompt;
     p.cancelled = http_client_gone_cb;
     p.cancel_ud = j->r;
-    rc = whisper_transcribe(m, pcm, n, &p, &w, err, errlen);
+    whisper_source src = {source_read, source_rewind, &ss};
+    rc = whisper_transcribe_source(m, &src, &p, &w, err, errlen);
+    if (rc < 0 && ss.failed) *bad_audio = rc == -SMP_E_FORMAT;
     if (rc == 0) {
         log_info("audio: %s %.1f s of audio with %s (mel %.0f ms, encoder %.0f ms, decoder %.0f ms)",
                  j->translate ? "translated" : "transcribed", w.duration, j->model, w.mel_ms, w.encode_ms, w.decode_ms);
@@ -274,8 +320,9 @@ static int run_local(audio_job *j, json_t **res, bool *bad_audio, char *err, siz
     }
     whisper_result_free(&w);
 out:
+    membudget_release(membudget_heavy(), reserved);
     whisper_store_release(m);
-    smp_free(pcm);
+    audio_stream_close(ss.s);
     return rc;
 }
 
@@ -318,11 +365,12 @@ static void run_job(void *arg) {
             }
         }
     }
-    bool remote = openai_audio_wanted(j->model), bad_audio = false;
+    bool remote = openai_audio_wanted(j->model), bad_audio = false, answered = false;
     metrics_llm_request(j->model, j->endpoint);
-    int rc = remote ? run_remote(j, &res, err, sizeof err) : run_local(j, &res, &bad_audio, err, sizeof err);
+    int rc = remote ? run_remote(j, &res, err, sizeof err) : run_local(j, &res, &bad_audio, &answered, err, sizeof err);
+    if (answered) goto out;
     if (rc == 1) {
-        http_send_error(r, SMP_E_UNAVAILABLE, "transcription cancelled: the client left or the server is stopping");
+        http_send_error(r, SMP_E_UNAVAILABLE, "transcription cancelled: %s", util_stop_reason());
         goto out;
     }
     if (rc) {

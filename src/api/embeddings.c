@@ -5,7 +5,13 @@
  * Each text has its own cache entry (simpleton:embedding:<sha256 of model +
  * text>, the vector as little-endian float32). A request whose texts are all
  * cached is answered on the HTTP thread at once; otherwise only the missing
- * texts go to the backend, on a worker, and are cached afterwards. */
+ * texts go to the backend, on a worker, and are cached afterwards.
+ *
+ * Bounds: at most MAX_TEXTS texts; a local model checks every text against
+ * its context and all of them against EMBED_MAX_BATCH_TOKENS before it
+ * embeds any (a text too long: 422 with its index, OpenAI 400 param "input";
+ * too many tokens: 413). A client that leaves stops its batch; so does a
+ * shutdown past SHUTDOWN_TIMEOUT (503). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,6 +23,7 @@
 #include "cache/cache.h"
 #include "core/alloc.h"
 #include "core/buf.h"
+#include "core/config.h"
 #include "core/errors.h"
 #include "core/util.h"
 #include "core/valid.h"
@@ -31,6 +38,7 @@ typedef enum { EMB_SIMPLETON, EMB_OPENAI, EMB_OLLAMA, EMB_OLLAMA_LEGACY } emb_ki
 typedef struct {
     http_req *r;
     emb_kind kind;
+    const char *field;   /* where the texts are, for errors: "input", "prompt"; NULL: the body */
     json_t *body;
     char model[200];
     int n;
@@ -90,8 +98,12 @@ int embeddings_compute(const char *model, const char *const *texts, int n, bool 
         miss[nmiss++] = texts[i];
     }
     if (nmiss) {
-        int cd = 0;
-        rc = registry_embed(model, miss, nmiss, &computed, &cd, &ptoks, err, errlen);
+        backend_embed_req rq = {.model = model, .texts = miss, .n = nmiss};
+        backend_embed_result res;
+        rc = registry_embed(&rq, &res, err, errlen);
+        computed = res.vecs;
+        int cd = res.dim;
+        ptoks = res.prompt_tokens;
         metrics_llm_request(model, "embeddings");
         if (rc != 0) goto out;
         metrics_llm_tokens(model, "prompt", ptoks);
@@ -223,6 +235,16 @@ static void respond(embjob *e) {
     http_send_json(r, 200, o);
 }
 
+/* A text the model cannot take: Simpleton's 422 locates it
+ * (["body","input",3]); OpenAI answers 400 with param "input", Ollama 400. */
+static void send_text_error(embjob *e, int i, const char *msg) {
+    valid v;
+    valid_init(&v);
+    valid_add(&v, e->field, "too_long", "Text %d is too long: %s", i, msg);
+    json_array_append_new(json_object_get(json_array_get(v.errors, 0), "loc"), json_integer(i));
+    http_validation_done(e->r, &v);
+}
+
 /* Worker: compute the texts the cache did not have. */
 static void run_embed(void *arg) {
     embjob *e = arg;
@@ -238,9 +260,22 @@ static void run_embed(void *arg) {
     }
     for (int i = 0; i < e->n; i++)
         if (!e->vecs[i]) idx[nmiss] = i, miss[nmiss++] = e->texts[i];
-    int dim = 0, ptoks = 0;
-    int rc = registry_embed(e->model, miss, nmiss, &vecs, &dim, &ptoks, err, sizeof err);
+    backend_embed_req rq = {.model = e->model, .texts = miss, .n = nmiss, .cancelled = http_client_gone_cb,
+                            .cancel_ud = r, .max_tokens = (size_t)config_get()->embed_max_batch_tokens};
+    backend_embed_result res;
+    int rc = registry_embed(&rq, &res, err, sizeof err);
+    vecs = res.vecs;
+    int dim = res.dim, ptoks = res.prompt_tokens;
     metrics_llm_request(e->model, "embeddings");
+    if (rc == BACKEND_CANCELLED) {
+        http_send_error(r, SMP_E_UNAVAILABLE, "embeddings cancelled: %s (%s)",
+                        util_aborting() ? "the server is shutting down" : "the client left", err);
+        goto out;
+    }
+    if (rc == -SMP_E_VALIDATION && res.bad_input >= 0 && res.bad_input < nmiss) {
+        send_text_error(e, idx[res.bad_input], err);
+        goto out;
+    }
     if (rc != 0) {
         textgen_send_backend_error(r, rc, err);
         goto out;
@@ -380,6 +415,7 @@ static void simpleton_embed(http_req *r) {
     if (!b) return;
     embjob *e = embjob_new(r, EMB_SIMPLETON, b);
     if (!e) return http_send_error(r, SMP_E_NOMEM, NULL);
+    e->field = "input";
     valid v;
     valid_init(&v);
     const char *model = NULL;
@@ -417,6 +453,7 @@ static void openai_embed(http_req *r) {
     if (!b) return;
     embjob *e = embjob_new(r, EMB_OPENAI, b);
     if (!e) return http_send_error(r, SMP_E_NOMEM, NULL);
+    e->field = "input";
     valid v;
     valid_init(&v);
     const char *model = NULL, *fmt = NULL;
@@ -434,6 +471,7 @@ static void ollama_embed(http_req *r) {
     if (!b) return;
     embjob *e = embjob_new(r, EMB_OLLAMA, b);
     if (!e) return http_send_error(r, SMP_E_NOMEM, NULL);
+    e->field = "input";
     valid v;
     valid_init(&v);
     const char *model = NULL;
@@ -447,6 +485,7 @@ static void ollama_embeddings_legacy(http_req *r) {
     if (!b) return;
     embjob *e = embjob_new(r, EMB_OLLAMA_LEGACY, b);
     if (!e) return http_send_error(r, SMP_E_NOMEM, NULL);
+    e->field = "prompt";
     valid v;
     valid_init(&v);
     const char *model = NULL;

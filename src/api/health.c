@@ -2,7 +2,8 @@
  *
  * /health asks every registered probe (backends, models, the cache) and says
  * "healthy" (200) when everything can serve, "degraded" (200) when something
- * optional is down (the cache), "unhealthy" (503) when a backend is down. */
+ * optional is down (the cache), "unhealthy" (503) when a backend is down.
+ * It is public, so its answer goes through api_public_scrub (no paths). */
 #include <pthread.h>
 #include <string.h>
 
@@ -28,6 +29,64 @@ static int nprobes;
 
 void api_health_add_probe(const char *kind, const char *name, health_probe fn, void *ud) {
     if (nprobes < MAX_PROBES) probes[nprobes++] = (typeof(probes[0])){kind, name, fn, ud};
+}
+
+/* Does an absolute path start at s[i]? A '/' at the start of the string or
+ * after a separator, not followed by another '/' ("http://" is no path). */
+static bool path_at(const char *s, size_t i) {
+    return s[i] == '/' && s[i + 1] && s[i + 1] != '/' && !strchr(" \t\n", s[i + 1]) &&
+           (i == 0 || strchr(" \t\n('\"=,:[", s[i - 1]));
+}
+
+static bool path_end(char c) { return !c || strchr(" \t\n'\"),;:]", c); }
+
+/* s with each absolute path replaced by its last component; NULL when s has
+ * none (or memory ran out: the caller then drops the string). */
+static char *scrub_string(const char *s, bool *failed) {
+    size_t n = strlen(s), i = 0;
+    while (i < n && !path_at(s, i)) i++;
+    if (i == n) return NULL;
+    buf b;
+    buf_init(&b, 0);
+    int fail = buf_append(&b, s, i);
+    while (i < n && !fail) {
+        if (!path_at(s, i)) {
+            fail = buf_append(&b, s + i++, 1);
+            continue;
+        }
+        size_t e = i;
+        while (!path_end(s[e])) e++;
+        size_t last_end = e;
+        while (last_end > i + 1 && s[last_end - 1] == '/') last_end--; /* "/a/dir/" -> "dir" */
+        size_t last = last_end;
+        while (last > i && s[last - 1] != '/') last--;
+        fail = buf_append(&b, s + last, last_end - last);
+        i = e;
+    }
+    if (fail) {
+        buf_free(&b);
+        *failed = true;
+        return NULL;
+    }
+    return buf_detach(&b, NULL);
+}
+
+void api_public_scrub(json_t *o) {
+    if (json_is_string(o)) {
+        bool failed = false;
+        char *clean = scrub_string(json_string_value(o), &failed);
+        if (clean) json_string_set(o, clean);
+        else if (failed) json_string_set(o, "");
+        smp_free(clean);
+    } else if (json_is_object(o)) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(o, k, v) api_public_scrub(v);
+    } else if (json_is_array(o)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(o, i, v) api_public_scrub(v);
+    }
 }
 
 static void root(http_req *r) {
@@ -70,6 +129,7 @@ static void health(http_req *r) {
     json_t *body = json_pack("{s:s,s:s}", "status", status, "version", SIMPLETON_VERSION);
     json_object_update(body, kinds);
     json_decref(kinds);
+    api_public_scrub(body);
     http_send_json(r, serving ? 200 : 503, body);
 }
 

@@ -4,7 +4,9 @@
 
 #include "api/api.h"
 #include "api/textgen.h"
+#include "backend/registry.h"
 #include "core/alloc.h"
+#include "core/errors.h"
 #include "core/util.h"
 #include "core/valid.h"
 #include "http/router.h"
@@ -32,6 +34,26 @@ static void parse_options(valid *v, json_t *b, backend_gen_req *q) {
     if (valid_int(v, o, "seed", false, INT64_MIN, INT64_MAX, &n) == 1) q->has_seed = true, q->seed = (uint64_t)n;
     if (valid_int(v, o, "num_predict", false, -2, 1 << 20, &n) == 1) q->max_tokens = n > 0 ? (int)n : 0;
     textgen_parse_stop(v, o, "stop", q);
+}
+
+/* Ollama answers a generate with an empty prompt, or a chat with no
+ * messages, by loading the model: done_reason "load" when a backend has it,
+ * 404 "model 'x' not found" when none does. Takes the job. */
+static void answer_load(http_req *r, textjob *j, const char *model, bool chat) {
+    backend *b[REGISTRY_MAX];
+    char err[1024] = "";
+    int n = registry_route(model, b, err, sizeof err);
+    if (n <= 0) {
+        textgen_send_backend_error(r, n == 0 ? -SMP_E_NOT_FOUND : n, err);
+    } else {
+        char ts[40];
+        util_iso8601(util_wall_seconds(), ts, sizeof ts);
+        json_t *o = json_pack("{s:s,s:s,s:b,s:s}", "model", model, "created_at", ts, "done", 1, "done_reason", "load");
+        if (chat) json_object_set_new(o, "message", json_pack("{s:s,s:s}", "role", "assistant", "content", ""));
+        else json_object_set_new(o, "response", json_string(""));
+        http_send_json(r, 200, o);
+    }
+    textjob_free(j);
 }
 
 static void generate(http_req *r) {
@@ -65,13 +87,8 @@ static void generate(http_req *r) {
         if (api_parse_messages(&v, j, b) == 0) q->system = NULL;
     }
     if (valid_ok(&v) && (!q->prompt || !*q->prompt) && !q->messages) {
-        /* Ollama answers an empty prompt by (pre)loading the model. */
-        char ts[40];
-        util_iso8601(util_wall_seconds(), ts, sizeof ts);
-        http_send_json(r, 200, json_pack("{s:s,s:s,s:s,s:b,s:s}", "model", model, "created_at", ts, "response", "",
-                                         "done", 1, "done_reason", "load"));
-        textjob_free(j);
         valid_free(&v);
+        answer_load(r, j, model, false);
         return;
     }
     textjob_finish(j, &v, stream, model);
@@ -88,6 +105,12 @@ static void chat(http_req *r) {
     valid_str(&v, b, "model", true, true, &model);
     valid_bool(&v, b, "stream", false, &stream);
     parse_options(&v, b, textjob_req(j));
+    json_t *msgs = json_object_get(b, "messages");
+    if (valid_ok(&v) && (!msgs || json_is_null(msgs) || (json_is_array(msgs) && !json_array_size(msgs)))) {
+        valid_free(&v);
+        answer_load(r, j, model, true);
+        return;
+    }
     api_parse_messages(&v, j, b);
     textjob_finish(j, &v, stream, model);
 }

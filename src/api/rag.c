@@ -16,6 +16,7 @@
  *    "content_type"]}}
  * (the fields Simpleton adds win over the user's of the same name). */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,8 @@
 #define EMBED_MAX_BYTES 32768  /* longest text sent to the embedding model */
 #define METADATA_MAX_BYTES 65536
 #define PDF_TIMEOUT_MS 120000L
-#define QUERY_ATTEMPTS 8
+#define QUERY_ATTEMPTS 32  /* bound on context halvings (a 1 GB context needs 24) */
+#define QUERY_MIN_PIECE 64 /* shortest leading part of a hit worth giving the model */
 
 static const char DEFAULT_SYSTEM[] =
     "You are a helpful assistant. Answer the question using only the information in the context below. If the "
@@ -118,7 +120,7 @@ static int embed_texts(http_req *r, const char *model, const char *const *texts,
     for (size_t start = 0; start < n; start += EMBED_BATCH) {
         if (r && http_client_gone(r)) {
             rc = BACKEND_CANCELLED;
-            snprintf(err, errlen, "cancelled: the client left");
+            snprintf(err, errlen, "cancelled: %s", util_stop_reason());
             goto done;
         }
         size_t cnt = n - start < EMBED_BATCH ? n - start : EMBED_BATCH;
@@ -606,26 +608,36 @@ static void run_search(void *arg) {
     search_free(j);
 }
 
-/* "Context:\n[1] text\n\n[2] text\n\nQuestion: q\n\nAnswer:" with the first
- * n hits, the last one cut to `last_len` bytes. */
-static char *build_prompt(const search_job *j, const vstore_hit *hits, int n, size_t last_len) {
+/* "Context:\n[1] text\n\n[2] text\n\nQuestion: q\n\nAnswer:" with the hits in
+ * rank order, their texts within `budget` bytes in all: whole texts while they
+ * fit, then the leading part of the next one if at least QUERY_MIN_PIECE bytes
+ * of it fit. *used gets the number of hits in it, *ctx_bytes their bytes. */
+static char *build_prompt(const search_job *j, const vstore_hit *hits, int n, size_t budget, int *used,
+                          size_t *ctx_bytes) {
     buf b;
     buf_init(&b, 0);
     int fail = buf_puts(&b, "Context:\n");
-    for (int i = 0; i < n && !fail; i++) {
-        const char *t = json_string_value(json_object_get(hits[i].payload, "content"));
+    size_t spent = 0;
+    int k = 0;
+    for (; k < n && !fail; k++) {
+        const char *t = json_string_value(json_object_get(hits[k].payload, "content"));
         size_t l = t ? strlen(t) : 0;
-        if (i == n - 1 && last_len < l) l = utf8_prefix(t, l, last_len);
-        fail = buf_printf(&b, "[%d] ", i + 1) || buf_append(&b, t ? t : "", l) || buf_puts(&b, "\n\n");
+        if (l > budget - spent) {
+            if (budget - spent < QUERY_MIN_PIECE) break;
+            l = utf8_prefix(t, l, budget - spent);
+        }
+        spent += l;
+        fail = buf_printf(&b, "[%d] ", k + 1) || buf_append(&b, t ? t : "", l) || buf_puts(&b, "\n\n");
     }
     if (!fail) fail = buf_printf(&b, "Question: %s\n\nAnswer:", j->query);
     if (fail) {
         buf_free(&b);
         return NULL;
     }
+    *used = k;
+    *ctx_bytes = spent;
     return buf_detach(&b, NULL);
 }
-
 
 static void run_query(void *arg) {
     search_job *j = arg;
@@ -638,16 +650,17 @@ static void run_query(void *arg) {
     char *prompt = NULL;
     if (do_search(j, &hits, &n) != 0) goto out;
     registry_model_name(j->model, MODEL_KIND_INFERENCE, model, sizeof model);
-    int used = n;
+    int used = 0;
     const char *answer = NO_CONTEXT_ANSWER;
     if (n > 0) {
-        /* A prompt longer than the model's context: fewer sources, then a
-         * shorter last one, until it fits. */
-        size_t last_len = (size_t)-1;
+        /* A prompt longer than the model's context (which only the backend
+         * knows): halve the context's bytes until it fits, dropping the
+         * lowest-ranked hits first. Only the hits used are returned. */
+        size_t budget = SIZE_MAX, ctx_bytes = 0;
         int rc = 0;
         for (int attempt = 0; attempt < QUERY_ATTEMPTS; attempt++) {
             smp_free(prompt);
-            if (!(prompt = build_prompt(j, hits, used, last_len))) {
+            if (!(prompt = build_prompt(j, hits, n, budget, &used, &ctx_bytes))) {
                 http_send_error(r, SMP_E_NOMEM, NULL);
                 goto out;
             }
@@ -659,22 +672,15 @@ static void run_query(void *arg) {
             memset(&res, 0, sizeof res);
             rc = registry_generate(&q, NULL, NULL, &res, &served_by, err, sizeof err);
             metrics_llm_request(model, "/rag/query");
-            if (rc != -SMP_E_VALIDATION) break;
-            if (used > 1) {
-                used--;
-            } else {
-                const char *t = json_string_value(json_object_get(hits[0].payload, "content"));
-                size_t l = last_len == (size_t)-1 ? (t ? strlen(t) : 0) : last_len;
-                if (l < 64) break;
-                last_len = l / 2;
-            }
+            if (rc != -SMP_E_VALIDATION || ctx_bytes < 2 * QUERY_MIN_PIECE) break;
+            budget = ctx_bytes / 2;
         }
         if (rc < 0) {
             textgen_send_backend_error(r, rc, err);
             goto out;
         }
         if (rc == BACKEND_CANCELLED) {
-            http_send_error(r, SMP_E_UNAVAILABLE, "generation cancelled: the server is shutting down or the client left");
+            http_send_error(r, SMP_E_UNAVAILABLE, "generation cancelled: %s", util_stop_reason());
             goto out;
         }
         metrics_llm_tokens(model, "prompt", res.prompt_tokens);

@@ -113,10 +113,25 @@ static bool is_chat(const textjob *j) { return kind_is_chat(j->kind); }
 
 /* ---- parsing helpers ------------------------------------------------------ */
 
+/* One limit and one message in every dialect: BACKEND_MAX_STOP sequences of
+ * at most BACKEND_MAX_STOP_LEN bytes, as a string or a list of strings. */
+static bool stop_ok(valid *v, const char *field, json_t *s) {
+    if (!json_is_string(s)) {
+        valid_add(v, field, "string_type", "Every stop sequence should be a string");
+        return false;
+    }
+    if (json_string_length(s) > BACKEND_MAX_STOP_LEN) {
+        valid_add(v, field, "string_too_long", "A stop sequence may be at most %d bytes", BACKEND_MAX_STOP_LEN);
+        return false;
+    }
+    return true;
+}
+
 int textgen_parse_stop(valid *v, json_t *obj, const char *field, backend_gen_req *req) {
     json_t *x = json_object_get(obj, field);
     if (!x || json_is_null(x)) return 0;
     if (json_is_string(x)) {
+        if (!stop_ok(v, field, x)) return -1;
         if (json_string_length(x)) req->stop[req->n_stop++] = json_string_value(x);
         return 1;
     }
@@ -127,14 +142,7 @@ int textgen_parse_stop(valid *v, json_t *obj, const char *field, backend_gen_req
     size_t i;
     json_t *s;
     json_array_foreach(x, i, s) {
-        if (!json_is_string(s)) {
-            valid_add(v, field, "string_type", "Every stop sequence should be a string");
-            return -1;
-        }
-        if (json_string_length(s) > 256) {
-            valid_add(v, field, "string_too_long", "A stop sequence may be at most 256 bytes");
-            return -1;
-        }
+        if (!stop_ok(v, field, s)) return -1;
         if (json_string_length(s)) req->stop[req->n_stop++] = json_string_value(s);
     }
     return 1;
@@ -361,12 +369,14 @@ static void run_job(void *arg) {
     metrics_llm_tokens(j->model, "completion", res.completion_tokens);
     if (j->stream) {
         if (rc == 0) stream_finish(j, &res);
+        else if (j->started && util_aborting()) /* cut at the shutdown deadline: say so */
+            stream_error(j, -SMP_E_UNAVAILABLE, "generation stopped: the server is shutting down");
         else if (j->started) http_stream_end(r); /* cancelled: the client is gone */
-        else http_send_error(r, SMP_E_UNAVAILABLE, "generation cancelled");
+        else http_send_error(r, SMP_E_UNAVAILABLE, "generation cancelled: %s", util_stop_reason());
         goto out;
     }
     if (rc == BACKEND_CANCELLED) {
-        http_send_error(r, SMP_E_UNAVAILABLE, "generation cancelled: the server is shutting down or the client left");
+        http_send_error(r, SMP_E_UNAVAILABLE, "generation cancelled: %s", util_stop_reason());
         goto out;
     }
     json_t *o = stats_json(j, &res, res.text ? res.text : "", false);

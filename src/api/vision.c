@@ -5,7 +5,9 @@
  * bytes (base64: strict, 400; upload: the 'file' part) and reads the image
  * header (400 for a non-image, 413 past MAX_IMAGE_MP, both before any pixel
  * is allocated). Everything slow runs on the shared worker pool
- * (textgen_submit): the full decode (a truncated or corrupt body is a 400),
+ * (textgen_submit): the full decode (a truncated or corrupt body is a 400;
+ * the pixels are first reserved from HEAVY_JOB_MEMORY_MB, 503 when other
+ * heavy jobs hold it past HEAVY_JOB_WAIT_S),
  * then either Tesseract in-process (/vision/ocr without a model; stopped
  * after OCR_TIMEOUT_S, 408, or as soon as the client leaves) or a chat
  * with the image sent to the backend serving the vision model. When no
@@ -32,6 +34,7 @@
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/errors.h"
+#include "core/membudget.h"
 #include "core/util.h"
 #include "core/valid.h"
 #include "http/multipart.h"
@@ -42,6 +45,11 @@
 #include "obs/metrics.h"
 
 #define PROMPT_MAX 65536
+/* Working memory per decoded pixel reserved from HEAVY_JOB_MEMORY_MB: the
+ * 32-bit PIX and its copy when EXIF turns it; OCR adds the 8-bit grey copy
+ * and Tesseract's own thresholded and scaled copies. */
+#define DECODE_BYTES_PER_PIXEL 8
+#define OCR_BYTES_PER_PIXEL 16
 #define TESSERACT_MODEL "tesseract"
 
 typedef enum { VJ_ANALYZE, VJ_CAPTION, VJ_OCR, VJ_UPLOAD } vision_kind;
@@ -185,7 +193,7 @@ static void run_ocr(vision_job *j, PIX *pix) {
     ocr_limits lim = {.timeout_ms = ocr_timeout_ms(), .cancelled = http_client_gone_cb, .ud = j->r};
     int rc = ocr_image_limited(pix, j->lang, &lim, &text, err, sizeof err);
     if (rc == OCR_CANCELLED) {
-        http_send_error(j->r, SMP_E_UNAVAILABLE, "OCR cancelled: the client left or the server is stopping");
+        http_send_error(j->r, SMP_E_UNAVAILABLE, "OCR cancelled: %s", util_stop_reason());
         return;
     }
     if (rc == -SMP_E_TIMEOUT) {
@@ -224,7 +232,7 @@ static void run_model(vision_job *j) {
         goto out;
     }
     if (rc == BACKEND_CANCELLED) {
-        http_send_error(r, SMP_E_UNAVAILABLE, "generation cancelled: the server is shutting down or the client left");
+        http_send_error(r, SMP_E_UNAVAILABLE, "generation cancelled: %s", util_stop_reason());
         goto out;
     }
     metrics_llm_tokens(j->model, "prompt", res.prompt_tokens);
@@ -250,9 +258,10 @@ static void run_job(void *arg) {
     vision_job *j = arg;
     http_req *r = j->r;
     PIX *pix = NULL;
+    size_t reserved = 0;
     char err[512];
     if (http_client_gone(r)) { /* left while the job waited for a worker */
-        http_send_error(r, SMP_E_UNAVAILABLE, "cancelled: the client left or the server is stopping");
+        http_send_error(r, SMP_E_UNAVAILABLE, "cancelled: %s", util_stop_reason());
         goto out;
     }
     if (j->cache) {
@@ -266,6 +275,15 @@ static void run_job(void *arg) {
             goto out;
         }
     }
+    /* The pixels count against the heavy-job budget while they live. */
+    image_info info;
+    if (image_probe(j->image, j->image_len, max_pixels(), &info, err, sizeof err) == 0) {
+        size_t need = (size_t)info.pixels * (j->tesseract ? OCR_BYTES_PER_PIXEL : DECODE_BYTES_PER_PIXEL);
+        int h = api_reserve_heavy(r, need, "decoding this image");
+        if (h == 1) http_send_error(r, SMP_E_UNAVAILABLE, "cancelled: %s", util_stop_reason());
+        if (h) goto out;
+        reserved = need;
+    }
     /* The whole file is decoded on every path, so a truncated or corrupt
      * image is a 400 here rather than an upstream's guess. */
     int rc = image_decode(j->image, j->image_len, max_pixels(), &pix, NULL, err, sizeof err);
@@ -277,9 +295,12 @@ static void run_job(void *arg) {
         run_ocr(j, pix);
     } else {
         pixDestroy(&pix);
+        membudget_release(membudget_heavy(), reserved); /* the backend gets the file's bytes, not pixels */
+        reserved = 0;
         run_model(j);
     }
 out:
+    membudget_release(membudget_heavy(), reserved);
     pixDestroy(&pix);
     job_free(j);
     http_release(r);

@@ -12,6 +12,8 @@
  *   -SMP_E_NOT_FOUND    unknown model (404, the message lists what exists)
  *   -SMP_E_VALIDATION   request the model cannot take (prompt longer than the
  *                       context: 422 naming the limit)
+ *   -SMP_E_TOO_LARGE    more work than one request may ask for (413 naming
+ *                       the setting)
  *   -SMP_E_BACKEND      the backend answered with an error (502 "Backend error: ...")
  *   -SMP_E_UNAVAILABLE  backend unreachable or timed out (503 "Could not connect to ...")
  *   -SMP_E_TOO_MANY     the model's queue is full (503 with Retry-After)
@@ -25,7 +27,11 @@
 #include <stdint.h>
 
 #define BACKEND_CANCELLED 1 /* positive: the callback asked to stop */
-#define BACKEND_MAX_STOP 8
+/* Stop sequences a request may carry, in every dialect and route (more, or a
+ * longer one, is refused with 400/422 naming `stop`); every backend takes
+ * them all (the local engine has room for these plus its template's own). */
+#define BACKEND_MAX_STOP 16
+#define BACKEND_MAX_STOP_LEN 256
 
 typedef struct {
     const char *role;    /* system | user | assistant | tool */
@@ -75,6 +81,30 @@ typedef struct {
 
 void backend_gen_result_free(backend_gen_result *r);
 
+typedef struct {
+    const char *model;        /* resolved name, never NULL */
+    const char *const *texts; /* n non-empty texts */
+    int n;
+    /* Most tokens the texts may take together (EMBED_MAX_BATCH_TOKENS; more:
+     * -SMP_E_TOO_LARGE before any is embedded); 0: no bound. Local models
+     * only (an upstream has limits of its own). */
+    size_t max_tokens;
+    /* Polled between pieces of work (the client went away, the server is
+     * shutting down); may be NULL. Saying yes makes embed return
+     * BACKEND_CANCELLED with no vectors. */
+    bool (*cancelled)(void *ud);
+    void *cancel_ud;
+} backend_embed_req;
+
+typedef struct {
+    float *vecs;              /* n * dim floats (owned by the caller, smp_free) */
+    int dim;
+    int prompt_tokens;
+    /* -SMP_E_VALIDATION: the index of the text refused (err then says what
+     * is wrong with it: "at least 5000 tokens; model ..."), or -1. */
+    int bad_input;
+} backend_embed_result;
+
 /* Streaming: piece of text (UTF-8 complete). Return non-zero to cancel. */
 typedef int (*backend_token_fn)(void *ud, const char *piece, size_t len);
 
@@ -85,9 +115,7 @@ typedef struct {
     /* chat when req->messages is set, generate otherwise. */
     int (*generate)(backend *b, const backend_gen_req *req, backend_token_fn on_token, void *ud,
                     backend_gen_result *out, char *err, size_t errlen);
-    /* vecs: n * (*dim) floats (owned by the caller, smp_free). */
-    int (*embed)(backend *b, const char *model, const char *const *texts, int n, float **vecs, int *dim,
-                 int *prompt_tokens, char *err, size_t errlen);
+    int (*embed)(backend *b, const backend_embed_req *req, backend_embed_result *out, char *err, size_t errlen);
     /* [{name, size, modified_at, digest, kind, ...}] new reference. */
     int (*list_models)(backend *b, json_t **out, char *err, size_t errlen);
     /* Does this backend serve this model? (1 yes, 0 no, <0 cannot tell: unreachable) */

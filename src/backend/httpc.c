@@ -185,6 +185,7 @@ typedef struct {
     uint64_t last_ns;    /* when bytes last moved (silence clock) */
     bool stopped;        /* on_line returned non-zero */
     bool cancelled;      /* cancelled() returned true */
+    bool shutdown;       /* the shutdown deadline passed (util_aborting) */
     bool silent;         /* no byte for timeout_ms */
     bool too_big;
 } xfer;
@@ -243,8 +244,12 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *ud) {
 
 /* Between two turns of the transfer loop: should it stop? */
 static bool should_stop(xfer *x) {
-    if (util_aborting() || (x->req->cancelled && x->req->cancelled(x->req->cancel_ud))) {
+    if (x->req->cancelled && x->req->cancelled(x->req->cancel_ud)) {
         x->cancelled = true;
+        return true;
+    }
+    if (util_aborting()) {
+        x->shutdown = true;
         return true;
     }
     if (x->req->on_line && x->req->timeout_ms > 0) {
@@ -345,6 +350,9 @@ int httpc_request(httpc *c, const httpc_req *req, httpc_resp *resp, char *err, s
     int ret = 0;
     if (x.stopped || x.cancelled) {
         ret = HTTPC_ABORTED;
+    } else if (x.shutdown) {
+        snprintf(err, errlen, "Request to %s at %s stopped: the server is shutting down", c->name, c->base);
+        ret = -SMP_E_UNAVAILABLE;
     } else if (x.silent) {
         snprintf(err, errlen, "Could not connect to %s at %s: no data for %ld ms (timed out)", c->name, c->base,
                  req->timeout_ms);

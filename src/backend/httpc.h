@@ -85,7 +85,10 @@ typedef struct {
  *   0                  a complete response arrived (any status: check it)
  *   HTTPC_ABORTED      on_line returned non-zero or cancelled() said so
  *   -SMP_E_UNAVAILABLE connect failed, name did not resolve, or timed out:
- *                      "Could not connect to <name> at <url>: <reason>"
+ *                      "Could not connect to <name> at <url>: <reason>";
+ *                      or the shutdown deadline passed (util_aborting) and
+ *                      cancelled() (if any) did not stop it first:
+ *                      "Request to <name> at <url> stopped: the server is shutting down"
  *   -SMP_E_BACKEND     the connection broke or the body was too big:
  *                      "Backend error: <name> stream ended before the answer was complete (...)"
  *   -SMP_E_NOMEM / -SMP_E_INTERNAL

@@ -4,9 +4,13 @@
  * rebuilt from disk when a name is not found (at most once a second), and a
  * small table of loaded models. A loaded model holds the model, its
  * tokenizer, its chat family and one session (KV cache) that requests take
- * turns on, guarded by `busy` + a condition variable; `waiting` counts the
- * queue. Loaded entries are reference counted so an LRU unload never frees a
- * model in use. */
+ * turns on, first come first served: a request draws a ticket and runs when
+ * `now_serving` reaches it (one mutex + condition variable); `waiting` counts
+ * the queue. A generation holds the session for its whole answer; an
+ * embeddings batch holds it for EMBED_TURN_TOKENS at a time and then draws a
+ * new ticket, so whoever queued meanwhile goes first. Loaded entries are
+ * reference counted so an LRU unload never frees a model in use (tokenizing
+ * needs a reference, not a turn). */
 #include "backend/local.h"
 
 #include <dirent.h>
@@ -33,6 +37,9 @@
 #include "obs/metrics.h"
 
 #define MAX_CATALOG 512
+/* Tokens an embeddings batch runs per turn on a model's session before the
+ * requests queued behind it get theirs (at least one text per turn). */
+#define EMBED_TURN_TOKENS 512
 
 typedef struct {
     char name[160];      /* how users name it */
@@ -52,7 +59,9 @@ typedef struct loaded {
     chat_family family;
     char bos_text[64], eos_text[64];
     int refs;            /* requests holding it */
-    bool busy;           /* the session is in use */
+    /* Turns on the session: the holder's ticket is now_serving; free when
+     * now_serving == next_ticket. */
+    uint64_t next_ticket, now_serving;
     int waiting;
     uint64_t last_used;
     double load_seconds;
@@ -346,9 +355,9 @@ static int list_names(local_state *st, char *out, size_t n) {
     return st->ncat;
 }
 
-/* Take a model for one request: load if needed, then wait for its session.
- * Returns the entry with refs held and busy set. */
-static int acquire(local_state *st, const char *name, loaded **out, bool *loaded_now, char *err, size_t errlen) {
+/* A reference to a model for one request (loading it if needed): it stays
+ * loaded until model_put. */
+static int model_get(local_state *st, const char *name, loaded **out, bool *loaded_now, char *err, size_t errlen) {
     pthread_mutex_lock(&st->mu);
     const cat_entry *e = lookup(st, name);
     if (!e) {
@@ -387,19 +396,7 @@ static int acquire(local_state *st, const char *name, loaded **out, bool *loaded
             *loaded_now = true;
         }
     }
-    if (l->waiting >= st->cfg->model_queue_max) {
-        pthread_mutex_unlock(&st->mu);
-        snprintf(err, errlen, "local: model '%s' has %d requests waiting (MODEL_QUEUE_MAX); try again shortly",
-                 ent.name, l->waiting);
-        return -SMP_E_TOO_MANY;
-    }
     l->refs++;
-    l->waiting++;
-    metrics_llm_queue_depth(l->name, l->waiting);
-    while (l->busy) pthread_cond_wait(&st->cv, &st->mu);
-    l->waiting--;
-    metrics_llm_queue_depth(l->name, l->waiting);
-    l->busy = true;
     l->last_used = util_now_ns();
     loaded *freed = evict(st);
     pthread_mutex_unlock(&st->mu);
@@ -408,15 +405,58 @@ static int acquire(local_state *st, const char *name, loaded **out, bool *loaded
     return 0;
 }
 
-static void release(local_state *st, loaded *l) {
+static void model_put(local_state *st, loaded *l) {
     pthread_mutex_lock(&st->mu);
-    l->busy = false;
     l->refs--;
     l->last_used = util_now_ns();
     loaded *freed = evict(st);
-    pthread_cond_broadcast(&st->cv);
     pthread_mutex_unlock(&st->mu);
     free_list(freed);
+}
+
+/* Wait for a turn on the model's session, behind everyone already queued.
+ * A request's first turn is refused when MODEL_QUEUE_MAX are waiting; a
+ * batch coming back for its next turn was admitted already. */
+static int turn_take(local_state *st, loaded *l, bool first, char *err, size_t errlen) {
+    pthread_mutex_lock(&st->mu);
+    if (first && l->waiting >= st->cfg->model_queue_max) {
+        int waiting = l->waiting;
+        pthread_mutex_unlock(&st->mu);
+        snprintf(err, errlen, "local: model '%s' has %d requests waiting (MODEL_QUEUE_MAX); try again shortly", l->name,
+                 waiting);
+        return -SMP_E_TOO_MANY;
+    }
+    uint64_t ticket = l->next_ticket++;
+    if (ticket != l->now_serving) {
+        l->waiting++;
+        metrics_llm_queue_depth(l->name, l->waiting);
+        while (l->now_serving != ticket) pthread_cond_wait(&st->cv, &st->mu);
+        l->waiting--;
+        metrics_llm_queue_depth(l->name, l->waiting);
+    }
+    l->last_used = util_now_ns();
+    pthread_mutex_unlock(&st->mu);
+    return 0;
+}
+
+static void turn_give(local_state *st, loaded *l) {
+    pthread_mutex_lock(&st->mu);
+    l->now_serving++;
+    l->last_used = util_now_ns();
+    pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+}
+
+/* Take a model for one request: load if needed, then wait for its session. */
+static int acquire(local_state *st, const char *name, loaded **out, bool *loaded_now, char *err, size_t errlen) {
+    int rc = model_get(st, name, out, loaded_now, err, errlen);
+    if (rc == 0 && (rc = turn_take(st, *out, true, err, errlen)) != 0) model_put(st, *out);
+    return rc;
+}
+
+static void release(local_state *st, loaded *l) {
+    turn_give(st, l);
+    model_put(st, l);
 }
 
 /* ---- operations ------------------------------------------------------------ */
@@ -580,50 +620,104 @@ done:
     return rc;
 }
 
-static int local_embed(backend *b, const char *model_name, const char *const *texts, int n, float **vecs, int *dim,
-                       int *prompt_tokens, char *err, size_t errlen) {
+static bool embed_stopped(void *ud) {
+    const backend_embed_req *req = ud;
+    return util_aborting() || (req->cancelled && req->cancelled(req->cancel_ud));
+}
+
+/* Tokenize every text before any is embedded, so that a batch is refused
+ * whole, and cheaply: a text longer than the context is given up on as soon
+ * as that is certain (tok_encode_max), and the running total stops at the
+ * request's bound. Needs the tokenizer only, not a turn on the session. */
+static int embed_tokenize(const loaded *l, const backend_embed_req *req, int32_t **ids, int *nids,
+                          backend_embed_result *out, char *err, size_t errlen) {
+    size_t n_ctx = (size_t)model_ctx_n_ctx(l->ctx), total = 0;
+    for (int i = 0; i < req->n; i++) {
+        if (embed_stopped((void *)req)) {
+            snprintf(err, errlen, "local: embeddings stopped before they began");
+            return BACKEND_CANCELLED;
+        }
+        size_t k;
+        int rc = tok_encode_max(l->tok, req->texts[i], strlen(req->texts[i]), true, false, n_ctx, &ids[i], &k);
+        if (rc == -SMP_E_TOO_LARGE) {
+            out->bad_input = i;
+            snprintf(err, errlen, "at least %zu tokens; model '%s' takes at most %zu per text (its context, CONTEXT_SIZE)",
+                     k, l->name, n_ctx);
+            return -SMP_E_VALIDATION;
+        }
+        if (rc != 0) {
+            snprintf(err, errlen, "local: cannot tokenize text %d", i);
+            return rc;
+        }
+        nids[i] = (int)k;
+        total += k;
+        if (req->max_tokens && total > req->max_tokens) {
+            snprintf(err, errlen,
+                     "the texts are more than %zu tokens together (counting stopped at %zu); one request may give "
+                     "model '%s' at most %zu (EMBED_MAX_BATCH_TOKENS): send fewer or shorter texts per request",
+                     req->max_tokens, total, l->name, req->max_tokens);
+            return -SMP_E_TOO_LARGE;
+        }
+    }
+    return 0;
+}
+
+static int local_embed(backend *b, const backend_embed_req *req, backend_embed_result *out, char *err,
+                       size_t errlen) {
     local_state *st = b->state;
+    memset(out, 0, sizeof *out);
+    out->bad_input = -1;
     loaded *l;
     bool fresh;
-    int rc = acquire(st, model_name, &l, &fresh, err, errlen);
+    int rc = model_get(st, req->model, &l, &fresh, err, errlen);
     if (rc != 0) return rc;
-    int d = model_n_embd(l->m);
-    float *v = smp_malloc((size_t)(n ? n : 1) * (size_t)d * sizeof *v);
-    int ntok = 0;
+    int n = req->n, d = model_n_embd(l->m);
+    int32_t **ids = smp_calloc((size_t)(n ? n : 1), sizeof *ids);
+    int *nids = smp_calloc((size_t)(n ? n : 1), sizeof *nids);
+    float *v = NULL;
+    if (!ids || !nids) {
+        rc = -SMP_E_NOMEM;
+        goto done;
+    }
+    rc = embed_tokenize(l, req, ids, nids, out, err, errlen);
+    if (rc != 0) goto done;
+    v = smp_malloc((size_t)(n ? n : 1) * (size_t)d * sizeof *v);
     if (!v) {
         rc = -SMP_E_NOMEM;
         goto done;
     }
-    for (int i = 0; i < n; i++) {
-        int32_t *ids;
-        size_t k;
-        rc = tok_encode(l->tok, texts[i], strlen(texts[i]), true, false, &ids, &k);
-        if (rc != 0) {
-            snprintf(err, errlen, "local: cannot tokenize input %d", i);
-            goto done;
-        }
-        if ((int)k > model_ctx_n_ctx(l->ctx)) {
-            snprintf(err, errlen, "input %d is %zu tokens; the model's context holds %d", i, k,
-                     model_ctx_n_ctx(l->ctx));
-            smp_free(ids);
-            rc = -SMP_E_VALIDATION;
-            goto done;
-        }
-        rc = model_ctx_embed(l->ctx, ids, (int)k, v + (size_t)i * (size_t)d);
-        smp_free(ids);
-        ntok += (int)k;
-        if (rc != 0) {
-            snprintf(err, errlen, "local: %s", model_ctx_error(l->ctx));
-            goto done;
-        }
+    /* Turns of about EMBED_TURN_TOKENS (at least one text each); cancelled()
+     * is asked before every n_batch tokens. */
+    int ntok = 0;
+    for (int i = 0; i < n && rc == 0;) {
+        if ((rc = turn_take(st, l, i == 0, err, errlen)) != 0) break;
+        int turn = 0;
+        do {
+            rc = model_ctx_embed(l->ctx, ids[i], nids[i], v + (size_t)i * (size_t)d, embed_stopped, (void *)req);
+            if (rc == MODEL_CANCELLED) {
+                rc = BACKEND_CANCELLED;
+                snprintf(err, errlen, "local: embeddings stopped after %d of %d texts", i, n);
+            } else if (rc != 0) {
+                snprintf(err, errlen, "local: %s", model_ctx_error(l->ctx));
+            } else {
+                turn += nids[i];
+                ntok += nids[i];
+                i++;
+            }
+        } while (rc == 0 && i < n && turn + nids[i] <= EMBED_TURN_TOKENS);
+        turn_give(st, l);
     }
-    *vecs = v;
+    if (rc != 0) goto done;
+    out->vecs = v;
     v = NULL;
-    *dim = d;
-    if (prompt_tokens) *prompt_tokens = ntok;
+    out->dim = d;
+    out->prompt_tokens = ntok;
 done:
+    for (int i = 0; ids && i < n; i++) smp_free(ids[i]);
+    smp_free(ids);
+    smp_free(nids);
     smp_free(v);
-    release(st, l);
+    model_put(st, l);
     return rc;
 }
 

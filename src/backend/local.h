@@ -7,8 +7,12 @@
  *   3. the model built into the binary (stories260K), when there is one
  * Models load on first use (mmapped, shared), at most MAX_LOADED_MODELS stay
  * resident (least recently used is unloaded once idle). Each loaded model
- * serves one request at a time; at most MODEL_QUEUE_MAX wait, more get
- * -SMP_E_TOO_MANY. */
+ * serves one request at a time, in the order they came; at most
+ * MODEL_QUEUE_MAX wait, more get -SMP_E_TOO_MANY. An embeddings batch is
+ * checked whole first (every text within the context, all within
+ * req->max_tokens), then runs a few hundred tokens per turn, so requests that
+ * queue behind it are served in between; it stops when cancelled() says so or
+ * the server is aborting (BACKEND_CANCELLED). */
 #ifndef SMP_LOCAL_H
 #define SMP_LOCAL_H
 

@@ -354,12 +354,14 @@ fail:
 
 /* ---- embeddings ---- */
 
-static int openai_embed(backend *b, const char *model, const char *const *texts, int n, float **vecs, int *dim,
-                        int *prompt_tokens, char *err, size_t errlen) {
+static int openai_embed(backend *b, const backend_embed_req *req, backend_embed_result *out, char *err,
+                        size_t errlen) {
     openai *s = b->state;
-    *vecs = NULL;
-    *dim = 0;
-    if (prompt_tokens) *prompt_tokens = 0;
+    const char *model = req->model;
+    const char *const *texts = req->texts;
+    int n = req->n;
+    memset(out, 0, sizeof *out);
+    out->bad_input = -1;
     if (n <= 0) return 0;
     buf body;
     httpc_resp resp = {0};
@@ -380,8 +382,14 @@ static int openai_embed(backend *b, const char *model, const char *const *texts,
         rc = -SMP_E_NOMEM;
         goto fail;
     }
-    httpc_req hr = {.path = "/embeddings", .body = body.data, .body_len = body.len, .timeout_ms = s->t.embed_ms};
+    httpc_req hr = {.path = "/embeddings", .body = body.data, .body_len = body.len, .timeout_ms = s->t.embed_ms,
+                   .cancelled = req->cancelled, .cancel_ud = req->cancel_ud};
     rc = httpc_request(s->http, &hr, &resp, err, errlen);
+    if (rc == HTTPC_ABORTED) {
+        snprintf(err, errlen, "%s: embeddings cancelled", httpc_name(s->http));
+        rc = BACKEND_CANCELLED;
+        goto fail;
+    }
     if (rc < 0) goto fail;
     if (resp.status < 200 || resp.status >= 300) {
         rc = httpc_status_error(s->http, &resp, err, errlen);
@@ -434,9 +442,9 @@ static int openai_embed(backend *b, const char *model, const char *const *texts,
             v[(size_t)at * d + k] = (float)json_number_value(x);
         }
     }
-    if (prompt_tokens) *prompt_tokens = json_int(json_object_get(json_object_get(parsed, "usage"), "prompt_tokens"));
-    *vecs = v;
-    *dim = (int)d;
+    out->prompt_tokens = json_int(json_object_get(json_object_get(parsed, "usage"), "prompt_tokens"));
+    out->vecs = v;
+    out->dim = (int)d;
     smp_free(seen);
     json_decref(parsed);
     buf_free(&body);

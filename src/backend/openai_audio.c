@@ -22,6 +22,7 @@
 #include "core/config.h"
 #include "core/errors.h"
 #include "core/log.h"
+#include "core/util.h"
 #include "media/audio.h"
 #include "media/whisper_store.h"
 
@@ -158,7 +159,7 @@ int openai_audio_transcribe(const openai_audio_req *q, json_t **out, char *err, 
     long status = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     if (cc.stopped) {
-        snprintf(err, errlen, "cancelled: the client left");
+        snprintf(err, errlen, "cancelled: %s", util_stop_reason());
         rc = 1;
         goto fail;
     }

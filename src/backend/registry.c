@@ -146,25 +146,42 @@ static json_t *models_of(int i) {
     return rc == 0 ? m : NULL;
 }
 
-/* 1 has it, 0 not, -1 unreachable. Ollama names carry ":latest" implicitly. */
+/* Does list m name model? Ollama names carry ":latest" implicitly. */
+static bool list_has(json_t *m, const char *model) {
+    size_t k, ml = strlen(model);
+    json_t *x;
+    json_array_foreach(m, k, x) {
+        const char *n = json_string_value(json_object_get(x, "name"));
+        if (n && (!strcmp(n, model) || (!strchr(model, ':') && !strncmp(n, model, ml) && !strcmp(n + ml, ":latest"))))
+            return true;
+    }
+    return false;
+}
+
+/* 1 has it, 0 not, -1 unreachable. */
 static int has(int i, const char *model) {
     if (!strcmp(bks[i]->ops->name, "local")) return bks[i]->ops->has_model(bks[i], model);
     json_t *m = models_of(i);
     if (!m) return -1;
-    size_t k;
-    json_t *x;
-    int found = 0;
-    size_t ml = strlen(model);
-    json_array_foreach(m, k, x) {
-        const char *n = json_string_value(json_object_get(x, "name"));
-        if (!n) continue;
-        if (!strcmp(n, model) || (!strchr(model, ':') && !strncmp(n, model, ml) && !strcmp(n + ml, ":latest"))) {
-            found = 1;
-            break;
-        }
-    }
+    int found = list_has(m, model);
     json_decref(m);
     return found;
+}
+
+bool registry_model_known(const char *model) {
+    size_t bl;
+    if (registry_explicit_backend(model, &bl)) return true;
+    for (int i = 0; i < nbk; i++) {
+        if (!strcmp(bks[i]->ops->name, "local")) {
+            if (bks[i]->ops->has_model(bks[i], model) > 0) return true;
+            continue;
+        }
+        pthread_mutex_lock(&lists[i].mu);
+        bool found = lists[i].models && list_has(lists[i].models, model);
+        pthread_mutex_unlock(&lists[i].mu);
+        if (found) return true;
+    }
+    return false;
 }
 
 const char *registry_explicit_backend(const char *model, size_t *len) {
@@ -281,15 +298,16 @@ int registry_generate(const backend_gen_req *req, backend_token_fn on_token, voi
     return rc;
 }
 
-int registry_embed(const char *model, const char *const *texts, int n, float **vecs, int *dim, int *prompt_tokens,
-                   char *err, size_t errlen) {
+int registry_embed(const backend_embed_req *req, backend_embed_result *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    out->bad_input = -1;
     backend *cands[REGISTRY_MAX];
-    int nc = registry_route(model, cands, err, errlen);
+    int nc = registry_route(req->model, cands, err, errlen);
     if (nc == 0) return -SMP_E_NOT_FOUND;
     if (nc < 0) return nc;
     int rc = -SMP_E_UNAVAILABLE;
     for (int i = 0; i < nc; i++) {
-        rc = cands[i]->ops->embed(cands[i], model, texts, n, vecs, dim, prompt_tokens, err, errlen);
+        rc = cands[i]->ops->embed(cands[i], req, out, err, errlen);
         if (rc != -SMP_E_UNAVAILABLE) return rc;
     }
     return rc;

@@ -38,6 +38,11 @@ void registry_model_name(const char *requested, model_kind kind, char *out, size
  * backend that might have it is unreachable (err says which). */
 int registry_route(const char *model, backend **out, char *err, size_t errlen);
 
+/* Is model served by some backend, as far as is known without asking anyone:
+ * MODEL_BACKENDS names it, the local backend has it, or a remote backend's
+ * cached list (see registry_route) holds it. Cheap; for metrics labels. */
+bool registry_model_known(const char *model);
+
 /* The backend MODEL_BACKENDS names for model ("ollama" in "llava=ollama"),
  * not NUL-terminated: *len gets its length. NULL when the map has none. */
 const char *registry_explicit_backend(const char *model, size_t *len);
@@ -46,8 +51,7 @@ const char *registry_explicit_backend(const char *model, size_t *len);
  * name. Errors as backend.h. */
 int registry_generate(const backend_gen_req *req, backend_token_fn on_token, void *ud, backend_gen_result *out,
                       const char **served_by, char *err, size_t errlen);
-int registry_embed(const char *model, const char *const *texts, int n, float **vecs, int *dim, int *prompt_tokens,
-                   char *err, size_t errlen);
+int registry_embed(const backend_embed_req *req, backend_embed_result *out, char *err, size_t errlen);
 
 /* Every backend's models, tagged with the backend: [{name, ..., backend}]. */
 json_t *registry_list_models(void);

@@ -33,6 +33,7 @@
     X(STR, ollama_models, "OLLAMA_MODELS", "", 0, 0, "Ollama model store to serve models from in place (empty: ~/.ollama/models when it exists)") \
     X(INT, context_size, "CONTEXT_SIZE", "4096", 64, 1048576, "Context (prompt + answer tokens) of a loaded model, capped by what it was trained for") \
     X(INT, model_queue_max, "MODEL_QUEUE_MAX", "16", 1, 100000, "Requests waiting for one local model before new ones get 503") \
+    X(INT, embed_max_batch_tokens, "EMBED_MAX_BATCH_TOKENS", "300000", 1, 100000000, "Most tokens one embeddings request may give a local model, all its texts together (more: 413)") \
     X(INT, request_workers, "REQUEST_WORKERS", "32", 1, 4096, "Worker threads for streamed answers and heavy in-process jobs (OCR, audio, RAG)") \
     X(STR, model_backends, "MODEL_BACKENDS", "", 0, 0, "Explicit routing, comma-separated model=backend pairs (e.g. llava=ollama,gpt-4o=openai)") \
     X(STR, backend_order, "BACKEND_ORDER", "local,ollama,openai", 0, 0, "Order in which backends are asked for a model, and fall back when one is unreachable") \
@@ -50,6 +51,8 @@
     X(INT, max_image_mp, "MAX_IMAGE_MP", "40", 1, 10000, "Largest decoded image, megapixels")       \
     X(INT, ocr_timeout_s, "OCR_TIMEOUT_S", "60", 1, 86400, "Seconds one in-process OCR may run before it is stopped (408)") \
     X(INT, max_audio_seconds, "MAX_AUDIO_SECONDS", "10800", 1, 864000, "Longest audio accepted, seconds") \
+    X(INT, heavy_job_memory_mb, "HEAVY_JOB_MEMORY_MB", "1024", 1, 1048576, "Working memory that heavy in-process jobs (transcriptions, decoded images) may reserve at once, MiB; a job that does not fit waits HEAVY_JOB_WAIT_S, then gets 503") \
+    X(INT, heavy_job_wait_s, "HEAVY_JOB_WAIT_S", "10", 0, 3600, "Seconds a heavy job waits for room in HEAVY_JOB_MEMORY_MB before it gets 503") \
     X(URL, whisper_download_url, "WHISPER_DOWNLOAD_URL", "https://huggingface.co/ggerganov/whisper.cpp/resolve/main", 0, 0, "Where missing Whisper models (ggml-<size>.bin) are fetched from into DATA_DIR/models; empty: no downloads") \
     X(INT, max_loaded_models, "MAX_LOADED_MODELS", "2", 1, 64, "Models kept loaded at once (least recently used is unloaded)") \
     X(URL, redis_url, "REDIS_URL", "", 0, 0, "Redis for the response cache (redis://[:password@]host:port[/db]); empty: in-memory cache") \

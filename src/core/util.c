@@ -69,6 +69,8 @@ void util_abort_all(void) { atomic_store(&abort_all, true); }
 
 bool util_aborting(void) { return atomic_load(&abort_all); }
 
+const char *util_stop_reason(void) { return util_aborting() ? "the server is shutting down" : "the client left"; }
+
 /* splitmix64: a 64-bit counter through a bijective mixer, so one thread's
  * outputs never repeat within 2^64 calls; threads start at random points. */
 void util_unique_hex(size_t nbytes, char *out) {

@@ -26,6 +26,10 @@ void util_unique_hex(size_t nbytes, char *out);
  * model lists, probes) poll it and stop. */
 void util_abort_all(void);
 bool util_aborting(void);
+/* Why work that watches its client (http_client_gone, which also turns true
+ * at the deadline) was stopped, for its message: "the server is shutting
+ * down" once util_abort_all ran, else "the client left". */
+const char *util_stop_reason(void);
 /* Constant-time equality of two byte strings (time depends only on lengths). */
 bool util_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 

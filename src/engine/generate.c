@@ -60,7 +60,14 @@ int gen_run(model_ctx *ctx, const tokenizer *tok, const int32_t *prompt, int n_p
 
     uint64_t t0 = util_now_ns();
     model_ctx_reset(ctx);
-    rc = model_ctx_eval(ctx, prompt, n_prompt, logits, false);
+    rc = model_ctx_eval_until(ctx, prompt, n_prompt, logits, false, p->cancelled, p->ud);
+    if (rc == MODEL_CANCELLED) {
+        /* Stopped during the prompt: no answer, nothing to sample from. */
+        out->prompt_ns = util_now_ns() - t0;
+        out->done_reason = "cancelled";
+        rc = 0;
+        goto fail;
+    }
     if (rc != 0) {
         snprintf(err, errlen, "%s", model_ctx_error(ctx));
         goto fail;

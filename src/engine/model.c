@@ -818,9 +818,15 @@ static int check_tokens(model_ctx *c, const int32_t *tokens, int n) {
 }
 
 int model_ctx_eval(model_ctx *c, const int32_t *tokens, int n, float *logits, bool all_logits) {
+    return model_ctx_eval_until(c, tokens, n, logits, all_logits, NULL, NULL);
+}
+
+int model_ctx_eval_until(model_ctx *c, const int32_t *tokens, int n, float *logits, bool all_logits,
+                         bool (*cancelled)(void *ud), void *ud) {
     int rc = check_tokens(c, tokens, n);
     if (rc || n == 0) return rc;
     for (int i = 0; i < n; i += c->n_batch) {
+        if (cancelled && cancelled(ud)) return MODEL_CANCELLED;
         int nt = n - i < c->n_batch ? n - i : c->n_batch;
         bool last = i + nt == n;
         if (!logits) forward(c, tokens + i, nt, OUT_NONE, NULL);
@@ -830,7 +836,7 @@ int model_ctx_eval(model_ctx *c, const int32_t *tokens, int n, float *logits, bo
     return 0;
 }
 
-int model_ctx_embed(model_ctx *c, const int32_t *tokens, int n, float *out) {
+int model_ctx_embed(model_ctx *c, const int32_t *tokens, int n, float *out, bool (*cancelled)(void *ud), void *ud) {
     model_ctx_reset(c);
     int rc = check_tokens(c, tokens, n);
     if (rc) return rc;
@@ -841,6 +847,7 @@ int model_ctx_embed(model_ctx *c, const int32_t *tokens, int n, float *out) {
     int d = c->m->n_embd;
     memset(out, 0, (size_t)d * sizeof(float));
     for (int i = 0; i < n; i += c->n_batch) {
+        if (cancelled && cancelled(ud)) return MODEL_CANCELLED;
         int nt = n - i < c->n_batch ? n - i : c->n_batch;
         forward(c, tokens + i, nt, OUT_EMBED, out);
     }

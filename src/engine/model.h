@@ -90,10 +90,18 @@ const char *model_ctx_error(const model_ctx *c);
  * -SMP_E_TOO_LARGE if n_past + n would exceed n_ctx; the session is unchanged
  * then. */
 int model_ctx_eval(model_ctx *c, const int32_t *tokens, int n, float *logits, bool all_logits);
+/* The same, asking cancelled(ud) (may be NULL) before each batch of the
+ * input: a long prompt stops within one batch of its client leaving or the
+ * shutdown deadline, with MODEL_CANCELLED (the cache then holds a prefix). */
+int model_ctx_eval_until(model_ctx *c, const int32_t *tokens, int n, float *logits, bool all_logits,
+                         bool (*cancelled)(void *ud), void *ud);
 
 /* Embedding of a text: resets the session, runs tokens, and writes to out
  * (n_embd floats) the mean over tokens of the final hidden state (after
- * output_norm), scaled to unit L2 norm. */
-int model_ctx_embed(model_ctx *c, const int32_t *tokens, int n, float *out);
+ * output_norm), scaled to unit L2 norm. cancelled (may be NULL) is polled
+ * before each batch of n_batch tokens; when it says yes the call returns
+ * MODEL_CANCELLED (positive) and out holds nothing useful. */
+#define MODEL_CANCELLED 1 /* the value of BACKEND_CANCELLED, which it becomes */
+int model_ctx_embed(model_ctx *c, const int32_t *tokens, int n, float *out, bool (*cancelled)(void *ud), void *ud);
 
 #endif

@@ -91,7 +91,9 @@ uint64_t sampler_seed(const sampler *s);
  * the stop strings are valid UTF-8. At the end of generation, the held bytes
  * are ordinary text: emit them. */
 
-#define STOP_MAX_STRINGS 16
+/* Room for a request's stop strings (BACKEND_MAX_STOP, 16, of at most
+ * BACKEND_MAX_STOP_LEN bytes) plus the chat template's own. */
+#define STOP_MAX_STRINGS 24
 #define STOP_MAX_LEN 256
 
 typedef struct stop_matcher stop_matcher;

@@ -23,7 +23,10 @@
  *          to byte-level symbols that merge lowest rank first (ties: leftmost);
  *     WPM  BERT normalisation then greedy longest-match-first per word.
  * Merging uses a binary heap of candidate pairs over a linked list of symbols,
- * so a fragment of n symbols costs O(n log n). */
+ * so a fragment of n symbols costs O(n log n). tok_encode_max bounds that work
+ * for callers with a token limit: no id covers more input bytes than the
+ * longest vocabulary entry (max_token_len), so SPM and BPE, which drop no
+ * byte, refuse a text longer than limit * max_token_len before encoding. */
 #define _GNU_SOURCE /* memmem, qsort_r */
 #include "engine/tokenizer.h"
 
@@ -141,6 +144,10 @@ struct tokenizer {
     int32_t bos, eos, unk, sep, pad, eot, eom;
     bool add_bos, add_eos, add_space_prefix, ignore_merges;
     uint32_t max_token_len;
+    /* Most input bytes one id can stand for (max_token_len), when every byte
+     * of a text ends up in some id (SPM and BPE with all byte tokens); 0 when
+     * encoding may drop bytes (WordPiece cleaning), so no bound is known. */
+    uint32_t max_bytes_per_id;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -622,7 +629,7 @@ static int bpe_word(const tokenizer *t, scratch *s, const char *w, size_t n, idv
     return 0;
 }
 
-static int bpe_fragment(const tokenizer *t, scratch *s, const char *text, size_t len, idvec *out) {
+static int bpe_fragment(const tokenizer *t, scratch *s, const char *text, size_t len, size_t max, idvec *out) {
     long ncp = decode_fragment(s, text, len);
     if (ncp < 0) return -SMP_E_NOMEM;
     pre_ctx c = {.cp = s->cp, .fl = s->fl, .end = (size_t)ncp};
@@ -645,6 +652,7 @@ static int bpe_fragment(const tokenizer *t, scratch *s, const char *text, size_t
         size_t a = s->off[s->ch[i]], b = s->off[s->ch[i + 1]];
         int rc = bpe_word(t, s, text + a, b - a, out);
         if (rc) return rc;
+        if (out->n > max) return -SMP_E_TOO_LARGE;
     }
     return 0;
 }
@@ -916,11 +924,18 @@ done:
 /* Encode                                                                   */
 /* ------------------------------------------------------------------------ */
 
-int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_special, bool parse_special,
-               int32_t **ids, size_t *n) {
+int tok_encode_max(const tokenizer *t, const char *text, size_t len, bool add_special, bool parse_special,
+                   size_t max, int32_t **ids, size_t *n) {
     *ids = NULL;
     *n = 0;
     if (!t || (len && !text)) return -SMP_E_BAD_REQUEST;
+    /* No id stands for more than max_bytes_per_id bytes: a longer text is
+     * refused before any work (a 30 MB text would cost seconds and about
+     * 30 times its size in scratch to encode in full). */
+    if (tok_min_tokens(t, len) > max) {
+        *n = tok_min_tokens(t, len);
+        return -SMP_E_TOO_LARGE;
+    }
     if (len > (size_t)INT32_MAX / 4) return -SMP_E_TOO_LARGE; /* symbol indexes are int */
     idvec out = {0};
     fragvec frags = {0};
@@ -942,9 +957,10 @@ int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_specia
         case TOK_KIND_SPM:
             rc = spm_fragment(t, &s, p, f->len, t->add_space_prefix && prev_special, &out);
             break;
-        case TOK_KIND_BPE: rc = bpe_fragment(t, &s, p, f->len, &out); break;
+        case TOK_KIND_BPE: rc = bpe_fragment(t, &s, p, f->len, max, &out); break;
         case TOK_KIND_WPM: rc = wpm_fragment(t, &s, p, f->len, &out); break;
         }
+        if (!rc && out.n > max) rc = -SMP_E_TOO_LARGE;
         if (rc) goto fail;
         prev_special = false;
     }
@@ -952,16 +968,26 @@ int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_specia
         if (t->kind == TOK_KIND_WPM && t->sep >= 0 && (rc = idvec_push(&out, t->sep))) goto fail;
         if (t->add_eos && t->eos >= 0 && (rc = idvec_push(&out, t->eos))) goto fail;
     }
+    if (out.n > max) {
+        rc = -SMP_E_TOO_LARGE;
+        goto fail;
+    }
     smp_free(frags.v);
     scratch_free(&s);
     *ids = out.v;
     *n = out.n;
     return 0;
 fail:
+    if (rc == -SMP_E_TOO_LARGE) *n = out.n;
     smp_free(frags.v);
     scratch_free(&s);
     smp_free(out.v);
     return rc;
+}
+
+int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_special, bool parse_special,
+               int32_t **ids, size_t *n) {
+    return tok_encode_max(t, text, len, add_special, parse_special, SIZE_MAX, ids, n);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1077,8 +1103,7 @@ int32_t tok_sep(const tokenizer *t) { return t->sep; }
 int32_t tok_pad(const tokenizer *t) { return t->pad; }
 bool tok_adds_bos(const tokenizer *t) { return t->add_bos && t->bos >= 0; }
 size_t tok_min_tokens(const tokenizer *t, size_t len) {
-    if (t->kind == TOK_KIND_WPM || !t->max_token_len) return 0;
-    return len / t->max_token_len;
+    return t->max_bytes_per_id ? len / t->max_bytes_per_id : 0;
 }
 
 bool tok_adds_eos(const tokenizer *t) { return t->add_eos && t->eos >= 0; }
@@ -1508,6 +1533,12 @@ int tok_load(const gguf *g, tokenizer **out, char *err, size_t errlen) {
             t->byte_tok[v] = id;
         }
     }
+    /* SPM and BPE keep every byte (as a byte token, or SPM's unknown token);
+     * a vocabulary that lacks some byte tokens may drop bytes. */
+    bool keeps_bytes = t->kind != TOK_KIND_WPM;
+    for (int v = 0; v < 256 && keeps_bytes; v++)
+        keeps_bytes = t->byte_tok[v] >= 0 || (t->kind == TOK_KIND_SPM && t->unk >= 0);
+    t->max_bytes_per_id = keeps_bytes ? t->max_token_len : 0;
     if ((rc = build_pieces(t))) goto fail;
     if ((rc = build_specials(t))) goto fail;
     mark_eog(t);

@@ -80,6 +80,14 @@ size_t tok_min_tokens(const tokenizer *t, size_t len);
  * On success *ids (caller frees with smp_free) holds *n ids. */
 int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_special,
                bool parse_special, int32_t **ids, size_t *n);
+/* tok_encode for a caller that takes at most max ids: once the text is sure
+ * to need more, stops and returns -SMP_E_TOO_LARGE (*ids NULL, *n a lower
+ * bound of the count, > max). A text longer than max times the longest
+ * vocabulary entry is refused from its length alone (SPM and BPE, which drop
+ * no byte), so refusing megabytes costs nothing; otherwise the count is
+ * checked after each fragment (BPE: each pre-tokenizer chunk). */
+int tok_encode_max(const tokenizer *t, const char *text, size_t len, bool add_special,
+                   bool parse_special, size_t max, int32_t **ids, size_t *n);
 
 /* The bytes one token stands for: U+2581 -> space and <0xXX> -> that byte for
  * SPM, byte-level code points -> bytes for BPE. Control and unknown tokens give

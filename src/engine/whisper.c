@@ -1,9 +1,19 @@
 /* whisper.c - the Whisper decoding loop: audio in, segments of text out.
  *
  * Built on whisper_int.h (mel, encoder, decoder with a KV cache); this file
- * only chooses tokens. One call of whisper_transcribe:
+ * only chooses tokens. One call of whisper_transcribe_source (the audio
+ * comes from a whisper_source a piece at a time; whisper_transcribe wraps an
+ * array as one):
  *
- *   1. log-mel of the whole audio once (whisper_mel);
+ *   1. the samples are read once to count them and to keep each 20 ms
+ *      frame's RMS for the voice gate (vad_scan); silence throughout ends
+ *      here. With voice, they are read again for the largest raw log-mel
+ *      value of the whole audio (mel_max), which whisper's clamp needs
+ *      before the first window, and once more for the windows: each window's
+ *      mel is computed from its own samples (pcm_view, a sliding buffer of
+ *      one window) and scaled with that maximum, giving exactly the frames
+ *      of a whole-audio mel. Memory: one window of samples and of mel, and
+ *      12 bytes per 20 ms of audio, whatever its length;
  *   2. 30 s windows (3000 mel frames) from `seek`; a window with fewer than
  *      200 ms of voiced 20 ms frames (energy gate, below) is skipped without
  *      running the model, and a window that starts with more than 1 s of
@@ -26,9 +36,11 @@
  *      temperature above 0.5.
  * Non-speech symbols are not suppressed (whisper.cpp's suppress_nst default).
  *
- * Main data structures: `decoder` (per call: the state, the logits of the
- * step being chosen, the first-step logits kept for the fallback attempts,
- * the sampled tokens), `attempt` (one temperature's statistics) and
+ * Main data structures: `pcm_view` (the samples the current window reads),
+ * `vad_map` (RMS per 20 ms frame and the voiced threshold), `decoder` (per
+ * call: the state, the logits of the step being chosen, the first-step
+ * logits kept for the fallback attempts, the sampled tokens), `attempt`
+ * (one temperature's statistics) and
  * `transcript` (segments, their bytes, the context tokens). Nothing is
  * global: the model is read-only, so threads transcribe with one model at
  * once, each with its own whisper_state.
@@ -610,11 +622,63 @@ done:
     return rc;
 }
 
+/* ---- the audio, read from the source ---- */
+
+/* What the windows read: samples [base, base + len) of the source in buf,
+ * at most VIEW_CAP of them (one window's frames with their margins, plus
+ * room for a read). Windows only move forward, so the view only drops
+ * samples at its front and reads at its back. */
+#define VIEW_SPAN ((size_t)(WHISPER_N_FRAMES + 2) * HOP + 200)
+#define VIEW_CAP (VIEW_SPAN + 16384)
+
+typedef struct {
+    const whisper_source *src;
+    float buf[VIEW_CAP];
+    size_t base, len;
+    bool eof;
+} pcm_view;
+
+static void view_reset(pcm_view *v) {
+    v->base = v->len = 0;
+    v->eof = false;
+}
+
+/* Hold samples [from, to) (those the source has), dropping the ones before
+ * from; from never goes back. */
+static int view_fill(pcm_view *v, size_t from, size_t to, char *err, size_t errlen) {
+    SMP_ASSERT(from >= v->base && to >= from && to - from <= VIEW_SPAN);
+    for (;;) {
+        size_t drop = from - v->base < v->len ? from - v->base : v->len;
+        if (drop) {
+            memmove(v->buf, v->buf + drop, (v->len - drop) * sizeof *v->buf);
+            v->base += drop;
+            v->len -= drop;
+        }
+        if (v->base + v->len >= to || v->eof) return 0;
+        size_t got;
+        int rc = v->src->read(v->src->ud, v->buf + v->len, VIEW_CAP - v->len, &got, err, errlen);
+        if (rc) return rc;
+        if (got == 0) v->eof = true;
+        v->len += got;
+    }
+}
+
+/* Raw log-mel of frames [t0, t0 + count) of an audio of n samples into out
+ * (row stride count), read through the view. */
+static int view_mel(pcm_view *v, const whisper_model *m, size_t n, long t0, int count, float *out, char *err,
+                    size_t errlen) {
+    size_t first = (size_t)t0 * HOP, from = first > 200 ? first - 200 : 0;
+    int rc = view_fill(v, from, (size_t)(t0 + count) * HOP + 40, err, errlen);
+    if (rc) return rc;
+    return whisper_mel_frames(m, v->buf, v->base, v->len, n, t0, count, out, count);
+}
+
 /* ---- voice-activity gate ---- */
 
 typedef struct {
-    uint8_t *voiced; /* per 20 ms frame */
-    size_t n;
+    float *rms;  /* per 20 ms frame */
+    size_t n, cap;
+    float thr;   /* a frame is voiced when its RMS is above this */
 } vad_map;
 
 static int cmp_float(const void *a, const void *b) {
@@ -622,29 +686,50 @@ static int cmp_float(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static int vad_build(const float *pcm, size_t n_samples, vad_map *v) {
-    v->n = n_samples / VAD_FRAME + (n_samples % VAD_FRAME ? 1 : 0);
-    v->voiced = smp_calloc(v->n ? v->n : 1, 1);
-    float *rms = smp_malloc((v->n ? v->n : 1) * sizeof *rms);
-    float *sorted = smp_malloc((v->n ? v->n : 1) * sizeof *sorted);
-    if (!v->voiced || !rms || !sorted) {
-        smp_free(rms);
-        smp_free(sorted);
-        return -SMP_E_NOMEM;
+static int vad_push(vad_map *v, double energy) {
+    if (v->n == v->cap) {
+        size_t nc = v->cap ? 2 * v->cap : 4096;
+        float *p = smp_realloc(v->rms, nc * sizeof *p);
+        if (!p) return -SMP_E_NOMEM;
+        v->rms = p;
+        v->cap = nc;
     }
-    for (size_t f = 0; f < v->n; f++) {
-        size_t a = f * VAD_FRAME, b = a + VAD_FRAME < n_samples ? a + VAD_FRAME : n_samples;
-        double e = 0.0;
-        for (size_t i = a; i < b; i++) e += (double)pcm[i] * pcm[i];
-        rms[f] = (float)sqrt(e / (double)VAD_FRAME);
+    v->rms[v->n++] = (float)sqrt(energy / (double)VAD_FRAME);
+    return 0;
+}
+
+/* The first pass over the source: counts the samples (*n_samples) and keeps
+ * the RMS of every 20 ms frame, then sets the threshold from the noise
+ * floor. Holds no samples beyond one read. Returns 0, 1 when cancelled, or
+ * the source's error. */
+static int vad_scan(pcm_view *v, const whisper_params *p, vad_map *vad, size_t *n_samples, char *err,
+                    size_t errlen) {
+    size_t n = 0;
+    double e = 0.0;
+    for (int reads = 1;; reads++) {
+        size_t got;
+        int rc = v->src->read(v->src->ud, v->buf, VIEW_CAP, &got, err, errlen);
+        if (rc) return rc;
+        if (got == 0) break;
+        for (size_t i = 0; i < got; i++) {
+            e += (double)v->buf[i] * v->buf[i];
+            if (++n % VAD_FRAME == 0) {
+                if (vad_push(vad, e)) return -SMP_E_NOMEM;
+                e = 0.0;
+            }
+        }
+        if (reads % 64 == 0 && cancelled(p)) return 1;
     }
-    memcpy(sorted, rms, v->n * sizeof *rms);
-    qsort(sorted, v->n, sizeof *sorted, cmp_float);
-    float floor_ = v->n ? sorted[v->n / 10] : 0.0f;
-    float thr = VAD_FLOOR_X * floor_ > VAD_RMS_MIN ? VAD_FLOOR_X * floor_ : VAD_RMS_MIN;
-    for (size_t f = 0; f < v->n; f++) v->voiced[f] = rms[f] > thr;
-    smp_free(rms);
+    if (n % VAD_FRAME && vad_push(vad, e)) return -SMP_E_NOMEM;
+    *n_samples = n;
+    if (!vad->n) return 0;
+    float *sorted = smp_malloc(vad->n * sizeof *sorted);
+    if (!sorted) return -SMP_E_NOMEM;
+    memcpy(sorted, vad->rms, vad->n * sizeof *sorted);
+    qsort(sorted, vad->n, sizeof *sorted, cmp_float);
+    float floor_ = sorted[vad->n / 10];
     smp_free(sorted);
+    vad->thr = VAD_FLOOR_X * floor_ > VAD_RMS_MIN ? VAD_FLOOR_X * floor_ : VAD_RMS_MIN;
     return 0;
 }
 
@@ -656,7 +741,7 @@ static long vad_first_voiced(const vad_map *v, long from, long to) {
     long first = -1;
     int count = 0;
     for (size_t f = a; f < b; f++)
-        if (v->voiced[f]) {
+        if (v->rms[f] > v->thr) {
             if (first < 0) first = (long)(f * VAD_FRAME / HOP);
             count++;
         }
@@ -858,8 +943,42 @@ static double no_speech_prob(const decoder *d, const float *row) {
     return exp((double)(row[d->m->tok.nosp] - mx)) / sum;
 }
 
-int whisper_transcribe(whisper_model *m, const float *pcm, size_t n_samples, const whisper_params *p,
-                       whisper_result *out, char *err, size_t errlen) {
+/* The largest raw log-mel value over the whole audio (n samples), a window
+ * of frames at a time, up to the first frame that reads only padding (the
+ * ones after it are the same). win holds n_mels x WHISPER_N_FRAMES. */
+static int mel_max(pcm_view *v, const whisper_model *m, const whisper_params *p, size_t n, float *win, float *mx,
+                   char *err, size_t errlen) {
+    long t_end = (long)((n + 200 + HOP - 1) / HOP) + 1;
+    float best = -INFINITY;
+    for (long t0 = 0; t0 < t_end; t0 += WHISPER_N_FRAMES) {
+        if (cancelled(p)) return 1;
+        int count = t_end - t0 < WHISPER_N_FRAMES ? (int)(t_end - t0) : WHISPER_N_FRAMES;
+        int rc = view_mel(v, m, n, t0, count, win, err, errlen);
+        if (rc) return rc;
+        for (size_t i = 0, e = (size_t)m->hp.n_mels * count; i < e; i++)
+            if (win[i] > best) best = win[i];
+    }
+    *mx = best;
+    return 0;
+}
+
+static int source_rewind(const whisper_source *src, pcm_view *v, char *err, size_t errlen) {
+    view_reset(v);
+    return src->rewind(src->ud, err, errlen);
+}
+
+/* The bytes of the state's companions in whisper_transcribe_source. */
+size_t whisper_transcribe_bytes(const whisper_model *m, double seconds) {
+    size_t vad_frames = seconds > 0 ? (size_t)(seconds * WHISPER_SAMPLE_RATE / VAD_FRAME) + 1 : 1;
+    return whisper_state_bytes(m) + sizeof(pcm_view) + (size_t)m->hp.n_mels * WHISPER_N_FRAMES * sizeof(float) +
+           (size_t)m->hp.n_vocab * 3 * sizeof(float) + (size_t)m->hp.n_text_ctx * sizeof(int32_t) +
+           (PROMPT_CONTEXT_MAX + 8 + PROMPT_TEXT_MAX) * sizeof(int32_t) +
+           vad_frames * 3 * sizeof(float) +      /* the RMS array grown by doubling, and its sorted copy */
+           (size_t)(seconds > 0 ? seconds : 0) * 64; /* the transcript: text, tokens, segments, context */
+}
+
+int whisper_transcribe_source(whisper_model *m, const whisper_source *src, const whisper_params *p,
+                              whisper_result *out, char *err, size_t errlen) {
     whisper_params defaults;
     if (!p) {
         whisper_params_default(&defaults);
@@ -867,7 +986,6 @@ int whisper_transcribe(whisper_model *m, const float *pcm, size_t n_samples, con
     }
     memset(out, 0, sizeof *out);
     if (err && errlen) *err = 0;
-    out->duration = (double)n_samples / WHISPER_SAMPLE_RATE;
     const whisper_tokens *tk = &m->tok;
     bool multilingual = tk->n_langs > 0;
 
@@ -900,8 +1018,9 @@ int whisper_transcribe(whisper_model *m, const float *pcm, size_t n_samples, con
     double t0 = p->temperature > 0.0 ? p->temperature : 0.0;
 
     int rc = 0;
-    float *mel = NULL;
-    int n_frames = 0;
+    size_t n_samples = 0;
+    pcm_view *view = NULL;
+    float *mel = NULL, mel_mx = 0.0f;
     whisper_state *st = NULL;
     int32_t *prompt = NULL;
     vad_map vad = {0};
@@ -911,14 +1030,28 @@ int whisper_transcribe(whisper_model *m, const float *pcm, size_t n_samples, con
     buf_init(&tr.raw, 0);
 
     if (cancelled(p)) return 1;
+    if (!(view = smp_malloc(sizeof *view))) {
+        rc = -SMP_E_NOMEM;
+        goto fail;
+    }
+    view->src = src;
+    view_reset(view);
+    /* Pass 1: the length and the voice gate. */
+    if ((rc = vad_scan(view, p, &vad, &n_samples, err, errlen))) goto fail;
+    out->duration = (double)n_samples / WHISPER_SAMPLE_RATE;
     if (n_samples == 0) goto finish;
-
-    if ((rc = vad_build(pcm, n_samples, &vad))) goto fail;
     long content = (long)(n_samples / HOP);
     if (content < 1) content = 1;
     if (vad_first_voiced(&vad, 0, content) < 0) goto finish; /* silence throughout: not even a mel */
+
+    /* Pass 2: the mel's maximum, which scales every window. */
+    if (!(mel = smp_malloc((size_t)m->hp.n_mels * WHISPER_N_FRAMES * sizeof *mel))) {
+        rc = -SMP_E_NOMEM;
+        goto fail;
+    }
     uint64_t tm = util_now_ns();
-    if ((rc = whisper_mel(m, pcm, n_samples, &mel, &n_frames))) goto fail;
+    if ((rc = source_rewind(src, view, err, errlen)) || (rc = mel_max(view, m, p, n_samples, mel, &mel_mx, err, errlen)))
+        goto fail;
     out->mel_ms = (double)(util_now_ns() - tm) / 1e6;
     if (!(st = whisper_state_new(m))) {
         rc = -SMP_E_NOMEM;
@@ -941,6 +1074,8 @@ int whisper_transcribe(whisper_model *m, const float *pcm, size_t n_samples, con
         if (rc) goto fail;
     }
 
+    /* Pass 3: the windows. */
+    if ((rc = source_rewind(src, view, err, errlen))) goto fail;
     long seek = 0;
     int window = 0;
     while (seek < content) {
@@ -959,7 +1094,11 @@ int whisper_transcribe(whisper_model *m, const float *pcm, size_t n_samples, con
             continue;
         }
         tm = util_now_ns();
-        if ((rc = whisper_encode(st, mel, n_frames, (int)seek))) goto fail;
+        if ((rc = view_mel(view, m, n_samples, seek, WHISPER_N_FRAMES, mel, err, errlen))) goto fail;
+        whisper_mel_scale(mel, (size_t)m->hp.n_mels * WHISPER_N_FRAMES, mel_mx);
+        out->mel_ms += (double)(util_now_ns() - tm) / 1e6;
+        tm = util_now_ns();
+        if ((rc = whisper_encode(st, mel, WHISPER_N_FRAMES, 0))) goto fail;
         out->encode_ms += (double)(util_now_ns() - tm) / 1e6;
 
         if (detect) {
@@ -1038,10 +1177,40 @@ fail:
     whisper_segments_free(tr.seg, tr.n);
     smp_free(tr.ctx);
     buf_free(&tr.raw);
-    smp_free(vad.voiced);
+    smp_free(vad.rms);
     smp_free(prompt);
     if (dec_ready) decoder_free(&d);
     whisper_state_free(st);
     smp_free(mel);
+    smp_free(view);
     return rc;
+}
+
+/* An array as a source. */
+typedef struct {
+    const float *pcm;
+    size_t n, pos;
+} array_source;
+
+static int array_read(void *ud, float *dst, size_t cap, size_t *got, char *err, size_t errlen) {
+    (void)err, (void)errlen;
+    array_source *a = ud;
+    size_t k = a->n - a->pos < cap ? a->n - a->pos : cap;
+    memcpy(dst, a->pcm + a->pos, k * sizeof *dst);
+    a->pos += k;
+    *got = k;
+    return 0;
+}
+
+static int array_rewind(void *ud, char *err, size_t errlen) {
+    (void)err, (void)errlen;
+    ((array_source *)ud)->pos = 0;
+    return 0;
+}
+
+int whisper_transcribe(whisper_model *m, const float *pcm, size_t n_samples, const whisper_params *p,
+                       whisper_result *out, char *err, size_t errlen) {
+    array_source a = {pcm, pcm ? n_samples : 0, 0};
+    whisper_source src = {array_read, array_rewind, &a};
+    return whisper_transcribe_source(m, &src, p, out, err, errlen);
 }

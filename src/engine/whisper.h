@@ -74,13 +74,40 @@ typedef struct {
     double duration;       /* seconds of audio */
     whisper_segment *segments;
     int n_segments;
-    double mel_ms, encode_ms, decode_ms; /* where the time went */
+    double mel_ms, encode_ms, decode_ms; /* where the time went (mel_ms includes reading
+                                            * the source for it after the first pass) */
 } whisper_result;
 
 /* Returns 0; 1 (positive) when cancelled; -SMP_E_VALIDATION (unknown
  * language: err names it); -SMP_E_NOMEM. */
 int whisper_transcribe(whisper_model *m, const float *pcm, size_t n_samples, const whisper_params *p,
                        whisper_result *out, char *err, size_t errlen);
+
+/* Audio handed over a piece at a time (src/media/audio.h's audio_stream
+ * fits), so a transcription holds one window of samples and of mel, not
+ * the whole audio. The source is read to its end up to three times: once to
+ * count the samples and gate on voice, then, when there is voice, once for
+ * the mel's maximum and once for the windows. */
+typedef struct {
+    /* Up to cap samples into dst (16 kHz mono float in [-1, 1]); *got = 0 at
+     * the end. Returns 0 or a negative code with err set. */
+    int (*read)(void *ud, float *dst, size_t cap, size_t *got, char *err, size_t errlen);
+    /* Back to the first sample: the same samples follow. 0 or as read. */
+    int (*rewind)(void *ud, char *err, size_t errlen);
+    void *ud;
+} whisper_source;
+
+/* whisper_transcribe on a source (whisper_transcribe itself is this on its
+ * array): the same results, and the source's error codes and messages as
+ * they come. */
+int whisper_transcribe_source(whisper_model *m, const whisper_source *src, const whisper_params *p,
+                              whisper_result *out, char *err, size_t errlen);
+
+/* An upper bound of the bytes one transcription with m holds besides the
+ * model and its result (state, decoder, one window of samples and of mel,
+ * the voice gate's 12 bytes per 20 ms), for audio of the given length;
+ * what a caller reserves from a memory budget. */
+size_t whisper_transcribe_bytes(const whisper_model *m, double seconds);
 void whisper_result_free(whisper_result *r);
 /* Free n segments' text and tokens, then the array. NULL ok. */
 void whisper_segments_free(whisper_segment *s, int n);

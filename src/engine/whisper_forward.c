@@ -782,6 +782,48 @@ int whisper_decode(whisper_state *s, const int32_t *tokens, int n, int n_past, f
 
 /* ---- state ---- */
 
+/* Every buffer's size in elements (act in bytes), for whisper_state_new and
+ * whisper_state_bytes alike. */
+typedef struct {
+    size_t a;      /* x, xn, att, q, k, v, qh, vt: floats each */
+    size_t kh, hbuf, col, skv, d, dh, scores; /* floats (skv: sk and sv each; d: each of 7) */
+    size_t ck, cv; /* f16 */
+    size_t act;    /* bytes */
+} state_sizes;
+
+static state_sizes sizes_of(const whisper_model *m, int n_threads) {
+    const whisper_hparams *hp = &m->hp;
+    size_t S = (size_t)hp->n_audio_state, A = N_CTX_A, C = (size_t)hp->n_text_ctx, M = (size_t)hp->n_mels;
+    state_sizes z;
+    z.a = A * S;
+    z.kh = (size_t)N_KBLK * KB * S;
+    z.hbuf = A * 4 * S > (size_t)WHISPER_N_FRAMES * S ? A * 4 * S : (size_t)WHISPER_N_FRAMES * S;
+    z.col = (size_t)WHISPER_N_FRAMES * 3 * M > A * 3 * S ? (size_t)WHISPER_N_FRAMES * 3 * M : A * 3 * S;
+    z.ck = (size_t)hp->n_text_layer * N_KBLK * KB * S;
+    z.cv = (size_t)hp->n_text_layer * A * S;
+    z.skv = (size_t)hp->n_text_layer * C * S;
+    z.d = C * S;
+    z.dh = C * 4 * S;
+    /* Converted activations: the widest input (4S, or the convolutions' 3 *
+     * n_mels and 3S columns), for up to 3000 rows, in the largest activation
+     * format (Q8_1 per 32, Q8_K per 256). */
+    size_t widest = 4 * S > 3 * M ? 4 * S : 3 * M;
+    if (3 * S > widest) widest = 3 * S;
+    size_t a1 = kern_row_bytes(TT_Q8_1, (int64_t)(widest + 31) / 32 * 32);
+    size_t a2 = kern_row_bytes(TT_Q8_K, (int64_t)(widest + 255) / 256 * 256);
+    z.act = (size_t)WHISPER_N_FRAMES * (a1 > a2 ? a1 : a2);
+    z.scores = (size_t)n_threads * ATT_QB * A;
+    return z;
+}
+
+size_t whisper_state_bytes(const whisper_model *m) {
+    const whisper_weights *w = m->weights;
+    state_sizes z = sizes_of(m, tp_n_threads(w->pool));
+    return sizeof(whisper_state) +
+           (8 * z.a + z.kh + z.hbuf + z.col + 2 * z.skv + 7 * z.d + z.dh + z.scores) * sizeof(float) +
+           (z.ck + z.cv) * sizeof(uint16_t) + z.act;
+}
+
 whisper_state *whisper_state_new(const whisper_model *m) {
     const whisper_weights *w = m->weights;
     const whisper_hparams *hp = &m->hp;
@@ -797,35 +839,23 @@ whisper_state *whisper_state_new(const whisper_model *m) {
     s->n_text_ctx = hp->n_text_ctx;
     s->n_vocab = hp->n_vocab;
     s->n_mels = hp->n_mels;
-    size_t S = (size_t)s->S, A = N_CTX_A, C = (size_t)s->n_text_ctx, f = sizeof(float);
-    size_t hsz = A * 4 * S > (size_t)WHISPER_N_FRAMES * S ? A * 4 * S : (size_t)WHISPER_N_FRAMES * S;
-    size_t csz = (size_t)WHISPER_N_FRAMES * 3 * s->n_mels > A * 3 * S ? (size_t)WHISPER_N_FRAMES * 3 * s->n_mels
-                                                                       : A * 3 * S;
+    state_sizes z = sizes_of(m, s->n_threads);
+    size_t f = sizeof(float);
     float **bufs[] = {&s->x, &s->xn, &s->att, &s->q, &s->k, &s->v, &s->qh, &s->vt};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
-        if (!(*bufs[i] = smp_malloc(A * S * f))) goto fail;
+        if (!(*bufs[i] = smp_malloc(z.a * f))) goto fail;
     /* packed keys: the padding keys past 1500 stay zero (their scores are never used) */
-    if (!(s->kh = smp_calloc((size_t)N_KBLK * KB * S, f))) goto fail;
-    if (!(s->hbuf = smp_malloc(hsz * f)) || !(s->col = smp_malloc(csz * f))) goto fail;
-    if (!(s->ck = smp_calloc((size_t)hp->n_text_layer * N_KBLK * KB * S, sizeof(uint16_t))) ||
-        !(s->cv = smp_malloc((size_t)hp->n_text_layer * A * S * sizeof(uint16_t))) ||
-        !(s->sk = smp_calloc((size_t)hp->n_text_layer * C * S, f)) ||
-        !(s->sv = smp_calloc((size_t)hp->n_text_layer * C * S, f)))
+    if (!(s->kh = smp_calloc(z.kh, f))) goto fail;
+    if (!(s->hbuf = smp_malloc(z.hbuf * f)) || !(s->col = smp_malloc(z.col * f))) goto fail;
+    if (!(s->ck = smp_calloc(z.ck, sizeof(uint16_t))) || !(s->cv = smp_malloc(z.cv * sizeof(uint16_t))) ||
+        !(s->sk = smp_calloc(z.skv, f)) || !(s->sv = smp_calloc(z.skv, f)))
         goto fail;
     float **dbufs[] = {&s->dx, &s->dxn, &s->dq, &s->dk, &s->dv, &s->datt, &s->tmp};
     for (size_t i = 0; i < sizeof dbufs / sizeof *dbufs; i++)
-        if (!(*dbufs[i] = smp_malloc(C * S * f))) goto fail;
-    if (!(s->dh = smp_malloc(C * 4 * S * f))) goto fail;
-    /* Converted activations: the widest input (4S, or the convolutions' 3 *
-     * n_mels and 3S columns), for up to 3000 rows, in the largest activation
-     * format (Q8_1 per 32, Q8_K per 256). */
-    size_t widest = 4 * S > (size_t)3 * s->n_mels ? 4 * S : (size_t)3 * s->n_mels;
-    if (3 * S > widest) widest = 3 * S;
-    size_t a1 = kern_row_bytes(TT_Q8_1, (int64_t)(widest + 31) / 32 * 32);
-    size_t a2 = kern_row_bytes(TT_Q8_K, (int64_t)(widest + 255) / 256 * 256);
-    size_t arow = a1 > a2 ? a1 : a2;
-    if (!(s->act = smp_malloc((size_t)WHISPER_N_FRAMES * arow))) goto fail;
-    if (!(s->scores = smp_malloc((size_t)s->n_threads * ATT_QB * A * f))) goto fail;
+        if (!(*dbufs[i] = smp_malloc(z.d * f))) goto fail;
+    if (!(s->dh = smp_malloc(z.dh * f))) goto fail;
+    if (!(s->act = smp_malloc(z.act))) goto fail;
+    if (!(s->scores = smp_malloc(z.scores * f))) goto fail;
     return s;
 fail:
     whisper_state_free(s);

@@ -37,6 +37,8 @@ struct whisper_model {
  * cache, scratch. One per transcription; never shared between threads. */
 typedef struct whisper_state whisper_state;
 whisper_state *whisper_state_new(const whisper_model *m);
+/* The bytes whisper_state_new allocates for m. */
+size_t whisper_state_bytes(const whisper_model *m);
 void whisper_state_free(whisper_state *s);
 
 /* Log-mel of the whole audio, [n_mels][*n_frames] band-major, with whisper's
@@ -45,6 +47,19 @@ void whisper_state_free(whisper_state *s);
  * (x + 4) / 4) over all frames. *mel owned by the caller. Returns 0 or
  * -SMP_E_NOMEM. */
 int whisper_mel(const whisper_model *m, const float *pcm, size_t n_samples, float **mel, int *n_frames);
+
+/* Raw log-mel (log10 of each band's energy, before the floor and scaling)
+ * of frames [t0, t0 + count) into out[band * stride + t - t0]. seg holds
+ * samples [base, base + seg_len) of an audio of n_total samples; the frames
+ * read samples max(0, 160 t0 - 200) .. 160 (t0 + count) + 40 (reflected
+ * at the start, 0 from n_total on), which seg must hold. The values equal
+ * those of the same frames in whisper_mel's whole-audio computation, bit for
+ * bit. Returns 0 or -SMP_E_NOMEM. */
+int whisper_mel_frames(const whisper_model *m, const float *seg, size_t base, size_t seg_len, size_t n_total, long t0,
+                       int count, float *out, int stride);
+/* whisper's floor and scaling of n raw values, in place, with mx the largest
+ * raw value of the whole audio: x = (max(x, mx - 8) + 4) / 4. */
+void whisper_mel_scale(float *x, size_t n, float mx);
 
 /* The same from explicit filters ([n_mels][201]) on a pool (NULL: the calling
  * thread), for tools without a model file. */

@@ -13,7 +13,15 @@
  * The FFT: the 400 real samples as a 200-point complex FFT (mixed radix 4,
  * 2, 5, 5, decimation in time over a 400-entry twiddle table) plus the
  * real-input split. Frames are split
- * across the model's thread pool in chunks. Output: mel[band * n_frames + t]. */
+ * across the model's thread pool in chunks. Output: mel[band * n_frames + t].
+ *
+ * The transcription does not hold the whole mel: it computes the raw values
+ * (log10, before the floor) of any run of frames from the samples they read
+ * (whisper_mel_frames), takes the maximum over the whole audio a window at a
+ * time, then computes each window it encodes again and scales it with that
+ * maximum (whisper_mel_scale). Every frame goes through the same arithmetic
+ * whichever way it is cut, so a window equals the same frames of the whole
+ * mel bit for bit. */
 #include <math.h>
 #include <string.h>
 
@@ -30,13 +38,16 @@
 #define MEL_CHUNK 64 /* frames per pool task */
 
 typedef struct {
-    const float *pcm;
-    size_t n;
-    int n_frames, n_mels;
+    const float *seg;     /* samples [base, base + seg_len) of the audio */
+    size_t base, seg_len;
+    size_t n;             /* samples in the whole audio (0 past it) */
+    long t0;              /* first frame computed */
+    int count, stride;    /* frames computed; out row length */
+    int n_mels;
     const float *filters;
     int *lo, *hi; /* non-zero bin range of each band */
     double cs[MEL_N_FFT], sn[MEL_N_FFT], win[MEL_N_FFT];
-    float *mel;
+    float *mel;           /* mel[band * stride + t - t0] */
 } mel_job;
 
 /* out[k] = sum_j x[j * stride] e^(-2 pi i j k / n), n a divisor of 400, x
@@ -102,28 +113,77 @@ static void power_spectrum(const double *x, double *pw, const mel_job *J) {
     }
 }
 
-/* Padded sample i (0 = first of the 200 reflected ones). */
+/* Padded sample i (0 = first of the 200 reflected ones). A sample inside the
+ * audio but outside seg (a caller's mistake) reads as 0, never out of
+ * bounds. */
 static double sample_at(const mel_job *J, long i) {
     long s = i - MEL_N_FFT / 2;
     if (s < 0) s = -s;
-    return (size_t)s < J->n ? J->pcm[s] : 0.0;
+    if ((size_t)s >= J->n || (size_t)s < J->base || (size_t)s - J->base >= J->seg_len) return 0.0;
+    return J->seg[(size_t)s - J->base];
 }
 
 static void mel_task(void *arg, int task, int thread) {
     (void)thread;
     mel_job *J = arg;
     double x[MEL_N_FFT], pw[MEL_BINS];
-    int t0 = task * MEL_CHUNK, t1 = t0 + MEL_CHUNK < J->n_frames ? t0 + MEL_CHUNK : J->n_frames;
-    for (int t = t0; t < t1; t++) {
-        long base = (long)t * MEL_HOP;
+    int r0 = task * MEL_CHUNK, r1 = r0 + MEL_CHUNK < J->count ? r0 + MEL_CHUNK : J->count;
+    for (int r = r0; r < r1; r++) {
+        long base = (J->t0 + r) * MEL_HOP;
         for (int i = 0; i < MEL_N_FFT; i++) x[i] = sample_at(J, base + i) * J->win[i];
         power_spectrum(x, pw, J);
         for (int b = 0; b < J->n_mels; b++) {
             const float *f = J->filters + (size_t)b * MEL_BINS;
             double s = 0;
             for (int k = J->lo[b]; k < J->hi[b]; k++) s += f[k] * pw[k];
-            J->mel[(size_t)b * J->n_frames + t] = (float)log10(s > 1e-10 ? s : 1e-10);
+            J->mel[(size_t)b * J->stride + r] = (float)log10(s > 1e-10 ? s : 1e-10);
         }
+    }
+}
+
+/* Raw log-mel of frames [t0, t0 + count) into out (row stride `stride`). */
+static int mel_frames(const float *filters, int n_mels, struct tp_pool *pool, const float *seg, size_t base,
+                      size_t seg_len, size_t n_total, long t0, int count, float *out, int stride) {
+    mel_job *J = smp_calloc(1, sizeof *J);
+    int *lo = smp_malloc((size_t)n_mels * 2 * sizeof(int));
+    if (!J || !lo) {
+        smp_free(J);
+        smp_free(lo);
+        return -SMP_E_NOMEM;
+    }
+    *J = (mel_job){.seg = seg, .base = base, .seg_len = seg_len, .n = n_total, .t0 = t0, .count = count,
+                   .stride = stride, .n_mels = n_mels, .filters = filters, .lo = lo, .hi = lo + n_mels, .mel = out};
+    for (int i = 0; i < MEL_N_FFT; i++) {
+        double a = 2.0 * M_PI * i / MEL_N_FFT;
+        J->cs[i] = cos(a);
+        J->sn[i] = sin(a);
+        J->win[i] = 0.5 - 0.5 * cos(a);
+    }
+    for (int b = 0; b < n_mels; b++) {
+        const float *f = filters + (size_t)b * MEL_BINS;
+        int l = 0, h = MEL_BINS;
+        while (l < h && f[l] == 0.0f) l++;
+        while (h > l && f[h - 1] == 0.0f) h--;
+        J->lo[b] = l;
+        J->hi[b] = h;
+    }
+    tp_run(pool, mel_task, J, (count + MEL_CHUNK - 1) / MEL_CHUNK);
+    smp_free(lo);
+    smp_free(J);
+    return 0;
+}
+
+int whisper_mel_frames(const whisper_model *m, const float *seg, size_t base, size_t seg_len, size_t n_total, long t0,
+                       int count, float *out, int stride) {
+    const whisper_weights *w = m->weights;
+    return mel_frames(m->mel_filters, m->hp.n_mels, w->pool, seg, base, seg_len, n_total, t0, count, out, stride);
+}
+
+void whisper_mel_scale(float *x, size_t n, float mx) {
+    float floor_ = mx - 8.0f;
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i] > floor_ ? x[i] : floor_;
+        x[i] = (v + 4.0f) / 4.0f;
     }
 }
 
@@ -132,50 +192,18 @@ int whisper_mel_ex(const float *filters, int n_mels, struct tp_pool *pool, const
     *mel = NULL;
     *n_frames = 0;
     if (n_samples > (size_t)INT32_MAX * MEL_HOP / 2) return -SMP_E_VALIDATION;
-    mel_job *J = smp_calloc(1, sizeof *J);
-    int nf = (int)((n_samples + MEL_PAD_SAMPLES) / MEL_HOP), nm = n_mels;
-    float *out = smp_malloc((size_t)nm * nf * sizeof(float));
-    int *lo = smp_malloc((size_t)nm * 2 * sizeof(int));
-    if (!J || !out || !lo) {
-        smp_free(J);
+    int nf = (int)((n_samples + MEL_PAD_SAMPLES) / MEL_HOP);
+    size_t total = (size_t)n_mels * nf;
+    float *out = smp_malloc(total * sizeof(float));
+    if (!out) return -SMP_E_NOMEM;
+    if (mel_frames(filters, n_mels, pool, pcm, 0, n_samples, n_samples, 0, nf, out, nf)) {
         smp_free(out);
-        smp_free(lo);
         return -SMP_E_NOMEM;
     }
-    J->pcm = pcm;
-    J->n = n_samples;
-    J->n_frames = nf;
-    J->n_mels = nm;
-    J->filters = filters;
-    J->lo = lo;
-    J->hi = lo + nm;
-    J->mel = out;
-    for (int i = 0; i < MEL_N_FFT; i++) {
-        double a = 2.0 * M_PI * i / MEL_N_FFT;
-        J->cs[i] = cos(a);
-        J->sn[i] = sin(a);
-        J->win[i] = 0.5 - 0.5 * cos(a);
-    }
-    for (int b = 0; b < nm; b++) {
-        const float *f = filters + (size_t)b * MEL_BINS;
-        int l = 0, h = MEL_BINS;
-        while (l < h && f[l] == 0.0f) l++;
-        while (h > l && f[h - 1] == 0.0f) h--;
-        J->lo[b] = l;
-        J->hi[b] = h;
-    }
-    tp_run(pool, mel_task, J, (nf + MEL_CHUNK - 1) / MEL_CHUNK);
-    size_t total = (size_t)nm * nf;
     float mx = -INFINITY;
     for (size_t i = 0; i < total; i++)
         if (out[i] > mx) mx = out[i];
-    float floor_ = mx - 8.0f;
-    for (size_t i = 0; i < total; i++) {
-        float v = out[i] > floor_ ? out[i] : floor_;
-        out[i] = (v + 4.0f) / 4.0f;
-    }
-    smp_free(lo);
-    smp_free(J);
+    whisper_mel_scale(out, total, mx);
     *mel = out;
     *n_frames = nf;
     return 0;

@@ -212,7 +212,7 @@ int ocr_image_limited(PIX *pix, const char *lang, const ocr_limits *lim, char **
     pixDestroy(&g);
     if (rec != 0) {
         if (watch.gone) {
-            log_info("ocr: stopped after %.0f ms: the client left", ms);
+            log_info("ocr: stopped after %.0f ms: %s", ms, util_stop_reason());
             return OCR_CANCELLED;
         }
         if (lim && lim->timeout_ms > 0 && ms >= lim->timeout_ms) {

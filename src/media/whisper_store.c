@@ -338,8 +338,12 @@ static int download_model(int si, const char *final_path, store_entry *e, bool (
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_getinfo(c, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen);
     if (d.aborted) {
-        snprintf(err, errlen, "download of Whisper model %s cancelled after %.1f MB: the requesting client left and "
-                 "no other request waits for it", file, d.got / 1e6);
+        if (util_aborting())
+            snprintf(err, errlen, "download of Whisper model %s cancelled after %.1f MB: the server is shutting down",
+                     file, d.got / 1e6);
+        else
+            snprintf(err, errlen, "download of Whisper model %s cancelled after %.1f MB: the requesting client left "
+                     "and no other request waits for it", file, d.got / 1e6);
         rc = 1;
         goto fail;
     }

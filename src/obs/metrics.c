@@ -267,16 +267,24 @@ void metrics_cache_event(const char *cache_type, bool hit) {
     counter_add(hit ? F_CACHE_HITS : F_CACHE_MISSES, &cache_type, 1);
 }
 
+static bool (*model_known)(const char *model);
+
+void metrics_set_model_filter(bool (*known)(const char *model)) { model_known = known; }
+
+static bool model_ok(const char *model) { return model && (!model_known || model_known(model)); }
+
 void metrics_llm_request(const char *model, const char *endpoint) {
     const char *v[2] = {model, endpoint};
-    counter_add(F_LLM_REQUESTS, v, 1);
+    if (model_ok(model)) counter_add(F_LLM_REQUESTS, v, 1);
 }
 
 void metrics_llm_tokens(const char *model, const char *token_type, long n) {
     const char *v[2] = {model, token_type};
-    counter_add(F_LLM_TOKENS, v, (double)n);
+    if (model_ok(model)) counter_add(F_LLM_TOKENS, v, (double)n);
 }
 
+/* These four are recorded by what serves a model it has found (loaded), often
+ * under its own lock, so they are not filtered (the filter may take that lock). */
 void metrics_llm_ttft(const char *model, double seconds) {
     if (seconds >= 0) record(F_TTFT, &model, OP_OBSERVE, seconds);
 }

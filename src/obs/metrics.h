@@ -20,8 +20,10 @@
  *   process_resident_memory_bytes, process_virtual_memory_bytes, process_cpu_seconds_total,
  *   process_open_fds, process_max_fds, process_start_time_seconds
  * plus whatever registered collectors append (cache entries, evictions, ...).
- * `endpoint` is always a route template, never a raw path. All calls are
- * thread-safe and cheap (a hash lookup under a striped lock). */
+ * `endpoint` is always a route template, never a raw path. `model` is always
+ * a model that exists (see metrics_set_model_filter), never a client's
+ * string. All calls are thread-safe and cheap (a hash lookup under a striped
+ * lock). */
 #ifndef SMP_METRICS_H
 #define SMP_METRICS_H
 
@@ -42,6 +44,16 @@ void metrics_llm_ttft(const char *model, double seconds);
 void metrics_llm_tokens_per_second(const char *model, double tps);
 void metrics_llm_queue_depth(const char *model, long depth);
 void metrics_model_load_seconds(const char *model, double seconds);
+
+/* metrics_llm_request and metrics_llm_tokens, which routes call with the
+ * model a client named, record a sample only when known(model) says the model
+ * exists (something serves it); samples for any other name are dropped, so
+ * clients can neither add series nor choose label values. The other model
+ * families are recorded by the backend serving a model it has found, under
+ * its locks, and are not filtered: call those two only with no backend lock
+ * held. known must be cheap (no network) and thread-safe. Set it once at
+ * start, before requests; NULL (the default) records every name. */
+void metrics_set_model_filter(bool (*known)(const char *model));
 
 /* A collector appends complete families (HELP, TYPE, samples) at render time. */
 typedef void (*metrics_collector)(buf *out, void *ud);

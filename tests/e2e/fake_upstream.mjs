@@ -27,7 +27,8 @@
 //   fault-hang-mid   one piece, then silence
 //   fault-error-line 200, one piece, then an error object in the stream
 //   fault-slow-first-token[-MS]  waits MS (default 400) ms before the first piece
-//   slow             100 pieces "tokN " 20 ms apart (for cancellation tests)
+//   slow             100 pieces "tokN " 20 ms apart (for cancellation tests);
+//                    embeddings: 300 ms before each answer
 //   no-stream        (OpenAI) one JSON answer although stream:true was asked
 // and for the GET routes (/api/tags, /api/version, /v1/models) by
 // POST /__config {"metaFault": "500" | "garbage" | "hang" | null}.
@@ -261,10 +262,11 @@ async function ollamaChat(req, res, body) {
     JSON.stringify({ error: 'the fake upstream failed mid-stream' }) + '\n');
 }
 
-function ollamaEmbed(req, res, body) {
+async function ollamaEmbed(req, res, body) {
   const model = body.model;
   const fault = faultOf(model);
   if (ollamaFault(res, fault, model)) return;
+  if (fault === 'slow') await sleep(300);
   const input = Array.isArray(body.input) ? body.input : [body.input];
   json(res, 200, { model, embeddings: input.map(vec), total_duration: 4242, load_duration: 1, prompt_eval_count: input.join('').length });
 }
@@ -353,10 +355,11 @@ async function openaiStream(req, res, body, chat) {
     `data: ${JSON.stringify({ error: { message: 'the fake upstream failed mid-stream', type: 'server_error' } })}\n\n`);
 }
 
-function openaiEmbeddings(req, res, body) {
+async function openaiEmbeddings(req, res, body) {
   const model = body.model;
   const fault = faultOf(model);
   if (openaiFault(res, fault, model)) return;
+  if (fault === 'slow') await sleep(300);
   const input = Array.isArray(body.input) ? body.input : [body.input];
   const data = input.map((t, i) => ({ object: 'embedding', index: i, embedding: vec(t) })).reverse();
   json(res, 200, { object: 'list', data, model, usage: { prompt_tokens: input.join('').length, total_tokens: input.join('').length } });

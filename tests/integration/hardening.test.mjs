@@ -263,7 +263,8 @@ const peakRssMb = (srv) => {
 };
 
 test('a million tiny messages: refused before they are built, and RSS stays small', async () => {
-  const g = await startServer({ CACHE_ENABLED: 'false' });
+  // (A sanitizer build would keep freed bodies in its quarantine: keep it small.)
+  const g = await startServer({ CACHE_ENABLED: 'false', ASAN_OPTIONS: 'quarantine_size_mb=16' });
   try {
     const msg = '{"role":"user","content":"x"},';
     const body = `{"model":"stories260K","messages":[${msg.repeat(1000000).slice(0, -1)}]}`;

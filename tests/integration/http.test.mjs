@@ -3,6 +3,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, symlinkSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { startServer, req, rawConnect, readAll, sleep, BIN, KEY } from './lib.mjs';
 
 let srv;
@@ -25,6 +28,33 @@ test('GET / describes the service', async () => {
   const r = await req(srv, 'GET', '/', { key: null });
   assert.equal(r.json.service, 'Simpleton');
   for (const k of ['version', 'description', 'docs', 'health']) assert.equal(typeof r.json[k], 'string');
+});
+
+test('public routes disclose no filesystem paths (models dir, data dir, vector store file)', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'smp-paths-'));
+  mkdirSync(path.join(dir, 'models'));
+  symlinkSync(path.resolve('../shared/models/stories260K.gguf'), path.join(dir, 'models', 'tiny-story.gguf'));
+  const s = await startServer({ MODELS_DIR: path.join(dir, 'models'), DATA_DIR: path.join(dir, 'data'),
+    REDIS_URL: `unix://${path.join(dir, 'no-redis.sock')}` }, { dataDir: dir });
+  try {
+    const seen = [];
+    for (const p of ['/', '/health', '/analytics/health', '/metrics', '/openapi.json', '/docs']) {
+      const r = await req(s, 'GET', p, { key: null });
+      assert.ok(r.status === 200 || r.status === 503, `${p}: ${r.status}`);
+      assert.ok(!r.text.includes(dir), `${p} shows the data directory: ${r.text.slice(0, 2000)}`);
+      assert.doesNotMatch(r.text, /"\/(tmp|home|var|srv|usr|etc|opt|root|work)\//, p);
+      seen.push(r.text);
+    }
+    // What the paths stood for is still there, by name.
+    const h = JSON.parse(seen[1]);
+    assert.ok(h.models['tiny-story'], seen[1]);
+    assert.match(seen[1], /vectors\.sqlite3/);
+    // An operator with the key still sees the details where they are asked for.
+    assert.equal((await req(s, 'GET', '/models')).status, 200);
+  } finally {
+    await s.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('unknown path: 404 JSON naming it', async () => {

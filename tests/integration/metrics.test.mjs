@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -52,6 +53,51 @@ test('/metrics passes promtool and counts every request by route template', asyn
     assert.ok(sample(t, 'process_resident_memory_bytes', {}) > 1e6);
     const start = sample(t, 'process_start_time_seconds', {});
     assert.ok(Math.abs(start - Date.now() / 1000) < 120, String(start));
+  } finally { await s.stop(); }
+});
+
+test('model labels only name models that exist: 50 bogus (and hostile) names on every model route leave no series', async () => {
+  const s = await startServer({ CACHE_ENABLED: 'false' });
+  try {
+    const names = Array.from({ length: 44 }, () => `bogus-${randomUUID()}`)
+      .concat(['a"b', 'line\nbreak', '}{', 'x\\"}', 'm{le="1"} 9', 'tab\there']);
+    // 0.1 s of silence as a wav, and a 1x1 PNG.
+    const wav = Buffer.alloc(44 + 3200);
+    wav.write('RIFF', 0); wav.writeUInt32LE(36 + 3200, 4); wav.write('WAVEfmt ', 8); wav.writeUInt32LE(16, 16);
+    wav.writeUInt16LE(1, 20); wav.writeUInt16LE(1, 22); wav.writeUInt32LE(16000, 24); wav.writeUInt32LE(32000, 28);
+    wav.writeUInt16LE(2, 32); wav.writeUInt16LE(16, 34); wav.write('data', 36); wav.writeUInt32LE(3200, 40);
+    const png = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==';
+    const calls = (model) => [
+      ['/inference/generate', { model, prompt: 'Once', max_tokens: 2 }],
+      ['/inference/chat', { model, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2 }],
+      ['/v1/chat/completions', { model, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2 }],
+      ['/v1/completions', { model, prompt: 'Once', max_tokens: 2 }],
+      ['/api/generate', { model, prompt: 'Once', stream: false }],
+      ['/api/chat', { model, messages: [{ role: 'user', content: 'Hi' }], stream: false }],
+      ['/embeddings/', { model, input: 'hello' }],
+      ['/v1/embeddings', { model, input: 'hello' }],
+      ['/api/embed', { model, input: 'hello' }],
+      ['/vision/analyze', { model, image: png, prompt: 'What is it?' }],
+      ['/audio/transcribe', { model, audio: wav.toString('base64') }],
+    ];
+    let refused = 0;
+    for (const name of names) {
+      for (const [p, json] of calls(name)) {
+        const r = await req(s, 'POST', p, { json });
+        assert.ok(r.status >= 400, `${p} ${JSON.stringify(name)}: ${r.status} ${r.text}`);
+        refused++;
+      }
+    }
+    assert.equal(refused, names.length * 11);
+    // A real model is still counted.
+    assert.equal((await req(s, 'POST', '/inference/generate', { json: { prompt: 'Once', max_tokens: 2 } })).status, 200);
+    const r = await req(s, 'GET', '/metrics', { key: null });
+    const check = spawnSync('promtool', ['check', 'metrics'], { input: r.text, encoding: 'utf8' });
+    assert.equal(check.status, 0, check.stdout + check.stderr);
+    const labels = new Set([...r.text.matchAll(/[{,]model="((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]));
+    assert.deepEqual([...labels], ['stories260K']);
+    assert.equal(sample(r.text, 'simpleton_llm_requests_total', { model: 'stories260K', endpoint: '/inference/generate' }), 1);
+    assert.doesNotMatch(r.text, /bogus-/);
   } finally { await s.stop(); }
 });
 

@@ -173,6 +173,28 @@ test('/rag/query answers through the default model and returns its sources', asy
   assert.deepEqual(sortedKeys(r.json.sources[0]), ['chunk_id', 'content', 'metadata', 'score']);
 });
 
+test('/rag/query with more retrieved text than the model\'s context drops the lowest-ranked sources instead of failing', async () => {
+  // 8 documents of ~3,400 characters, 2 or 3 chunks each: far more text than the built-in model's context.
+  for (let d = 0; d < 8; d++) {
+    const words = Array.from({ length: 400 }, (_, i) => `word${(i * 7 + d) % 97}`);
+    const r = await post('/rag/ingest', { content: `Document ${d} says: ${words.join(' ')}.`, collection: 'it-long',
+      chunk_size: 2000, chunk_overlap: 0 });
+    assert.equal(r.status, 200, r.text);
+  }
+  const query = 'What does document 3 say?';
+  const ranked = await post('/rag/search', { query, collection: 'it-long', top_k: 50 });
+  const found = ranked.json.results.length;
+  assert.ok(found >= 16, String(found));
+  const r = await post('/rag/query', { query, collection: 'it-long', top_k: 50, max_tokens: 8, temperature: 0 });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(typeof r.json.answer, 'string');
+  assert.ok(r.json.answer.length > 0);
+  // Only the sources the model was given come back: the best-ranked ones, in order.
+  assert.ok(r.json.sources.length >= 1 && r.json.sources.length < found, String(r.json.sources.length));
+  assert.deepEqual(r.json.sources.map((x) => x.chunk_id),
+    ranked.json.results.slice(0, r.json.sources.length).map((x) => x.chunk_id));
+});
+
 test('bad input: missing fields, top_k bounds, overlap >= size, bad names, empty content', async () => {
   const detailFields = (r) => r.json.detail.map((d) => d.loc[d.loc.length - 1]);
   let r = await post('/rag/ingest', {});
@@ -402,6 +424,43 @@ test('the query prompt carries the retrieved chunks; system_prompt overrides the
     await srv.stop();
     fake.stop();
   }
+});
+
+test('an ingest stopped by the shutdown deadline answers 503 saying so; one whose client left says that', async () => {
+  const fake = await startFakeUpstream();
+  // Embeddings take 300 ms a batch of 16: this document's 100 chunks take 2 s.
+  const env = { OLLAMA_BASE_URL: fake.url, MODEL_BACKENDS: 'slow=ollama', DEFAULT_EMBEDDING_MODEL: 'slow',
+    CACHE_ENABLED: 'false', SHUTDOWN_TIMEOUT: '1' };
+  const body = { content: Array.from({ length: 100 }, (_, i) => `Sentence ${String(i).padStart(3, '0')} of a long text.`).join(' '),
+    collection: 'stopped', chunk_size: 30, chunk_overlap: 0 };
+  try {
+    let srv = await startServer(env);
+    try {
+      const ac = new AbortController();
+      const left = fetch(srv.url + '/rag/ingest', { method: 'POST', signal: ac.signal,
+        headers: { 'X-API-Key': KEY, 'Content-Type': 'application/json' }, body: JSON.stringify(body) }).catch(() => null);
+      await sleep(400);
+      ac.abort();
+      await left;
+      let e;
+      for (let i = 0; i < 50 && !e; i++) {
+        await sleep(100);
+        e = (await req(srv, 'GET', '/analytics/errors?limit=10')).json.errors.find((x) => x.path === '/rag/ingest');
+      }
+      assert.ok(e, 'the stopped ingest was not recorded');
+      assert.match(e.error, /client left/);
+      assert.doesNotMatch(e.error, /shutting down/);
+    } finally { await srv.stop(); }
+    srv = await startServer(env);
+    const answer = post('/rag/ingest', body, srv);
+    await sleep(400);
+    const exited = srv.stop('SIGTERM');
+    const r = await answer;
+    assert.ok(await exited, 'the server had to be killed');
+    assert.equal(r.status, 503, r.text);
+    assert.match(r.json.detail, /shutting down/);
+    assert.doesNotMatch(r.json.detail, /client left/);
+  } finally { fake.stop(); }
 });
 
 test('a later ingest with another embedding dimension is refused with 409 naming both', async () => {

@@ -5,6 +5,7 @@
 // bomb, a TIFF giving its size twice, 0-byte file, 200 MiB upload, a chunked
 // upload past MAX_UPLOAD_MB, wrong content type, bad base64, URLs, over-long
 // model names), chat images checked like vision images in both dialects, the
+// memory budget (HEAVY_JOB_MEMORY_MB) refusing a page too large for it, the
 // 503 that names the missing vision model, chat with images routed to the
 // text-only local engine, and,
 // with the fake upstream as the vision backend, upload vs base64 giving the
@@ -168,6 +169,22 @@ test('ocr: every image in ../shared/images gives its known text (Tesseract, no m
 test('ocr: a TIFF without repeated tags is read (the file the bad-image list repeats tags of)', async () => {
   const r = await post('/vision/ocr', { image: b64(tiff()) });
   assert.equal(r.status, 200, r.text);
+});
+
+// The decoded pixels are reserved from HEAVY_JOB_MEMORY_MB (16 bytes a pixel
+// for OCR): with 1 MB, a 900 x 220 page (3.2 MB) is refused with a 503
+// naming the setting, a 64 x 64 image (64 KB) is read.
+test('ocr: an image whose pixels exceed HEAVY_JOB_MEMORY_MB is 503 naming the setting', async () => {
+  const srv = await startServer({ CACHE_ENABLED: 'false', HEAVY_JOB_MEMORY_MB: '1' });
+  try {
+    let r = await post('/vision/ocr', { image: b64(img('invoice.png')) }, srv);
+    assert.equal(r.status, 503, r.text);
+    assert.match(r.text, /decoding this image needs about 4 MB .*HEAVY_JOB_MEMORY_MB = 1/);
+    r = await post('/vision/ocr', { image: b64(img('tiny-gradient.png')) }, srv);
+    assert.equal(r.status, 200, r.text);
+  } finally {
+    await srv.stop();
+  }
 });
 
 test('ocr: unknown language is 422 listing the installed ones', async () => {

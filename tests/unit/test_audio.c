@@ -237,3 +237,86 @@ TEST(audio_guess_container_from_magic_and_mime) {
     CHECK_STR(audio_guess_container("????", 4, "video/webm", NULL), "webm");
     CHECK(audio_guess_container("", 0, "text/plain", &type) == NULL);
 }
+
+/* The stream hands out what audio_decode returns, in any piece size, and
+ * again after a rewind. */
+TEST(audio_stream_pieces_equal_decode) {
+    size_t len;
+    unsigned char *wav = read_all("../shared/audio/jfk.wav", &len);
+    REQUIRE(wav);
+    float *pcm, piece[333];
+    size_t n;
+    char err[256];
+    REQUIRE(audio_decode(wav, len, 60, &pcm, &n, err, sizeof err) == 0);
+    audio_stream *s;
+    REQUIRE(audio_stream_open(wav, len, 60, &s, err, sizeof err) == 0);
+    CHECK_NEAR(audio_stream_declared_seconds(s), 11.0, 0.01);
+    for (int round = 0; round < 2; round++) {
+        size_t at = 0, got, differ = 0;
+        int rc;
+        while ((rc = audio_stream_read(s, piece, sizeof piece / sizeof *piece, &got, err, sizeof err)) == 0 && got) {
+            for (size_t i = 0; i < got; i++) differ += at + i >= n || piece[i] != pcm[at + i];
+            at += got;
+        }
+        CHECK_INT(rc, 0);
+        CHECK_INT(at, n);
+        CHECK_INT(differ, 0);
+        CHECK(audio_stream_rewind(s, err, sizeof err) == 0);
+    }
+    audio_stream_close(s);
+    smp_free(pcm);
+    free(wav);
+}
+
+/* Ten minutes read through a stream: the heap never holds more than a
+ * frame's worth (audio_decode's array would be 38 MB). */
+TEST(audio_stream_holds_little) {
+    size_t len;
+    unsigned char *w = make_wav(16000, (size_t)16000 * 600, 1000, &len);
+    REQUIRE(w);
+    char err[256];
+    size_t base = smp_alloc_live_bytes(), peak = 0, total = 0, got;
+    audio_stream *s;
+    REQUIRE(audio_stream_open(w, len, 3600, &s, err, sizeof err) == 0);
+    float piece[4096];
+    while (audio_stream_read(s, piece, 4096, &got, err, sizeof err) == 0 && got) {
+        total += got;
+        size_t live = smp_alloc_live_bytes() - base;
+        if (live > peak) peak = live;
+    }
+    CHECK_INT(total, (size_t)16000 * 600);
+    CHECK(peak < (size_t)1 << 20);
+    audio_stream_close(s);
+    CHECK_INT(smp_alloc_live_bytes(), base);
+    free(w);
+}
+
+/* Over the limit: refused at open when the header says so; a header that
+ * lies about its length (FFmpeg then goes by the file size, so the refusal
+ * may come at open too) stops within the limit while reading. An empty
+ * input and a non-audio one are refused at open. */
+TEST(audio_stream_limits_and_errors) {
+    size_t len;
+    unsigned char *w = make_wav(16000, 16000 * 10, 1000, &len);
+    REQUIRE(w);
+    char err[256];
+    audio_stream *s;
+    CHECK_INT(audio_stream_open(w, len, 5, &s, err, sizeof err), -SMP_E_TOO_LARGE);
+    CHECK(s == NULL && strstr(err, "MAX_AUDIO_SECONDS") != NULL);
+    uint32_t big = 0xFFFFFFFFu;
+    memcpy(w + 40, &big, 4);
+    memcpy(w + 4, &big, 4);
+    int rc = audio_stream_open(w, len, 5, &s, err, sizeof err);
+    if (rc == 0) {
+        float piece[4096];
+        size_t got, total = 0;
+        while ((rc = audio_stream_read(s, piece, 4096, &got, err, sizeof err)) == 0 && got) total += got;
+        CHECK(total <= (size_t)16000 * 5 + 1);
+        audio_stream_close(s);
+    }
+    CHECK_INT(rc, -SMP_E_TOO_LARGE);
+    CHECK_INT(audio_stream_open("", 0, 5, &s, err, sizeof err), -SMP_E_BAD_REQUEST);
+    CHECK_INT(audio_stream_open("hello, world, this is text", 26, 5, &s, err, sizeof err), -SMP_E_FORMAT);
+    audio_stream_close(NULL);
+    free(w);
+}

@@ -138,6 +138,18 @@ static long long jint(json_t *j, const char *path) { return json_integer_value(j
 static const httpc_timeouts short_timeouts = {2000, SHORT_MS, SHORT_MS, SHORT_MS, SHORT_MS};
 static const double short_s = SHORT_MS / 1000.0;
 
+/* The embed operation with the texts and outputs as separate arguments. */
+static int embed(backend *b, const char *model, const char *const *texts, int n, float **v, int *dim, int *pt,
+                 char *err, size_t errlen) {
+    backend_embed_req rq = {.model = model, .texts = texts, .n = n};
+    backend_embed_result out;
+    int rc = b->ops->embed(b, &rq, &out, err, errlen);
+    *v = out.vecs;
+    *dim = out.dim;
+    if (pt) *pt = out.prompt_tokens;
+    return rc;
+}
+
 static backend *new_ollama(const char *url) {
     char err[256];
     backend *b = ollama_backend_new(url, NULL, err, sizeof err);
@@ -384,7 +396,7 @@ TEST(backend_ollama_embed) {
     float *v = NULL;
     int dim = 0, pt = -1;
     char err[512] = "";
-    int rc = b->ops->embed(b, "nomic-embed-text", texts, 3, &v, &dim, &pt, err, sizeof err);
+    int rc = embed(b, "nomic-embed-text", texts, 3, &v, &dim, &pt, err, sizeof err);
     CHECK_INT(rc, 0);
     if (rc) fprintf(stderr, "  %s\n", err);
     REQUIRE(v && dim == 4);
@@ -398,7 +410,7 @@ TEST(backend_ollama_embed) {
     CHECK_STR(jstr(last, "body.input.2"), "zé");
     json_decref(last);
     /* prompt_tokens may be NULL. */
-    CHECK_INT(b->ops->embed(b, "nomic-embed-text", texts, 1, &v, &dim, NULL, err, sizeof err), 0);
+    CHECK_INT(embed(b, "nomic-embed-text", texts, 1, &v, &dim, NULL, err, sizeof err), 0);
     smp_free(v);
     b->ops->destroy(b);
     fake_stop(&f);
@@ -509,12 +521,12 @@ TEST(backend_ollama_faults) {
     float *v = (float *)1;
     int dim = 7;
     char err[512];
-    CHECK_INT(b->ops->embed(b, "fault-500", texts, 1, &v, &dim, NULL, err, sizeof err), -SMP_E_BACKEND);
+    CHECK_INT(embed(b, "fault-500", texts, 1, &v, &dim, NULL, err, sizeof err), -SMP_E_BACKEND);
     CHECK_STR(err, "Backend error: ollama returned 500: boom: the fake upstream failed");
     CHECK(v == NULL && dim == 0);
-    CHECK_INT(b->ops->embed(b, "missing-embed", texts, 1, &v, &dim, NULL, err, sizeof err), -SMP_E_NOT_FOUND);
+    CHECK_INT(embed(b, "missing-embed", texts, 1, &v, &dim, NULL, err, sizeof err), -SMP_E_NOT_FOUND);
     CHECK(strstr(err, "not found") != NULL);
-    CHECK_INT(b->ops->embed(b, "fault-garbage", texts, 1, &v, &dim, NULL, err, sizeof err), -SMP_E_BACKEND);
+    CHECK_INT(embed(b, "fault-garbage", texts, 1, &v, &dim, NULL, err, sizeof err), -SMP_E_BACKEND);
     CHECK(starts_with(err, "Backend error: ollama sent an invalid response: "));
     b->ops->destroy(b);
     fake_stop(&f);
@@ -545,11 +557,38 @@ TEST(backend_ollama_hang_times_out) {
     float *v;
     int dim;
     t0 = now_s();
-    CHECK_INT(b->ops->embed(b, "fault-hang", texts, 1, &v, &dim, NULL, err, sizeof err), -SMP_E_UNAVAILABLE);
+    CHECK_INT(embed(b, "fault-hang", texts, 1, &v, &dim, NULL, err, sizeof err), -SMP_E_UNAVAILABLE);
     dt = now_s() - t0;
     CHECK(dt >= short_s - 0.05 && dt < short_s + 1.0);
     CHECK(starts_with(err, "Could not connect to ollama at "));
     b->ops->destroy(b);
+    fake_stop(&f);
+}
+
+static bool past(void *ud) { return now_s() > *(const double *)ud; }
+
+/* A forwarded embeddings request stops as soon as its client is gone (the
+ * cancel callback), not when the upstream answers or times out. */
+TEST(backend_embed_cancelled) {
+    fake_proc f = {0};
+    REQUIRE(fake_start(&f) == 0);
+    backend *bs[2] = {new_ollama(f.url), new_openai(f.url, "sk-test")};
+    httpc_timeouts t = short_timeouts;
+    t.embed_ms = 10000;
+    ollama_backend_set_timeouts(bs[0], &t);
+    openai_backend_set_timeouts(bs[1], &t);
+    for (int k = 0; k < 2; k++) {
+        const char *texts[] = {"x"};
+        double t0 = now_s(), until = t0 + 0.3;
+        backend_embed_req rq = {.model = "fault-hang", .texts = texts, .n = 1, .cancelled = past, .cancel_ud = &until};
+        backend_embed_result out;
+        char err[512] = "";
+        CHECK_INT(bs[k]->ops->embed(bs[k], &rq, &out, err, sizeof err), BACKEND_CANCELLED);
+        double dt = now_s() - t0;
+        CHECK(dt >= 0.25 && dt < 2.0);
+        CHECK(out.vecs == NULL && strstr(err, "cancelled") != NULL);
+        bs[k]->ops->destroy(bs[k]);
+    }
     fake_stop(&f);
 }
 
@@ -637,7 +676,7 @@ TEST(backend_ollama_unreachable_is_fast) {
     const char *texts[] = {"x"};
     float *v;
     int dim;
-    CHECK_INT(b->ops->embed(b, "e", texts, 1, &v, &dim, NULL, err, sizeof err), -SMP_E_UNAVAILABLE);
+    CHECK_INT(embed(b, "e", texts, 1, &v, &dim, NULL, err, sizeof err), -SMP_E_UNAVAILABLE);
     json_t *list;
     CHECK_INT(b->ops->list_models(b, &list, err, sizeof err), -SMP_E_UNAVAILABLE);
     b->ops->destroy(b);
@@ -858,7 +897,7 @@ TEST(backend_openai_embed_orders_by_index) {
     float *v = NULL;
     int dim = 0, pt = 0;
     char err[512] = "";
-    int rc = b->ops->embed(b, "text-embedding-3-small", texts, 3, &v, &dim, &pt, err, sizeof err);
+    int rc = embed(b, "text-embedding-3-small", texts, 3, &v, &dim, &pt, err, sizeof err);
     CHECK_INT(rc, 0);
     if (rc) fprintf(stderr, "  %s\n", err);
     REQUIRE(v && dim == 4);
@@ -980,8 +1019,8 @@ TEST(backend_openai_faults) {
     float *v;
     int dim;
     char err[512];
-    CHECK_INT(b->ops->embed(b, "fault-500", texts, 1, &v, &dim, NULL, err, sizeof err), -SMP_E_BACKEND);
-    CHECK_INT(b->ops->embed(b, "fault-404", texts, 1, &v, &dim, NULL, err, sizeof err), -SMP_E_NOT_FOUND);
+    CHECK_INT(embed(b, "fault-500", texts, 1, &v, &dim, NULL, err, sizeof err), -SMP_E_BACKEND);
+    CHECK_INT(embed(b, "fault-404", texts, 1, &v, &dim, NULL, err, sizeof err), -SMP_E_NOT_FOUND);
     CHECK(strstr(err, "does not exist") != NULL);
 
     /* Hang: the silence limit, before any piece and after one. */
@@ -992,7 +1031,7 @@ TEST(backend_openai_faults) {
     CHECK(starts_with(err, "Could not connect to openai at "));
     CHECK_INT(gen(b, "fault-hang-mid", "Hello there", NULL, &res, err, sizeof err), -SMP_E_UNAVAILABLE);
     t0 = now_s();
-    CHECK_INT(b->ops->embed(b, "fault-hang", texts, 1, &v, &dim, NULL, err, sizeof err), -SMP_E_UNAVAILABLE);
+    CHECK_INT(embed(b, "fault-hang", texts, 1, &v, &dim, NULL, err, sizeof err), -SMP_E_UNAVAILABLE);
     CHECK(now_s() - t0 < short_s + 1.0);
     b->ops->destroy(b);
     fake_stop(&f);
@@ -1091,9 +1130,9 @@ static void exercise(backend *ol, backend *oa) {
         backend_gen_result_free(&res);
         float *v = NULL;
         int dim;
-        b->ops->embed(b, "e", texts, 2, &v, &dim, NULL, err, sizeof err);
+        embed(b, "e", texts, 2, &v, &dim, NULL, err, sizeof err);
         smp_free(v);
-        b->ops->embed(b, "fault-500", texts, 2, &v, &dim, NULL, err, sizeof err);
+        embed(b, "fault-500", texts, 2, &v, &dim, NULL, err, sizeof err);
         json_t *j = NULL;
         b->ops->list_models(b, &j, err, sizeof err);
         json_decref(j);

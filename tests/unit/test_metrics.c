@@ -417,3 +417,23 @@ TEST(metrics_promtool_accepts_exposition) {
     buf_free(&b);
     metrics_free();
 }
+
+static bool only_llama(const char *model) { return !strcmp(model, "llama"); }
+
+/* Routes record the model a client named; only models that exist make series. */
+TEST(metrics_model_filter) {
+    REQUIRE(metrics_init("t") == 0);
+    metrics_set_model_filter(only_llama);
+    metrics_llm_request("llama", "/api/chat");
+    metrics_llm_request("no-such\"model", "/api/chat");
+    metrics_llm_tokens("llama", "prompt", 5);
+    metrics_llm_tokens("ghost", "prompt", 5);
+    buf b = render();
+    CHECK(sample(b.data, "simpleton_llm_requests_total{model=\"llama\",endpoint=\"/api/chat\"}") == 1);
+    CHECK(sample(b.data, "simpleton_llm_tokens_total{model=\"llama\",token_type=\"prompt\"}") == 5);
+    CHECK(!strstr(b.data, "no-such"));
+    CHECK(!strstr(b.data, "ghost"));
+    buf_free(&b);
+    metrics_set_model_filter(NULL);
+    metrics_free();
+}

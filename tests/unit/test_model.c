@@ -15,6 +15,7 @@
 #include "core/alloc.h"
 #include "core/errors.h"
 #include "engine/cli_engine.h"
+#include "engine/generate.h"
 #include "engine/gguf_write.h"
 #include "engine/kernels/kernels.h"
 #include "engine/model.h"
@@ -428,9 +429,9 @@ TEST(model_embeddings_unit_norm) {
     REQUIRE(model_ctx_new(m, 64, &c, err, sizeof err) == 0);
     float e1[64], e2[64], e3[64];
     int32_t a[] = {1, 403, 407, 261, 378}, b[] = {1, 274, 287, 269, 317};
-    CHECK(model_ctx_embed(c, a, 5, e1) == 0);
-    CHECK(model_ctx_embed(c, a, 5, e2) == 0);
-    CHECK(model_ctx_embed(c, b, 5, e3) == 0);
+    CHECK(model_ctx_embed(c, a, 5, e1, NULL, NULL) == 0);
+    CHECK(model_ctx_embed(c, a, 5, e2, NULL, NULL) == 0);
+    CHECK(model_ctx_embed(c, b, 5, e3, NULL, NULL) == 0);
     double n1 = 0, dot = 0;
     for (int i = 0; i < 64; i++) {
         n1 += e1[i] * e1[i];
@@ -439,7 +440,71 @@ TEST(model_embeddings_unit_norm) {
     CHECK_NEAR(n1, 1.0, 1e-5);
     CHECK(memcmp(e1, e2, sizeof e1) == 0);
     CHECK(dot < 0.9999);
-    CHECK_INT(model_ctx_embed(c, a, 0, e1), -SMP_E_VALIDATION);
+    CHECK_INT(model_ctx_embed(c, a, 0, e1, NULL, NULL), -SMP_E_VALIDATION);
+    model_ctx_free(c);
+    model_free(m);
+}
+
+/* Cancels after `left` polls have said "go on". */
+static bool cancel_after(void *ud) {
+    int *left = ud;
+    return (*left)-- <= 0;
+}
+
+/* A long text is embedded in batches of n_batch (256) tokens, and a cancel
+ * callback is asked before each: it can stop a long input partway. */
+TEST(model_embed_cancel_between_batches) {
+    model *m = load(STORIES, 1);
+    REQUIRE(m);
+    model_ctx *c = NULL;
+    char err[256];
+    REQUIRE(model_ctx_new(m, 1024, &c, err, sizeof err) == 0);
+    int32_t ids[700];
+    for (int i = 0; i < 700; i++) ids[i] = i ? 3 + i % 500 : 1;
+    float e[64], again[64];
+    int left = 1000;
+    CHECK_INT(model_ctx_embed(c, ids, 700, e, cancel_after, &left), 0);
+    CHECK_INT(left, 1000 - 3); /* three batches: 256 + 256 + 188 */
+    left = 1;
+    CHECK_INT(model_ctx_embed(c, ids, 700, again, cancel_after, &left), MODEL_CANCELLED);
+    CHECK_INT(left, -1); /* asked twice: before batch 1 (go on), before batch 2 (stop) */
+    /* the session is usable afterwards and gives the same answer */
+    CHECK_INT(model_ctx_embed(c, ids, 700, again, NULL, NULL), 0);
+    CHECK(memcmp(e, again, sizeof e) == 0);
+    model_ctx_free(c);
+    model_free(m);
+}
+
+/* A generation whose client leaves (or whose server stops) while its long
+ * prompt is being read stops within a batch of the prompt, before any token:
+ * the callback is asked before each batch of 256, not only per token. */
+TEST(model_generation_cancel_during_prompt) {
+    model *m = load(STORIES, 1);
+    REQUIRE(m);
+    model_ctx *c = NULL;
+    char err[256];
+    REQUIRE(model_ctx_new(m, 1024, &c, err, sizeof err) == 0);
+    gguf *g = NULL;
+    tokenizer *tk = NULL;
+    REQUIRE(gguf_open(STORIES, &g, err, sizeof err) == 0);
+    REQUIRE(tok_load(g, &tk, err, sizeof err) == 0);
+    int32_t ids[700];
+    for (int i = 0; i < 700; i++) ids[i] = i ? 3 + i % 500 : 1;
+    int left = 1; /* go on before batch 1, stop before batch 2 */
+    gen_params p = {.sampling = {.temperature = 0}, .max_tokens = 8, .cancelled = cancel_after, .ud = &left};
+    gen_result r;
+    CHECK_INT(gen_run(c, tk, ids, 700, &p, &r, err, sizeof err), 0);
+    CHECK_STR(r.done_reason, "cancelled");
+    CHECK_INT(r.n_gen, 0);
+    CHECK_INT(left, -1); /* asked exactly twice */
+    gen_result_free(&r);
+    /* Not cancelled: the same session answers in full. */
+    p.cancelled = NULL;
+    CHECK_INT(gen_run(c, tk, ids, 700, &p, &r, err, sizeof err), 0);
+    CHECK_INT(r.n_gen, 8);
+    gen_result_free(&r);
+    tok_free(tk);
+    gguf_close(g);
     model_ctx_free(c);
     model_free(m);
 }
@@ -715,7 +780,7 @@ TEST(model_frees_everything) {
     int32_t ids[5] = {1, 403, 407, 261, 378};
     float lg[512], e[256];
     CHECK(model_ctx_eval(c1, ids, 5, lg, false) == 0);
-    CHECK(model_ctx_embed(c2, ids, 5, e) == 0);
+    CHECK(model_ctx_embed(c2, ids, 5, e, NULL, NULL) == 0);
     model_ctx_free(c1);
     model_ctx_free(c2);
     model_free(m);

@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "backend/backend.h"
 #include "core/alloc.h"
 #include "core/errors.h"
 #include "engine/sampler.h"
@@ -506,6 +507,11 @@ TEST(sampler_stop_streaming_property) {
     }
     stop_matcher_free(m);
 }
+
+/* Whatever a request may carry, the engine takes, with its template's stop
+ * string on top: one limit for every route (BACKEND_MAX_STOP). */
+_Static_assert(BACKEND_MAX_STOP + 1 <= STOP_MAX_STRINGS, "the engine must hold every stop string a request may carry");
+_Static_assert(BACKEND_MAX_STOP_LEN <= STOP_MAX_LEN, "the engine must hold the longest stop string a request may carry");
 
 TEST(sampler_stop_limits) {
     stop_matcher *m;

@@ -403,6 +403,50 @@ TEST(tok_speed) {
     smp_free(big);
 }
 
+/* tok_encode_max gives the same ids as tok_encode within its bound, and
+ * refuses past it; megabytes are refused from their length alone (SPM and
+ * BPE), without the seconds and gigabyte a full encoding takes. */
+TEST(tok_encode_max_stops_early) {
+    const char *unit = "The quick brown fox, jumping over 123 lazy dogs! \xE6\x88\x91\xE6\x83\xB3 caf\xC3\xA9.\n";
+    size_t ul = strlen(unit), big_len = 30u << 20;
+    char *big = smp_malloc(big_len + 1);
+    REQUIRE(big);
+    for (size_t i = 0; i < big_len; i++) big[i] = unit[i % ul];
+    big[big_len] = '\0';
+    const char *files[] = {"../shared/models/stories260K.gguf", "../shared/vocab/ggml-vocab-llama-spm.gguf",
+                           "../shared/vocab/ggml-vocab-gpt-2.gguf", "../shared/vocab/ggml-vocab-bert-bge.gguf"};
+    for (size_t f = 0; f < 4; f++) {
+        gguf *g;
+        tokenizer *t = load(files[f], &g);
+        REQUIRE(t);
+        size_t base = smp_alloc_live_bytes();
+        int32_t *all, *ids;
+        size_t n, k;
+        REQUIRE(tok_encode(t, big, 40 * ul, true, false, &all, &n) == 0);
+        CHECK_INT(tok_encode_max(t, big, 40 * ul, true, false, n, &ids, &k), 0);
+        CHECK(k == n && ids && memcmp(ids, all, n * sizeof *ids) == 0);
+        smp_free(ids);
+        CHECK_INT(tok_encode_max(t, big, 40 * ul, true, false, n - 1, &ids, &k), -SMP_E_TOO_LARGE);
+        CHECK(ids == NULL && k > n - 1);
+        smp_free(all);
+        if (tok_get_kind(t) != TOK_KIND_WPM) { /* WordPiece drops characters: no bound from the length */
+            struct timespec t0, t1;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            CHECK_INT(tok_encode_max(t, big, big_len, true, false, 4096, &ids, &k), -SMP_E_TOO_LARGE);
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            double ms = 1e3 * (double)(t1.tv_sec - t0.tv_sec) + 1e-6 * (double)(t1.tv_nsec - t0.tv_nsec);
+            CHECK(ids == NULL && k > 4096);
+            CHECK(ms < 5);
+            printf("tok: %s: 30 MiB refused for max 4096 in %.3f ms (at least %zu tokens)\n", files[f], ms, k);
+            fflush(stdout);
+        }
+        CHECK_INT(smp_alloc_live_bytes(), base);
+        tok_free(t);
+        gguf_close(g);
+    }
+    smp_free(big);
+}
+
 TEST(tok_unicode_tables) {
     CHECK_INT(unicode_category('A'), UNICODE_LU);
     CHECK_INT(unicode_category(0x4E00), UNICODE_LO);

@@ -1,0 +1,134 @@
+// textgen.test.mjs - the text routes of every dialect with the built-in model:
+// limits that must agree across dialects, and Ollama's "load the model" calls.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, startFakeUpstream, req, sleep, KEY } from './lib.mjs';
+
+let s;
+before(async () => { s = await startServer({ CACHE_ENABLED: 'false' }); });
+after(async () => { await s.stop(); });
+
+const post = (p, json) => req(s, 'POST', p, { json });
+const stops = (n) => Array.from({ length: n }, (_, i) => `zq${i}`);
+
+// Each dialect with its `stop` in place, and how it names a refused field.
+const DIALECTS = [
+  ['/inference/generate', (st) => ({ prompt: 'Once', max_tokens: 3, stop: st }), 422,
+    (r) => r.json.detail.some((d) => d.loc.join('.') === 'body.stop')],
+  ['/inference/chat', (st) => ({ messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3, stop: st }), 422,
+    (r) => r.json.detail.some((d) => d.loc.join('.') === 'body.stop')],
+  ['/v1/chat/completions', (st) => ({ messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3, stop: st }), 400,
+    (r) => r.json.error.param === 'stop'],
+  ['/v1/completions', (st) => ({ prompt: 'Once', max_tokens: 3, stop: st }), 400,
+    (r) => r.json.error.param === 'stop'],
+  ['/api/generate', (st) => ({ model: 'stories260K', prompt: 'Once', stream: false, options: { num_predict: 3, stop: st } }),
+    400, (r) => /^stop: /.test(r.json.error)],
+  ['/api/chat', (st) => ({ model: 'stories260K', messages: [{ role: 'user', content: 'Hi' }], stream: false,
+    options: { num_predict: 3, stop: st } }), 400, (r) => /^stop: /.test(r.json.error)],
+];
+
+test('stop: 16 sequences are taken and 17 refused in every dialect, with one message', async () => {
+  const messages = new Set();
+  for (const [path, body, status, namesStop] of DIALECTS) {
+    const ok = await post(path, body(stops(16)));
+    assert.equal(ok.status, 200, `${path} with 16 stop sequences: ${ok.text}`);
+    const bad = await post(path, body(stops(17)));
+    assert.equal(bad.status, status, `${path} with 17 stop sequences: ${bad.text}`);
+    assert.ok(namesStop(bad), `${path}: the error names stop: ${bad.text}`);
+    assert.match(bad.text, /at most 16 strings/);
+    const long = await post(path, body('x'.repeat(257)));
+    assert.equal(long.status, status, `${path} with a 257-byte stop string: ${long.text}`);
+    assert.ok(namesStop(long), `${path}: the error names stop: ${long.text}`);
+    assert.match(long.text, /at most 256 bytes/);
+    const longInList = await post(path, body(['x'.repeat(257)]));
+    assert.equal(longInList.status, status, longInList.text);
+    assert.equal(longInList.text.includes('at most 256 bytes'), true, longInList.text);
+    messages.add(bad.text.match(/Input should be[^"]*/)[0]);
+  }
+  assert.equal(messages.size, 1, [...messages].join(' | '));
+});
+
+test('Ollama load calls (empty prompt, no messages) resolve the model: 404 when unknown, done_reason "load" when known', async () => {
+  for (const body of [{ model: 'no-such-model', prompt: '' }, { model: 'no-such-model' }]) {
+    const r = await post('/api/generate', body);
+    assert.equal(r.status, 404, `${JSON.stringify(body)}: ${r.text}`);
+    assert.match(r.json.error, /^model 'no-such-model' not found/);
+  }
+  for (const body of [{ model: 'no-such-model', messages: [] }, { model: 'no-such-model' }]) {
+    const r = await post('/api/chat', body);
+    assert.equal(r.status, 404, `${JSON.stringify(body)}: ${r.text}`);
+    assert.match(r.json.error, /^model 'no-such-model' not found/);
+  }
+  const g = await post('/api/generate', { model: 'stories260K', prompt: '' });
+  assert.equal(g.status, 200, g.text);
+  assert.deepEqual([g.json.model, g.json.response, g.json.done, g.json.done_reason], ['stories260K', '', true, 'load']);
+  const c = await post('/api/chat', { model: 'stories260K', messages: [] });
+  assert.equal(c.status, 200, c.text);
+  assert.deepEqual([c.json.model, c.json.message, c.json.done, c.json.done_reason],
+    ['stories260K', { role: 'assistant', content: '' }, true, 'load']);
+  // Still validated first; a chat with messages still generates.
+  assert.equal((await post('/api/chat', { model: 'stories260K', messages: 'x' })).status, 400);
+  assert.equal((await post('/api/generate', { prompt: '' })).status, 400);
+  const real = await post('/api/chat', { model: 'stories260K', messages: [{ role: 'user', content: 'Hi' }], stream: false,
+    options: { num_predict: 2 } });
+  assert.equal(real.status, 200, real.text);
+  assert.notEqual(real.json.done_reason, 'load');
+});
+
+// Read a streamed answer to its end (or until the connection breaks); resolves
+// {status, text} and calls onData after each read.
+async function readStream(srv, path, body, onData = () => {}) {
+  const res = await fetch(srv.url + path, { method: 'POST', headers: { 'X-API-Key': KEY, 'Content-Type': 'application/json' },
+    body: JSON.stringify(body) });
+  let text = '';
+  const dec = new TextDecoder();
+  try {
+    for await (const chunk of res.body) {
+      text += dec.decode(chunk, { stream: true });
+      onData(text);
+    }
+  } catch { /* cut: what arrived is the answer */ }
+  return { status: res.status, text };
+}
+
+test('streams cut at the shutdown deadline end with their dialect\'s error frame; a waiting answer says why', async () => {
+  const fake = await startFakeUpstream();
+  // "slow" streams 100 pieces 20 ms apart: 2 s, longer than SHUTDOWN_TIMEOUT.
+  const srv = await startServer({ OLLAMA_BASE_URL: fake.url, MODEL_BACKENDS: 'slow=ollama', CACHE_ENABLED: 'false',
+    SHUTDOWN_TIMEOUT: '1' });
+  try {
+    const started = [];
+    const stream = (path, body) => {
+      let mark;
+      started.push(new Promise((resolve) => { mark = resolve; }));
+      return readStream(srv, path, body, (t) => { if (t.includes('tok1')) mark(); });
+    };
+    const simpleton = stream('/inference/generate', { model: 'slow', prompt: 'hi', stream: true });
+    const openai = stream('/v1/chat/completions', { model: 'slow', messages: [{ role: 'user', content: 'hi' }], stream: true });
+    const ollama = stream('/api/generate', { model: 'slow', prompt: 'hi' });
+    const whole = req(srv, 'POST', '/inference/generate', { json: { model: 'slow', prompt: 'hi' } });
+    await Promise.all(started);
+    const exited = srv.stop('SIGTERM');
+    const sse = (t) => t.trim().split('\n\n').map((f) => f.replace(/^data: /, ''));
+    const s1 = await simpleton;
+    assert.equal(s1.status, 200);
+    const last1 = JSON.parse(sse(s1.text).at(-1));
+    assert.match(last1.error, /shutting down/, s1.text.slice(-300));
+    assert.equal(last1.status, 503);
+    const s2 = await openai;
+    const last2 = JSON.parse(sse(s2.text).at(-1));
+    assert.match(last2.error.message, /shutting down/, s2.text.slice(-300));
+    const s3 = await ollama;
+    const last3 = JSON.parse(s3.text.trim().split('\n').at(-1));
+    assert.match(last3.error, /shutting down/, s3.text.slice(-300));
+    const w = await whole;
+    assert.equal(w.status, 503, w.text);
+    assert.match(w.json.detail, /shutting down/);
+    assert.doesNotMatch(w.json.detail, /client left/);
+    const r = await exited;
+    assert.equal(r && r.code, 0, srv.stderr.slice(-2000));
+  } finally {
+    await srv.stop();
+    fake.stop();
+  }
+});
