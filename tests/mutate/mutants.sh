@@ -18,7 +18,7 @@
 # here). Left out as equivalent: top_p_buckets' crossing test (>= vs >
 # differs only when a bucket's running mass equals p * z exactly in double,
 # and the final prefix loop decides the kept set anyway); tok_min_tokens
-# rounding up (every token covers at most max_token_len bytes, so
+# rounding up (every token covers at most max_bytes_per_id bytes, so
 # ceil(len / max) is as true a floor as len / max).
 
 # ---- sampler: top-p keeps the shortest prefix that reaches p --------------
@@ -121,8 +121,8 @@ mutant router-head-not-get src/http/router.c 'node:tests/integration/hardening.t
 # ---- tokenizer -----------------------------------------------------------------
 mutant tok-merge-ties-rightmost src/engine/tokenizer.c 'unit:tok_vocab' \
     's/return x->key < y->key || (x->key == y->key \&\& x->left < y->left);/return x->key < y->key || (x->key == y->key \&\& x->left > y->left);/'
-mutant tok-min-tokens-wpm src/engine/tokenizer.c 'unit:tok_min_tokens' \
-    's/if (t->kind == TOK_KIND_WPM || !t->max_token_len) return 0;/if (!t->max_token_len) return 0;/'
+mutant tok-min-tokens-any-vocab src/engine/tokenizer.c 'unit:tok_min_tokens' \
+    's/t->max_bytes_per_id = keeps_bytes ? t->max_token_len : 0;/t->max_bytes_per_id = t->max_token_len;/'
 
 # ---- arena and the request memory that lives in it ------------------------------
 mutant arena-no-alignment src/core/arena.c 'unit:arena_' \
