@@ -4,6 +4,8 @@
 #   make test       install missing packages, build, run every test layer
 #   make test SANITIZE=1   the same with AddressSanitizer + UndefinedBehaviorSanitizer
 #   make bench      run the benchmarks        make fuzz   run the fuzzers (clang)
+#   make mutate     mutation testing: each mutant in tests/mutate/mutants.sh must
+#                   fail its tests (not part of make test; ONLY=id-substring)
 # Knobs: SANITIZE=1, DEBUG=1, CC=...
 
 CC      ?= cc
@@ -43,7 +45,7 @@ UNIT_BIN := $(BUILD)/unit_tests
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/%_replay)
 
-.PHONY: all deps test-deps run test unit fuzz-replay integration e2e bench fuzz clean check-pkgs
+.PHONY: all deps test-deps run test unit fuzz-replay integration e2e bench fuzz mutate clean check-pkgs
 
 all: simpleton
 
@@ -120,6 +122,10 @@ bench: simpleton $(BUILD)/bench_rag $(BUILD)/bench_monitor
 
 $(BUILD)/bench_rag: bench/rag/bench_rag.c $(LIB)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS) $(LDLIBS)
+
+# Mutation testing in a scratch copy (the working tree is not touched).
+mutate: check-pkgs
+	@tests/mutate/run.sh $(ONLY)
 
 # libFuzzer builds (clang); FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60

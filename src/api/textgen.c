@@ -106,9 +106,11 @@ void textjob_free(textjob *j) {
     smp_free(j);
 }
 
-static bool is_chat(const textjob *j) {
-    return j->kind == TG_SIMPLETON_CHAT || j->kind == TG_OPENAI_CHAT || j->kind == TG_OLLAMA_CHAT;
+static bool kind_is_chat(textjob_kind k) {
+    return k == TG_SIMPLETON_CHAT || k == TG_OPENAI_CHAT || k == TG_OLLAMA_CHAT;
 }
+
+static bool is_chat(const textjob *j) { return kind_is_chat(j->kind); }
 
 /* ---- parsing helpers ------------------------------------------------------ */
 
@@ -484,39 +486,56 @@ int textgen_submit(http_req *r, void (*fn)(void *), void *arg) {
     return rc;
 }
 
-/* Every field that changes the output goes into the key. */
-static void make_cache_key(textjob *j) {
-    const backend_gen_req *q = &j->req;
-    json_t *k = json_pack("{s:s,s:s,s:f,s:f,s:i,s:f,s:f,s:f,s:f,s:i,s:b}", "kind", endpoint_label(j->kind), "model",
-                          j->model, "temperature", q->temperature, "top_p", q->top_p, "top_k", q->top_k, "min_p",
-                          q->min_p, "repeat_penalty", q->repeat_penalty, "presence", q->presence_penalty, "frequency",
-                          q->frequency_penalty, "max_tokens", q->max_tokens, "raw", q->raw);
-    if (q->has_seed) json_object_set_new(k, "seed", json_integer((json_int_t)q->seed));
-    if (q->prompt) json_object_set_new(k, "prompt", json_string(q->prompt));
-    if (q->system) json_object_set_new(k, "system", json_string(q->system));
-    json_t *stop = json_array();
-    for (int i = 0; i < q->n_stop; i++) json_array_append_new(stop, json_string(q->stop[i]));
-    json_object_set_new(k, "stop", stop);
-    json_t *ctx = json_array();
-    for (int i = 0; i < q->n_context; i++) json_array_append_new(ctx, json_integer(q->context[i]));
-    json_object_set_new(k, "context", ctx);
-    json_t *msgs = json_array();
+/* ---- cache key: one JSON object with a member per TEXTGEN_KEY_FIELDS row -- */
+
+static json_t *key_str(const char *s) { return s ? json_string(s) : json_null(); }
+
+static json_t *key_ids(const backend_gen_req *q) {
+    json_t *a = json_array();
+    for (int i = 0; i < q->n_context; i++) json_array_append_new(a, json_integer(q->context[i]));
+    return a;
+}
+
+static json_t *key_stop(const backend_gen_req *q) {
+    json_t *a = json_array();
+    for (int i = 0; i < q->n_stop; i++) json_array_append_new(a, json_string(q->stop[i]));
+    return a;
+}
+
+/* Images go in as SHA-256 digests of their decoded bytes. */
+static json_t *key_messages(const backend_gen_req *q) {
+    json_t *a = json_array();
     for (int i = 0; i < q->n_messages; i++) {
-        json_t *m = json_pack("{s:s,s:s}", "role", q->messages[i].role, "content",
-                              q->messages[i].content ? q->messages[i].content : "");
+        const backend_msg *m = &q->messages[i];
         json_t *imgs = json_array();
-        for (int k2 = 0; k2 < q->messages[i].n_images; k2++) {
+        for (int k = 0; k < m->n_images; k++) {
             char hex[65];
-            util_sha256_hex(q->messages[i].images[k2], q->messages[i].image_lens[k2], hex);
+            util_sha256_hex(m->images[k], m->image_lens[k], hex);
             json_array_append_new(imgs, json_string(hex));
         }
-        json_object_set_new(m, "images", imgs);
-        json_array_append_new(msgs, m);
+        json_array_append_new(a, json_pack("{s:s,s:s,s:o}", "role", m->role, "content", m->content ? m->content : "",
+                                           "images", imgs));
     }
-    json_object_set_new(k, "messages", msgs);
-    if (q->json_object) json_object_set_new(k, "json_object", json_true());
-    if (q->json_schema) json_object_set(k, "json_schema", (json_t *)q->json_schema);
-    cache_key(j->ctype, k, j->cache_key);
+    return a;
+}
+
+#define KEY_STR(m) key_str(q->m)
+#define KEY_BOOL(m) json_boolean(q->m)
+#define KEY_INT(m) json_integer(q->m)
+#define KEY_NUM(m) json_real(q->m)
+#define KEY_SEED(m) (q->has_seed ? json_integer((json_int_t)q->m) : json_null())
+#define KEY_IDS(m) key_ids(q)
+#define KEY_MSGS(m) key_messages(q)
+#define KEY_STOP(m) key_stop(q)
+#define KEY_JSON(m) (q->m ? json_incref((json_t *)q->m) : json_null())
+#define KEY_FIELD(m, kind) json_object_set_new(k, #m, KEY_##kind(m));
+
+void textgen_cache_key(textjob_kind kind, const backend_gen_req *q, char out[CACHE_KEY_MAX]) {
+    json_t *k = json_pack("{s:s}", "kind", endpoint_label(kind));
+    if (k) {
+        TEXTGEN_KEY_FIELDS(KEY_FIELD)
+    }
+    cache_key(kind_is_chat(kind) ? CACHE_CHAT : CACHE_INFERENCE, k, out);
     json_decref(k);
 }
 
@@ -527,7 +546,7 @@ void textjob_start(textjob *j, const char *requested_model) {
     j->ctype = is_chat(j) ? CACHE_CHAT : CACHE_INFERENCE;
     j->cacheable = !j->stream && cache_wanted(http_header(r, "Cache-Control"));
     if (j->cacheable) {
-        make_cache_key(j);
+        textgen_cache_key(j->kind, &j->req, j->cache_key);
         char *hit;
         size_t len;
         if (cache_get(j->ctype, j->cache_key, &hit, &len) == 1) {

@@ -71,6 +71,38 @@ void textgen_free(void);
 void textgen_run_here(http_req *r, void (*fn)(void *), void *arg);
 int textgen_submit(http_req *r, void (*fn)(void *), void *arg);
 
+/* Every member of backend_gen_req that shapes an answer, and so goes into
+ * the cache key: X(member, kind). A member added to backend_gen_req that
+ * changes what is generated belongs here (its companions n_context,
+ * n_messages, has_seed, n_stop are read with it; cancelled and cancel_ud
+ * shape nothing). Kinds: STR (may be NULL), BOOL, INT, NUM (double), SEED
+ * (with has_seed), IDS (context), MSGS (roles, contents, image digests),
+ * STOP. tests/unit/test_textgen.c changes each member in turn and expects a
+ * new key; tests/e2e/text_api.test.mjs sends a body change for every row. */
+#define TEXTGEN_KEY_FIELDS(X) \
+    X(model, STR)             \
+    X(prompt, STR)            \
+    X(system, STR)            \
+    X(raw, BOOL)              \
+    X(context, IDS)           \
+    X(messages, MSGS)         \
+    X(temperature, NUM)       \
+    X(top_p, NUM)             \
+    X(top_k, INT)             \
+    X(min_p, NUM)             \
+    X(repeat_penalty, NUM)    \
+    X(presence_penalty, NUM)  \
+    X(frequency_penalty, NUM) \
+    X(seed, SEED)             \
+    X(max_tokens, INT)        \
+    X(stop, STOP)             \
+    X(json_object, BOOL)      \
+    X(json_schema, JSON)
+
+/* The cache key of a generate/chat request of this kind (cache type chat or
+ * inference by kind); "" when memory ran out (see cache_key). */
+void textgen_cache_key(textjob_kind kind, const backend_gen_req *q, char out[CACHE_KEY_MAX]);
+
 /* Parse a "stop" value (string or list of strings) into req. Returns 1 ok,
  * 0 absent, -1 invalid (error recorded on v). */
 struct valid;

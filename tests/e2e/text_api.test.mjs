@@ -2,7 +2,8 @@
 // caching (memory and a real redis-server), validation of bad input.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, startRedis, req, KEY } from '../integration/lib.mjs';
+import { readFileSync } from 'node:fs';
+import { startServer, startRedis, startFakeUpstream, req, KEY } from '../integration/lib.mjs';
 
 let srv;
 before(async () => { srv = await startServer(); });
@@ -54,6 +55,111 @@ test('streaming: SSE frames arrive one token at a time, then a done frame with s
   assert.equal(frames.map((f) => f.response).join(''), full.response);
 });
 
+// For every row of TEXTGEN_KEY_FIELDS (the table the generate/chat cache key
+// is built from), body changes that must each give another key. A row with
+// no entry here fails the test below.
+const SAMPLING_CHANGES = {
+  temperature: [{ temperature: 0.6 }],
+  top_p: [{ top_p: 0.9 }],
+  top_k: [{ top_k: 5 }],
+  min_p: [{ min_p: 0.2 }],
+  repeat_penalty: [{ repeat_penalty: 1.3 }],
+  presence_penalty: [{ presence_penalty: 0.5 }],
+  frequency_penalty: [{ frequency_penalty: 0.5 }],
+  seed: [{ seed: 8 }, { seed: undefined }],
+  max_tokens: [{ max_tokens: 11 }],
+  stop: [{ stop: ['x'] }],
+};
+const GENERATE_CHANGES = {
+  model: [{ model: 'stories260K.gguf' }],
+  prompt: [{ prompt: 'The cat' }],
+  system: [{ system: 's' }],
+  raw: [{ raw: true }],
+  context: [{ context: [1, 2] }],
+  ...SAMPLING_CHANGES,
+};
+const CHAT_CHANGES = {
+  messages: [{ messages: [{ role: 'user', content: 'Hello' }] }, { messages: [{ role: 'assistant', content: 'Hi' }] },
+    { messages: [{ role: 'system', content: 'Be kind' }, { role: 'user', content: 'Hi' }] }],
+  ...SAMPLING_CHANGES,
+};
+// Structured output comes from the OpenAI and Ollama dialects (below).
+const FORMAT_CHANGES = {
+  json_object: [{ response_format: { type: 'json_object' } }],
+  json_schema: [
+    { response_format: { type: 'json_schema', json_schema: { name: 'a', schema: { type: 'object' } } } },
+    { response_format: { type: 'json_schema', json_schema: { name: 'a', schema: { type: 'object', maxProperties: 1 } } } },
+  ],
+};
+const keyFields = () => {
+  const h = readFileSync('src/api/textgen.h', 'utf8');
+  const block = h.slice(h.indexOf('#define TEXTGEN_KEY_FIELDS(X)')).split('\n');
+  const rows = [];
+  for (const line of block.slice(1)) {
+    const m = line.match(/X\((\w+), \w+\)/);
+    if (m) rows.push(m[1]);
+    if (!line.trimEnd().endsWith('\\')) break;
+  }
+  return rows;
+};
+
+test('cache: every field the key is built from has a change that misses, on generate and chat', async () => {
+  const rows = keyFields();
+  assert.ok(rows.length >= 16 && rows.includes('min_p'), JSON.stringify(rows));
+  for (const f of rows)
+    assert.ok(f in GENERATE_CHANGES || f in CHAT_CHANGES || f in FORMAT_CHANGES, `no body change for key field '${f}'`);
+  const body = { prompt: 'The fox', temperature: 0.5, top_k: 40, top_p: 0.95, min_p: 0.05, repeat_penalty: 1.1,
+    presence_penalty: 0.1, frequency_penalty: 0.1, max_tokens: 6, seed: 7 };
+  const chat = { messages: [{ role: 'user', content: 'Hi' }], temperature: 0.5, top_k: 40, top_p: 0.95, min_p: 0.05,
+    repeat_penalty: 1.1, presence_penalty: 0.1, frequency_penalty: 0.1, max_tokens: 6, seed: 7 };
+  for (const [p, base, changes] of [['/inference/generate', body, GENERATE_CHANGES], ['/inference/chat', chat, CHAT_CHANGES]]) {
+    const post = (b) => req(srv, 'POST', p, { json: b });
+    assert.equal((await post(base)).headers.get('x-cache'), 'MISS', p);
+    assert.equal((await post(base)).headers.get('x-cache'), 'HIT', p);
+    for (const [field, list] of Object.entries(changes))
+      for (const change of list) {
+        const r = await post({ ...base, ...change });
+        assert.equal(r.status, 200, `${p} ${JSON.stringify(change)}: ${r.text}`);
+        assert.equal(r.headers.get('x-cache'), 'MISS', `${p}: changing ${field} ${JSON.stringify(change)} hit the cache`);
+      }
+  }
+});
+
+test('cache: structured output is in the key (every response_format change misses)', async () => {
+  const base = { model: 'stories260K', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 6, seed: 7, temperature: 0 };
+  const post = (b) => req(srv, 'POST', '/v1/chat/completions', { json: b });
+  assert.equal((await post(base)).headers.get('x-cache'), 'MISS');
+  assert.equal((await post(base)).headers.get('x-cache'), 'HIT');
+  for (const [field, list] of Object.entries(FORMAT_CHANGES))
+    for (const change of list) {
+      const r = await post({ ...base, ...change });
+      assert.equal(r.status, 200, `${JSON.stringify(change)}: ${r.text}`);
+      assert.equal(r.headers.get('x-cache'), 'MISS', `changing ${field} ${JSON.stringify(change)} hit the cache`);
+    }
+});
+
+test('cache: chat images are in the key (another image, or none, misses)', async () => {
+  const fake = await startFakeUpstream();
+  const s = await startServer({ OLLAMA_BASE_URL: fake.url, MODEL_BACKENDS: 'llava=ollama' });
+  try {
+    const png = (f) => readFileSync(`../shared/images/${f}`).toString('base64');
+    const ask = (images) => req(s, 'POST', '/inference/chat', { json: { model: 'llava',
+      messages: [{ role: 'user', content: 'What is this?', ...(images && { images }) }], temperature: 0 } });
+    const first = await ask([png('sign.png')]);
+    assert.equal(first.status, 200, first.text);
+    assert.equal(first.headers.get('x-cache'), 'MISS');
+    assert.equal((await ask([png('sign.png')])).headers.get('x-cache'), 'HIT');
+    for (const images of [[png('tiny-gradient.png')], [png('sign.png'), png('sign.png')], null]) {
+      const r = await ask(images);
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.headers.get('x-cache'), 'MISS', `images: ${images ? images.length : 'none'}`);
+    }
+  } finally {
+    await s.stop();
+    fake.stop();
+  }
+});
+
 test('cache: identical request hits with the same body; any change misses; no-cache bypasses', async () => {
   const body = { prompt: 'The dog', temperature: 0.5, max_tokens: 10, seed: 7 };
   const a = await gen(body);
@@ -61,8 +167,7 @@ test('cache: identical request hits with the same body; any change misses; no-ca
   const b = await gen(body);
   assert.equal(b.headers.get('x-cache'), 'HIT');
   assert.equal(b.text, a.text);
-  for (const change of [{ prompt: 'The cat' }, { temperature: 0.6 }, { max_tokens: 11 }, { seed: 8 }, { top_k: 5 },
-    { top_p: 0.9 }, { stop: ['x'] }, { system: 's' }, { model: 'stories260K.gguf' }])
+  for (const change of Object.values(GENERATE_CHANGES).flat())
     assert.equal((await gen({ ...body, ...change })).headers.get('x-cache'), 'MISS', JSON.stringify(change));
   assert.equal((await gen(body, { 'Cache-Control': 'no-cache' })).headers.get('x-cache'), null);
   // Streaming is never served from or written to the cache.

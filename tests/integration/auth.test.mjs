@@ -104,6 +104,32 @@ test('a key that is a prefix of the real key is refused', async () => {
   assert.equal(r.status, 401);
 });
 
+// Keys are compared as SHA-256 digests; a check that only compared lengths
+// (or a prefix) would let these in.
+test('a wrong key of the same length as a real key is refused, however close', async () => {
+  const swap = (c) => (c === 'a' ? 'b' : 'a');
+  const wrong = [
+    KEY.slice(0, -1) + swap(KEY.at(-1)), // last character
+    swap(KEY[0]) + KEY.slice(1), // first character
+    KEY.toUpperCase(),
+    'x'.repeat(KEY.length),
+  ];
+  for (const key of wrong) {
+    assert.equal(key.length, KEY.length);
+    assert.equal((await req(srv, 'GET', '/analytics/stats', { key })).status, 401, key);
+    const b = await req(srv, 'GET', '/analytics/stats', { key: null, headers: { Authorization: `Bearer ${key}` } });
+    assert.equal(b.status, 401, `Bearer ${key}`);
+  }
+  // With keys of different lengths, a wrong key as long as either is refused too.
+  const s = await startServer({ API_KEYS: 'short,a-much-longer-key' });
+  try {
+    assert.equal((await req(s, 'GET', '/analytics/stats', { key: 'short' })).status, 200);
+    assert.equal((await req(s, 'GET', '/analytics/stats', { key: 'a-much-longer-key' })).status, 200);
+    for (const key of ['shorT', 'a-much-longer-kez', 'sh', 'a-much-longer-key-'])
+      assert.equal((await req(s, 'GET', '/analytics/stats', { key })).status, 401, key);
+  } finally { await s.stop(); }
+});
+
 test('several comma-separated keys all work', async () => {
   const s = await startServer({ API_KEYS: 'alpha, beta' });
   try {

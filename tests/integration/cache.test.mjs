@@ -31,7 +31,7 @@ test('redis: clear by prefix touches only Simpleton keys of that type', async ()
   }
 });
 
-test('redis down: requests still succeed, health degraded; back up: connected again', async () => {
+test('redis down: cached routes still answer (MISS), health degraded; back up: connected again', async () => {
   const redis = await startRedis();
   const s = await startServer({ REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '200' });
   try {
@@ -40,6 +40,18 @@ test('redis down: requests still succeed, health degraded; back up: connected ag
     const t0 = Date.now();
     const root = await req(s, 'GET', '/');
     assert.equal(root.status, 200);
+    // The cached routes answer from the model, twice (nothing could be stored).
+    for (let i = 0; i < 2; i++)
+      for (const [p, json] of [['/inference/generate', { prompt: 'Once', max_tokens: 4, temperature: 0 }],
+        ['/inference/chat', { messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4, temperature: 0 }],
+        ['/api/generate', { model: 'stories260K', prompt: 'Once', stream: false, options: { num_predict: 4 } }],
+        ['/embeddings/', { input: ['alpha', 'beta'] }],
+        ['/v1/embeddings', { input: 'alpha', model: 'stories260K' }]]) {
+        const r = await req(s, 'POST', p, { json });
+        assert.equal(r.status, 200, `${p} while Redis is down: ${r.text}`);
+        assert.equal(r.headers.get('x-cache'), 'MISS', p);
+        assert.ok(r.json && typeof r.json === 'object', `${p}: ${r.text}`);
+      }
     let h = await req(s, 'GET', '/analytics/health', { key: null });
     for (let i = 0; i < 20 && h.json.status !== 'degraded'; i++) {
       await sleep(100);

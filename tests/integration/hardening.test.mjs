@@ -223,7 +223,7 @@ test('idle and trickling sockets past MAX_CONNECTIONS: new clients are still ser
     await sleep(1200);
     for (let i = 0; i < 20; i++) {
       const t0 = Date.now();
-      const r = await req(g, 'GET', '/health');
+      const r = await req(g, 'GET', '/health', { timeoutMs: 5000 });
       assert.equal(r.status, 200);
       assert.ok(Date.now() - t0 < 1000, `request ${i} took ${Date.now() - t0} ms`);
     }

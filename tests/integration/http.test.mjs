@@ -110,6 +110,39 @@ test('oversized body: 413 from Content-Length before the body is sent', async ()
   assert.match(data, /MAX_BODY_MB/);
 });
 
+test('body limit boundaries: exactly MAX_BODY_MB is read, one byte more is refused (Content-Length and chunked)', async () => {
+  const cap = 1 << 20;
+  const head = `DELETE /analytics/cache HTTP/1.1\r\nHost: x\r\nX-API-Key: ${KEY}\r\nConnection: close\r\n`;
+  const exchange = async (bytes, timeoutMs = 5000) => {
+    const sock = await rawConnect(srv.port);
+    sock.on('error', () => {});
+    const done = readAll(sock, timeoutMs);
+    sock.write(bytes);
+    const r = await done;
+    sock.destroy();
+    return r.data;
+  };
+  const status = (data) => (data.match(/^HTTP\/1\.1 (\d+)/) || [])[1];
+  // Content-Length: the whole body at the cap is read and answered.
+  let data = await exchange(Buffer.concat([Buffer.from(`${head}Content-Length: ${cap}\r\n\r\n`), Buffer.alloc(cap, 0x20)]));
+  assert.equal(status(data), '200', data.slice(0, 300));
+  // One byte over: 413 from the header alone, with none of the body sent.
+  data = await exchange(`${head}Content-Length: ${cap + 1}\r\n\r\n`, 3000);
+  assert.equal(status(data), '413', data.slice(0, 300));
+  assert.match(data, /MAX_BODY_MB/);
+  // Chunked: exactly the cap in two chunks is read; one byte more is refused.
+  const chunked = (n) => {
+    const half = Math.floor(n / 2);
+    return Buffer.concat([Buffer.from(`${head}Transfer-Encoding: chunked\r\n\r\n${half.toString(16)}\r\n`),
+      Buffer.alloc(half, 0x20), Buffer.from(`\r\n${(n - half).toString(16)}\r\n`), Buffer.alloc(n - half, 0x20),
+      Buffer.from('\r\n0\r\n\r\n')]);
+  };
+  data = await exchange(chunked(cap));
+  assert.equal(status(data), '200', data.slice(0, 300));
+  data = await exchange(chunked(cap + 1));
+  assert.equal(status(data), '413', data.slice(0, 300));
+});
+
 test('oversized chunked body: 413 while the client is still sending, then the connection closes', async () => {
   // No Content-Length: the cap (1 MiB) is only known to be passed mid-body.
   // The 413 must arrive while the client is still streaming, not at its end.

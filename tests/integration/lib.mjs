@@ -96,8 +96,9 @@ export async function startFakeUpstream() {
   return { proc, url: `http://127.0.0.1:${port}`, stop: () => proc.kill('SIGKILL') };
 }
 
-// fetch with the test key unless headers say otherwise.
-export async function req(srv, method, p, { key = KEY, headers = {}, body, json } = {}) {
+// fetch with the test key unless headers say otherwise; timeoutMs makes a
+// request that gets no answer fail instead of waiting forever.
+export async function req(srv, method, p, { key = KEY, headers = {}, body, json, timeoutMs } = {}) {
   const h = { ...headers };
   if (key) h['X-API-Key'] = key;
   let b = body;
@@ -105,7 +106,8 @@ export async function req(srv, method, p, { key = KEY, headers = {}, body, json 
     b = JSON.stringify(json);
     h['Content-Type'] = 'application/json';
   }
-  const res = await fetch(srv.url + p, { method, headers: h, body: b });
+  const signal = timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined;
+  const res = await fetch(srv.url + p, { method, headers: h, body: b, signal });
   const text = await res.text();
   let data = null;
   try { data = JSON.parse(text); } catch { /* not JSON */ }

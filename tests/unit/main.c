@@ -8,6 +8,8 @@
 #include "test.h"
 
 #define MAX_TESTS 2048
+/* A child's exit status for "skipped" (the one automake uses). */
+#define SKIP_STATUS 77
 
 static struct {
     const char *name, *file;
@@ -15,6 +17,15 @@ static struct {
 } tests[MAX_TESTS];
 static int ntests;
 int test_failures;
+static const char *current; /* the running test's name, in its child */
+
+void test_skip(const char *why) {
+    if (test_failures) _exit(1);
+    printf("SKIP %s: %s\n", current, why);
+    fflush(stdout);
+    fflush(stderr);
+    _exit(SKIP_STATUS);
+}
 
 void *test_slurp(const char *path, size_t *len) {
     char *p;
@@ -58,12 +69,13 @@ void test_register(const char *name, const char *file, test_fn fn) {
 
 int main(int argc, char **argv) {
     const char *filter = argc > 1 ? argv[1] : NULL;
-    int passed = 0, failed = 0;
+    int passed = 0, failed = 0, skipped = 0;
     for (int i = 0; i < ntests; i++) {
         if (filter && !strstr(tests[i].name, filter)) continue;
         fflush(stdout);
         pid_t pid = fork();
         if (pid == 0) {
+            current = tests[i].name;
             tests[i].fn();
             fflush(stderr);
             _exit(test_failures ? 1 : 0);
@@ -71,7 +83,9 @@ int main(int argc, char **argv) {
         int st = 0;
         waitpid(pid, &st, 0);
         int ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
-        if (ok) {
+        if (WIFEXITED(st) && WEXITSTATUS(st) == SKIP_STATUS) {
+            skipped++;
+        } else if (ok) {
             passed++;
         } else {
             failed++;
@@ -79,6 +93,6 @@ int main(int argc, char **argv) {
                    WIFSIGNALED(st) ? " [crashed]" : "");
         }
     }
-    printf("unit: %d passed, %d failed\n", passed, failed);
+    printf("unit: %d passed, %d failed, %d skipped\n", passed, failed, skipped);
     return failed ? 1 : 0;
 }

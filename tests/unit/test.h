@@ -2,8 +2,10 @@
  *
  * TEST(name) { ... } registers a test at load time. The runner (main.c) runs
  * each test in its own forked process, so a crash or leak in one cannot touch
- * another, and ends with "N passed, N failed". CHECK() records a failure and
- * goes on; REQUIRE() stops the test. Run one test: unit_tests NAME-substring. */
+ * another, and ends with "N passed, N failed, N skipped". CHECK() records a
+ * failure and goes on; REQUIRE() stops the test; SKIP(why) ends a test that
+ * cannot run on this machine (no AVX2, no pdftotext) so that it is counted as
+ * skipped, not passed. Run some tests: unit_tests NAME-substring. */
 #ifndef SMP_TEST_H
 #define SMP_TEST_H
 
@@ -21,6 +23,11 @@ extern int test_failures;
         test_register(#name, __FILE__, test_##name);                                 \
     }                                                                                \
     static void test_##name(void)
+
+/* Ends the test as skipped, saying why (a test that has already failed a
+ * CHECK still counts as failed). */
+__attribute__((noreturn)) void test_skip(const char *why);
+#define SKIP(why) test_skip(why)
 
 #define CHECK(cond)                                                                  \
     do {                                                                             \

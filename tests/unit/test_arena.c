@@ -58,3 +58,25 @@ TEST(arena_adopt_out_of_memory_frees_the_block) {
     arena_free(&a);
     CHECK_INT(smp_alloc_live_bytes(), live0);
 }
+
+/* Chunks double from 4 KiB up to 1 MiB: 8 MiB of small blocks takes a
+ * handful of allocations (not one per 4 KiB), and no chunk past 1 MiB is
+ * made ahead of need (so what is held stays within a chunk of what is used). */
+TEST(arena_chunks_grow_geometrically_to_a_cap) {
+    size_t live0 = smp_alloc_live_bytes();
+    arena a = ARENA_INIT;
+    enum { BLOCK = 64, TOTAL = 8 << 20 };
+    smp_alloc_fail_after(32); /* 4 KiB .. 1 MiB is 9 chunks, then 7 more of 1 MiB */
+    for (size_t used = 0; used < TOTAL; used += BLOCK) {
+        unsigned char *p = arena_alloc(&a, BLOCK);
+        REQUIRE(p);
+        p[BLOCK - 1] = 1;
+    }
+    smp_alloc_fail_after(-1);
+    CHECK(a.bytes >= (size_t)TOTAL);
+    if (a.bytes > (size_t)TOTAL + (1u << 20) + (64u << 10))
+        fprintf(stderr, "  %zu bytes held for %d used\n", a.bytes, TOTAL);
+    CHECK(a.bytes <= (size_t)TOTAL + (1u << 20) + (64u << 10));
+    arena_free(&a);
+    CHECK_INT(smp_alloc_live_bytes(), live0);
+}

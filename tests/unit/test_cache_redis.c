@@ -521,9 +521,9 @@ static void *rworker(void *arg) {
             snprintf(val, sizeof val, "thread %d value %d", w->id, (i - 1) % 50);
             char *v = NULL;
             size_t n;
-            if (cache_get(CACHE_CHAT, key, &v, &n)) {
+            if (cache_get(CACHE_CHAT, key, &v, &n) == 1) {
                 atomic_fetch_add(&w->hits, 1);
-                if (strcmp(v, val)) w->bad++;
+                if (!v || strcmp(v, val)) w->bad++; /* a "hit" with no value is as wrong as a wrong one */
             }
             smp_free(v);
         }

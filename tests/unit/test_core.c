@@ -56,6 +56,9 @@ TEST(b64_roundtrip_and_strictness) {
     CHECK(strstr(err, "'*' at offset 3") != NULL);
     CHECK_INT(util_b64_decode("aGVsbG8=aa==", 12, out, err, sizeof err), -1);
     CHECK_INT(util_b64_decode("a===", 4, out, err, sizeof err), -1);
+    CHECK_INT(util_b64_decode("aG=a", 4, out, err, sizeof err), -1); /* data inside the padding */
+    CHECK(strstr(err, "after '=' padding at offset 3") != NULL);
+    CHECK_INT(util_b64_decode("aGk=\r\n", 6, out, err, sizeof err), 2); /* line breaks may follow */
     CHECK_INT(util_b64_decode("", 0, out, err, sizeof err), 0);
 }
 
@@ -123,6 +126,53 @@ TEST(valid_utf8_cases) {
     CHECK(!valid_utf8("\xed\xa0\x80", 3)); /* surrogate */
     CHECK(!valid_utf8("\xc0\xaf", 2));      /* overlong */
     CHECK(valid_utf8("\xf0\x9f\x98\x80", 4));
+    CHECK(valid_utf8("\xf4\x8f\xbf\xbf", 4));   /* U+10FFFF, the last code point */
+    CHECK(!valid_utf8("\xf4\x90\x80\x80", 4));  /* U+110000 */
+    CHECK(!valid_utf8("\xc3\xa9", 1));            /* cut short, a continuation byte after n */
+    CHECK(!valid_utf8("\xe2\x82\xac", 2));
+    CHECK(!valid_utf8("\x80", 1));                /* a lone continuation byte */
+    CHECK(valid_utf8("\xed\x9f\xbf", 3));         /* U+D7FF, just below the surrogates */
+}
+
+/* The shape limits count before parsing: an array of VALID_MAX_VALUES numbers
+ * is parsed, one more is refused; likewise VALID_MAX_OBJECTS objects. Commas
+ * and brackets inside strings count for nothing. */
+static json_t *parse_list(valid *v, int n, const char *item) {
+    buf b;
+    buf_init(&b, 0);
+    buf_putc(&b, '[');
+    for (int i = 0; i < n; i++) buf_printf(&b, "%s%s", i ? "," : "", item);
+    buf_putc(&b, ']');
+    json_t *j = valid_parse(v, b.data, b.len);
+    buf_free(&b);
+    return j;
+}
+
+TEST(valid_json_shape_limits) {
+    valid v;
+    valid_init(&v);
+    json_t *j = parse_list(&v, VALID_MAX_VALUES, "1");
+    CHECK(j != NULL);
+    CHECK_INT(json_array_size(j), VALID_MAX_VALUES);
+    json_decref(j);
+    CHECK(parse_list(&v, VALID_MAX_VALUES + 1, "1") == NULL);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(v.errors, 0), "type")), "json_too_large");
+    valid_free(&v);
+
+    valid_init(&v);
+    j = parse_list(&v, VALID_MAX_OBJECTS, "{}");
+    CHECK(j != NULL);
+    json_decref(j);
+    CHECK(parse_list(&v, VALID_MAX_OBJECTS + 1, "{}") == NULL);
+    CHECK_INT(json_array_size(v.errors), 1);
+    valid_free(&v);
+
+    valid_init(&v);
+    j = parse_list(&v, VALID_MAX_VALUES / 2, "\"{[,\\\",]}\"");
+    CHECK(j != NULL);
+    json_decref(j);
+    CHECK(valid_ok(&v));
+    valid_free(&v);
 }
 
 TEST(config_env_wins_and_validates) {

@@ -42,7 +42,7 @@ TEST(doctext_pdf_refuses_non_pdf) {
 }
 
 TEST(doctext_pdf_garbage_is_format_error) {
-    if (!doctext_pdf_available()) return; /* poppler-utils not installed */
+    if (!doctext_pdf_available()) SKIP("pdftotext not installed (poppler-utils)");
     char garbage[2048] = "%PDF-1.7\n";
     for (size_t i = 9; i < sizeof garbage; i++) garbage[i] = (char)(i * 7919 + 13);
     char *out;

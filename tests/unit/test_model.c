@@ -181,7 +181,7 @@ static void mini_golden(const char *impl) {
 
 TEST(model_mini_golden_ref) { mini_golden("ref"); }
 TEST(model_mini_golden_avx2) {
-    if (!kern_cpu_has_avx2()) return;
+    if (!kern_cpu_has_avx2()) SKIP("no AVX2 on this CPU");
     mini_golden("avx2");
 }
 
@@ -266,7 +266,7 @@ static void stories_greedy(const char *impl) {
 
 TEST(model_stories_greedy_ref) { stories_greedy("ref"); }
 TEST(model_stories_greedy_avx2) {
-    if (!kern_cpu_has_avx2()) return;
+    if (!kern_cpu_has_avx2()) SKIP("no AVX2 on this CPU");
     stories_greedy("avx2");
 }
 
@@ -329,7 +329,7 @@ static void stories_llama2c(const char *impl) {
 
 TEST(model_stories_llama2c_ref) { stories_llama2c("ref"); }
 TEST(model_stories_llama2c_avx2) {
-    if (!kern_cpu_has_avx2()) return;
+    if (!kern_cpu_has_avx2()) SKIP("no AVX2 on this CPU");
     stories_llama2c("avx2");
 }
 

@@ -200,6 +200,27 @@ TEST(sampler_top_p_cuts_the_tail) {
     sampler_free(s);
 }
 
+/* Top-p keeps the shortest prefix whose mass reaches p: reaching it exactly
+ * is enough. Tokens 0 and 1 have 0.5 each; p = 0.5 is reached by token 0
+ * alone, so token 1 must never be drawn (a ">" in place of ">=" keeps both),
+ * on the sorted path after top-k and on the bucket path without it. */
+TEST(sampler_top_p_mass_reached_exactly) {
+    enum { DRAWS = 400 };
+    const float logits[3] = {0.0f, 0.0f, -1e9f};
+    for (int top_k = 0; top_k <= 2; top_k += 2) {
+        sampler_params p = plain(1.0f, 11);
+        p.top_p = 0.5f;
+        p.top_k = top_k;
+        sampler *s = sampler_new(&p, 3);
+        REQUIRE(s);
+        int count[3];
+        histogram(s, logits, 3, DRAWS, count);
+        CHECK_INT(count[0], DRAWS);
+        CHECK_INT(count[1], 0);
+        sampler_free(s);
+    }
+}
+
 /* The kept set of top-p, computed the slow obvious way. */
 static bool *top_p_reference(const float *l, int n, float top_p) {
     bool *keep = smp_calloc((size_t)n, 1);
@@ -294,18 +315,20 @@ TEST(sampler_large_vocab_paths) {
 
 TEST(sampler_min_p) {
     enum { DRAWS = 4000 };
-    /* probabilities 0.6, 0.3, 0.07, 0.03: min_p 0.1 -> threshold 0.06 drops the last */
-    float logits[4] = {logf(0.6f), logf(0.3f), logf(0.07f), logf(0.03f)};
-    int count[4];
+    /* probabilities 0.6, 0.3, 0.07, 0.03 (and a fifth of almost nothing, so
+     * that top_k = 4 is below the vocabulary and takes the sorted path):
+     * min_p 0.1 -> threshold 0.06 drops the fourth */
+    float logits[5] = {logf(0.6f), logf(0.3f), logf(0.07f), logf(0.03f), -40.0f};
+    int count[5];
     for (int path = 0; path < 3; path++) { /* all logits, after top-k, after top-p */
         sampler_params p = plain(1.0f, 21);
         p.min_p = 0.1f;
         p.top_k = path == 1 ? 4 : 0;
         p.top_p = path == 2 ? 0.99f : 1.0f;
-        sampler *s = sampler_new(&p, 4);
+        sampler *s = sampler_new(&p, 5);
         REQUIRE(s);
-        histogram(s, logits, 4, DRAWS, count);
-        CHECK_INT(count[3], 0);
+        histogram(s, logits, 5, DRAWS, count);
+        CHECK_INT(count[3] + count[4], 0);
         CHECK(count[2] > 0);
         CHECK_NEAR((double)count[0] / DRAWS, 0.6 / 0.97, 0.03);
         sampler_free(s);
@@ -313,8 +336,8 @@ TEST(sampler_min_p) {
     /* min_p = 0.6 keeps only p >= 0.36: the first token */
     sampler_params p = plain(1.0f, 22);
     p.min_p = 0.6f;
-    sampler *s = sampler_new(&p, 4);
-    histogram(s, logits, 4, 500, count);
+    sampler *s = sampler_new(&p, 5);
+    histogram(s, logits, 5, 500, count);
     CHECK_INT(count[0], 500);
     sampler_free(s);
 }

@@ -26,7 +26,7 @@ static void random_unit(float *v, int dim, unsigned *seed) {
 }
 
 TEST(vstore_kernel_avx2_matches_ref) {
-    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return;
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) SKIP("no AVX2/FMA on this CPU");
     unsigned seed = 7;
     static const int dims[] = {1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 384, 768};
     for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {

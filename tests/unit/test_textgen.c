@@ -1,0 +1,170 @@
+/* test_textgen.c - the generate/chat cache key: every member of
+ * backend_gen_req that shapes an answer is in TEXTGEN_KEY_FIELDS, and
+ * changing any one of them (walked from that same table) changes the key. */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api/textgen.h"
+#include "test.h"
+
+/* What this test holds to shape an answer, written out apart from the
+ * table: leaving one of these out of TEXTGEN_KEY_FIELDS (and so out of the
+ * key) would serve one request's answer to another. */
+static const char *const shaping[] = {
+    "model", "prompt", "system", "raw", "context", "messages",                  /* what is asked */
+    "temperature", "top_p", "top_k", "min_p", "seed",                            /* sampling */
+    "repeat_penalty", "presence_penalty", "frequency_penalty", "max_tokens", "stop", /* and its limits */
+    "json_object", "json_schema",                                                /* structured output */
+};
+
+typedef enum { K_STR, K_BOOL, K_INT, K_NUM, K_SEED, K_IDS, K_MSGS, K_STOP, K_JSON } key_kind;
+
+static const struct {
+    const char *name;
+    key_kind kind;
+    size_t off;
+} rows[] = {
+#define ROW(m, kind) {#m, K_##kind, offsetof(backend_gen_req, m)},
+    TEXTGEN_KEY_FIELDS(ROW)
+#undef ROW
+};
+enum { NROWS = sizeof rows / sizeof rows[0] };
+
+static const unsigned char img_a[] = "image-a", img_b[] = "image-b";
+static const unsigned char *const imgs_a[] = {img_a}, *const imgs_b[] = {img_b};
+static const size_t img_lens[] = {sizeof img_a};
+static const int32_t ctx[] = {1, 2, 3};
+
+/* Two schemas that differ in one keyword (made once, kept for the process). */
+static json_t *schema(int which) {
+    static json_t *s[2];
+    if (!s[which])
+        s[which] = json_loads(which ? "{\"type\":\"object\",\"maxProperties\":2}" : "{\"type\":\"object\"}", 0, NULL);
+    return s[which];
+}
+
+/* A request with every field set to something other than its zero. */
+static backend_gen_req base(backend_msg *msgs) {
+    msgs[0] = (backend_msg){.role = "system", .content = "be brief"};
+    msgs[1] = (backend_msg){.role = "user", .content = "hi", .n_images = 1, .images = imgs_a, .image_lens = img_lens};
+    backend_gen_req q = {
+        .model = "m",
+        .prompt = "p",
+        .system = "s",
+        .context = ctx,
+        .n_context = 2,
+        .messages = msgs,
+        .n_messages = 2,
+        .temperature = 0.7,
+        .top_p = 0.9,
+        .top_k = 40,
+        .min_p = 0.05,
+        .repeat_penalty = 1.1,
+        .presence_penalty = 0.1,
+        .frequency_penalty = 0.2,
+        .has_seed = true,
+        .seed = 7,
+        .max_tokens = 10,
+        .n_stop = 1,
+        .json_schema = schema(0),
+    };
+    q.stop[0] = "end";
+    return q;
+}
+
+static void key_of(textjob_kind kind, const backend_gen_req *q, char *out) {
+    textgen_cache_key(kind, q, out);
+    CHECK(out[0] != '\0');
+}
+
+TEST(textgen_key_table_lists_every_shaping_field) {
+    for (size_t i = 0; i < sizeof shaping / sizeof shaping[0]; i++) {
+        int found = 0;
+        for (int r = 0; r < NROWS; r++) found += !strcmp(rows[r].name, shaping[i]);
+        if (found != 1) fprintf(stderr, "  '%s' is in TEXTGEN_KEY_FIELDS %d times\n", shaping[i], found);
+        CHECK_INT(found, 1);
+    }
+}
+
+TEST(textgen_key_changes_with_every_field) {
+    backend_msg msgs[2], msgs2[2];
+    const backend_gen_req q0 = base(msgs);
+    char k0[CACHE_KEY_MAX], k1[CACHE_KEY_MAX], k2[CACHE_KEY_MAX];
+    key_of(TG_SIMPLETON_GENERATE, &q0, k0);
+    key_of(TG_SIMPLETON_GENERATE, &q0, k1);
+    CHECK_STR(k0, k1); /* the same request, the same key */
+
+    for (int r = 0; r < NROWS; r++) {
+        /* up to three variations of the field, each on its own */
+        for (int var = 0; var < 3; var++) {
+            backend_gen_req q = base(msgs2);
+            void *f = (char *)&q + rows[r].off;
+            switch (rows[r].kind) {
+            case K_STR:
+                if (var == 2) continue;
+                *(const char **)f = var == 0 ? "changed" : NULL;
+                break;
+            case K_BOOL:
+                if (var) continue;
+                *(bool *)f = !*(bool *)f;
+                break;
+            case K_INT:
+                if (var) continue;
+                (*(int *)f)++;
+                break;
+            case K_NUM:
+                if (var) continue;
+                *(double *)f += 0.01;
+                break;
+            case K_SEED:
+                if (var == 2) continue;
+                if (var == 0) q.seed++;
+                else q.has_seed = false;
+                break;
+            case K_IDS:
+                if (var == 0) q.n_context = 3;
+                else if (var == 1) q.n_context = 0;
+                else q.context = ctx + 1;
+                break;
+            case K_STOP:
+                if (var == 0) q.stop[0] = "END";
+                else if (var == 1) q.n_stop = 0;
+                else q.stop[q.n_stop++] = "more";
+                break;
+            case K_JSON:
+                if (var == 2) continue;
+                *(const json_t **)f = var == 0 ? schema(1) : NULL;
+                break;
+            case K_MSGS:
+                if (var == 0) msgs2[1].content = "hello";
+                else if (var == 1) msgs2[1].role = "assistant";
+                else msgs2[1].images = imgs_b; /* same length, other bytes */
+                break;
+            }
+            key_of(TG_SIMPLETON_GENERATE, &q, k2);
+            if (!strcmp(k0, k2)) fprintf(stderr, "  changing '%s' (variation %d) kept the key\n", rows[r].name, var);
+            CHECK(strcmp(k0, k2) != 0);
+        }
+    }
+    /* Messages: one image fewer, one message fewer. */
+    backend_gen_req q = base(msgs2);
+    msgs2[1].n_images = 0;
+    key_of(TG_SIMPLETON_GENERATE, &q, k2);
+    CHECK(strcmp(k0, k2) != 0);
+    q = base(msgs2);
+    q.n_messages = 1;
+    key_of(TG_SIMPLETON_GENERATE, &q, k2);
+    CHECK(strcmp(k0, k2) != 0);
+}
+
+TEST(textgen_key_differs_per_route_and_type) {
+    backend_msg msgs[2];
+    const backend_gen_req q = base(msgs);
+    char a[CACHE_KEY_MAX], b[CACHE_KEY_MAX], c[CACHE_KEY_MAX];
+    key_of(TG_SIMPLETON_GENERATE, &q, a);
+    key_of(TG_OLLAMA_GENERATE, &q, b);
+    key_of(TG_SIMPLETON_CHAT, &q, c);
+    CHECK(strcmp(a, b) != 0);
+    CHECK(!strncmp(a, "simpleton:inference:", 20));
+    CHECK(!strncmp(c, "simpleton:chat:", 15));
+}
