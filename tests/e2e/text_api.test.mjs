@@ -88,7 +88,7 @@ const FORMAT_CHANGES = {
   json_object: [{ response_format: { type: 'json_object' } }],
   json_schema: [
     { response_format: { type: 'json_schema', json_schema: { name: 'a', schema: { type: 'object' } } } },
-    { response_format: { type: 'json_schema', json_schema: { name: 'a', schema: { type: 'object', maxProperties: 1 } } } },
+    { response_format: { type: 'json_schema', json_schema: { name: 'a', schema: { type: 'object', properties: { a: { type: 'integer' } } } } } },
   ],
 };
 const keyFields = () => {

@@ -44,19 +44,16 @@ const top = (route, fields) => {
 };
 top('/v1/chat/completions', {
   tools: [tool], tool_choice: 'required', parallel_tool_calls: true, functions: [tool.function], function_call: 'auto2',
-  response_format: { type: 'json_schema', json_schema: { name: 'x', schema } }, logprobs: true, top_logprobs: 2,
+  logprobs: true, top_logprobs: 2,
   logit_bias: { 50256: -100 }, n: 2, audio: { voice: 'alloy', format: 'wav' }, modalities: ['text', 'audio'],
   prediction: { type: 'content', content: 'x' }, reasoning_effort: 'low', store: true, web_search_options: {},
   verbosity: 'low', service_tier: 'flex', frobnicate: 1,
 });
-REFUSED.push(['/v1/chat/completions', 'response_format',
-  { ...ROUTES['/v1/chat/completions'].base, response_format: { type: 'json_object' } }]);
 top('/v1/completions', { echo: true, suffix: 'end', best_of: 2, logprobs: 1, logit_bias: { 1: 5 }, n: 3, frobnicate: 1 });
 top('/v1/embeddings', { frobnicate: 1 });
-top('/api/generate', { format: 'json', think: true, suffix: 'end', template: '{{ .Prompt }}', logprobs: true,
+top('/api/generate', { think: true, suffix: 'end', template: '{{ .Prompt }}', logprobs: true,
   top_logprobs: 3, shift: true, debug_render_only: true, width: 512 });
-REFUSED.push(['/api/generate', 'format', { ...ROUTES['/api/generate'].base, format: schema }]);
-top('/api/chat', { tools: [tool], format: schema, think: 'high', logprobs: true });
+top('/api/chat', { tools: [tool], think: 'high', logprobs: true });
 top('/inference/generate', { tools: [tool], images: ['x'], n: 2, frobnicate: 1 });
 top('/inference/chat', { system: 'Be brief', response_format: { type: 'json_object' }, frobnicate: 1 });
 top('/embeddings/', { dimensions: 8 });
@@ -114,13 +111,10 @@ test('refusals say what is not supported, not just that the field is wrong', asy
   const chat = ROUTES['/v1/chat/completions'].base;
   let r = await req(s, 'POST', '/v1/chat/completions', { json: { ...chat, tools: [tool] } });
   assert.match(r.json.error.message, /^tools: tool calling is not supported yet/);
-  r = await req(s, 'POST', '/v1/chat/completions',
-    { json: { ...chat, response_format: { type: 'json_schema', json_schema: { name: 'x', schema } } } });
-  assert.match(r.json.error.message, /json_schema.*not supported/);
   r = await req(s, 'POST', '/v1/chat/completions', { json: { ...chat, frobnicate: 1 } });
   assert.match(r.json.error.message, /Unrecognized request argument supplied: frobnicate/);
-  r = await req(s, 'POST', '/api/chat', { json: { ...ROUTES['/api/chat'].base, format: 'json' } });
-  assert.match(r.json.error, /^format: structured output/);
+  r = await req(s, 'POST', '/api/chat', { json: { ...ROUTES['/api/chat'].base, think: true } });
+  assert.match(r.json.error, /^think: thinking/);
   r = await req(s, 'POST', '/inference/generate', { json: { ...ROUTES['/inference/generate'].base, frobnicate: 1 } });
   const d = r.json.detail.find((x) => x.loc.join('.') === 'body.frobnicate');
   assert.equal(d.type, 'extra_forbidden');

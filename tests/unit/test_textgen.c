@@ -39,7 +39,7 @@ static const int32_t ctx[] = {1, 2, 3};
 static json_t *schema(int which) {
     static json_t *s[2];
     if (!s[which])
-        s[which] = json_loads(which ? "{\"type\":\"object\",\"maxProperties\":2}" : "{\"type\":\"object\"}", 0, NULL);
+        s[which] = json_loads(which ? "{\"type\":\"object\",\"required\":[\"a\"]}" : "{\"type\":\"object\"}", 0, NULL);
     return s[which];
 }
 
