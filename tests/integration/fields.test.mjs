@@ -209,3 +209,16 @@ test('honoured sampling fields reach the upstream, translated between dialects',
     fake.stop();
   }
 });
+
+test('structured output: a schema keyword the engine cannot enforce is a 400 naming it (OpenAI and Ollama)', async () => {
+  const chat = ROUTES['/v1/chat/completions'].base;
+  const bad = { type: 'object', properties: { n: { type: 'number', multipleOf: 3 } } };
+  let r = await req(s, 'POST', '/v1/chat/completions',
+    { json: { ...chat, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: bad } } } });
+  assert.equal(r.status, 400, r.text);
+  assert.equal(r.json.error.param, 'response_format');
+  assert.match(r.json.error.message, /properties\.n: keyword 'multipleOf' is not supported/);
+  r = await req(s, 'POST', '/api/chat', { json: { ...ROUTES['/api/chat'].base, format: bad } });
+  assert.equal(r.status, 400, r.text);
+  assert.match(r.json.error, /^format: .*multipleOf/);
+});

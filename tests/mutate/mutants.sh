@@ -136,3 +136,13 @@ mutant arena-adopted-leak src/core/arena.c 'unit:arena_' \
     's/for (struct arena_adopted \*r = a->adopted; r; r = r->next) smp_free(r->p);//'
 mutant textjob-arena-leak src/api/textgen.c 'fuzz:chat' \
     '/^void textjob_free(/,/^}/s/    arena_free(&j->mem);//'
+
+# ---- grammar and schemas (issue 14): constrained decoding -----------------
+mutant grammar-eos-anywhere src/engine/grammar.c 'unit:grammar' \
+    's/    if (tok_is_eog(v->t, id)) return grammar_matcher_can_end(m);/    if (tok_is_eog(v->t, id)) return true;/'
+mutant grammar-can-end-early src/engine/grammar.c 'unit:grammar' \
+    's/        if (!m->tops\[i\]) return true;/        if (m->tops[i] || !m->tops[i]) return true;/'
+mutant schema-maxlength-dropped src/engine/json_schema.c 'unit:grammar' \
+    's/    else put(c, b, "\\"\\\\\\"\\" char{%ld,%ld} \\"\\\\\\"\\"", mn, mx);/    else put(c, b, "\\"\\\\\\"\\" char{%ld,} \\"\\\\\\"\\"", mn);/'
+mutant schema-not-checked-up-front src/api/textgen.c 'node:tests/integration/fields.test.mjs#cannot enforce' \
+    's/    if (check_schema(v, "response_format", schema) < 0) return -1;//'
