@@ -45,6 +45,7 @@ static const field_rule openai_chat[] = {
     REFUSED("functions", "[[]]", NO_FUNCTIONS),
     REFUSED("function_call", "[\"none\",\"auto\"]", NO_FUNCTIONS),
     USED("response_format"),
+    USED("grammar"), /* llama.cpp's server takes GBNF here too */
     REFUSED("logprobs", "[false]", NO_LOGPROBS),
     REFUSED("top_logprobs", "[0]", NO_LOGPROBS),
     REFUSED("logit_bias", "[{}]", "logit bias is not supported yet"),
@@ -72,6 +73,8 @@ static const field_rule openai_message[] = {
 static const field_rule openai_completion[] = {
     SAMPLING,
     USED("prompt"),
+    USED("grammar"),
+    USED("response_format"),
     USED("max_tokens"),
     USED("max_completion_tokens"),
     USED("stream_options"),

@@ -32,6 +32,8 @@ static void parse_common(valid *v, json_t *b, textjob *j, const char **model, bo
     if (valid_num(v, b, "min_p", false, 0, 1, &d) == 1) q->min_p = d;
     if (valid_num(v, b, "repeat_penalty", false, 0, 10, &d) == 1) q->repeat_penalty = d;
     textgen_parse_stop(v, b, "stop", q);
+    textgen_parse_response_format(v, b, q);
+    textgen_parse_grammar(v, b, q);
     json_t *so = json_object_get(b, "stream_options");
     if (json_is_object(so) && json_is_true(json_object_get(so, "include_usage"))) textjob_set_include_usage(j, true);
 }
@@ -138,7 +140,6 @@ static void chat_completions(http_req *r) {
     fields_check(&v, b, &fields_openai_chat, "");
     fields_check_list(&v, b, "messages", &fields_openai_message);
     parse_common(&v, b, j, &model, &stream);
-    textgen_parse_response_format(&v, b, textjob_req(j));
     api_openai_parse_messages(&v, j, b);
     textjob_finish(j, &v, stream, model);
 }

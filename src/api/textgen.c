@@ -197,6 +197,30 @@ int textgen_parse_response_format(valid *v, json_t *obj, backend_gen_req *req) {
     return 1;
 }
 
+int textgen_parse_grammar(valid *v, json_t *obj, backend_gen_req *req) {
+    json_t *x = json_object_get(obj, "grammar");
+    if (!x || json_is_null(x)) return 0;
+    if (!json_is_string(x)) {
+        valid_add(v, "grammar", "string_type", "grammar should be GBNF text (a string)");
+        return -1;
+    }
+    if (!json_string_length(x)) return 0;
+    if (req->json_object || req->json_schema) {
+        valid_add(v, "grammar", "conflict", "grammar and a JSON response_format cannot be used together");
+        return -1;
+    }
+    char err[300];
+    grammar *g = NULL;
+    int rc = grammar_parse(json_string_value(x), json_string_length(x), &g, err, sizeof err);
+    grammar_free(g);
+    if (rc) {
+        valid_add(v, "grammar", "grammar_invalid", "%s", rc == -SMP_E_NOMEM ? "out of memory" : err);
+        return -1;
+    }
+    req->grammar = json_string_value(x);
+    return 1;
+}
+
 int textgen_parse_ollama_format(valid *v, json_t *obj, backend_gen_req *req) {
     json_t *f = json_object_get(obj, "format");
     if (!f || json_is_null(f)) return 0;

@@ -97,7 +97,8 @@ int textgen_submit(http_req *r, void (*fn)(void *), void *arg);
     X(max_tokens, INT)        \
     X(stop, STOP)             \
     X(json_object, BOOL)      \
-    X(json_schema, JSON)
+    X(json_schema, JSON)      \
+    X(grammar, STR)
 
 /* The cache key of a generate/chat request of this kind (cache type chat or
  * inference by kind); "" when memory ran out (see cache_key). */
@@ -114,6 +115,9 @@ int textgen_parse_stop(struct valid *v, json_t *obj, const char *field, backend_
  * 0 absent, -1 invalid (recorded on v). */
 int textgen_parse_response_format(struct valid *v, json_t *obj, backend_gen_req *req);
 int textgen_parse_ollama_format(struct valid *v, json_t *obj, backend_gen_req *req);
+/* llama.cpp's `grammar` (GBNF text), parsed once here so a bad grammar is a
+ * 400 with its line and column; not together with response_format. */
+int textgen_parse_grammar(struct valid *v, json_t *obj, backend_gen_req *req);
 /* Parse "context"-style arrays of token ids (owned by the job). */
 int textgen_parse_ids(struct valid *v, textjob *j, json_t *obj, const char *field);
 /* Send an error for a backend code in r's dialect (404/422/502/503 + Retry-After). */

@@ -72,6 +72,7 @@ typedef struct {
     const json_t *json_schema;
     const char *json_schema_name; /* OpenAI's response_format.json_schema.name (may be NULL) */
     bool json_schema_strict;
+    const char *grammar;      /* GBNF text (llama.cpp's `grammar` field), checked by the API layer */
     /* Polled while generating (e.g. the client went away); may be NULL. */
     bool (*cancelled)(void *ud);
     void *cancel_ud;

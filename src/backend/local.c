@@ -596,11 +596,13 @@ static int local_generate(backend *b, const backend_gen_req *req, backend_token_
     gp.n_stop = ns;
     gen_result gr;
     char gerr[256];
-    if (req->json_schema || req->json_object) {
+    if (req->json_schema || req->json_object || req->grammar) {
         /* Structured output: sampling keeps to the schema's grammar (the
-         * API layer compiled it already, so this is a cache hit). */
-        rc = req->json_schema ? json_schema_compile(req->json_schema, &g, gerr, sizeof gerr)
-                              : json_schema_any_object(&g, gerr, sizeof gerr);
+         * API layer compiled it already, so this is a cache hit) or to the
+         * request's own GBNF. */
+        rc = req->grammar       ? grammar_parse(req->grammar, strlen(req->grammar), &g, gerr, sizeof gerr)
+             : req->json_schema ? json_schema_compile(req->json_schema, &g, gerr, sizeof gerr)
+                                : json_schema_any_object(&g, gerr, sizeof gerr);
         if (rc == 0 && !l->gvocab) rc = grammar_vocab_new(l->tok, &l->gvocab);
         if (rc != 0) {
             snprintf(err, errlen, "local: %s", rc == -SMP_E_NOMEM ? "out of memory preparing the output grammar" : gerr);

@@ -241,6 +241,11 @@ static int ollama_generate(backend *b, const backend_gen_req *req, backend_token
                            backend_gen_result *out, char *err, size_t errlen) {
     ollama *s = b->state;
     memset(out, 0, sizeof *out);
+    if (req->grammar) {
+        snprintf(err, errlen, "grammar: Ollama takes no GBNF grammar (model '%s' is served by Ollama); send a JSON "
+                 "schema as response_format instead", req->model);
+        return -SMP_E_BAD_REQUEST;
+    }
     bool chat = req->messages != NULL;
     gen_ctx g = {.chat = chat, .on_token = on_token, .ud = ud, .err = err, .errlen = errlen, .out = out};
     buf_init(&g.text, 0);

@@ -159,6 +159,7 @@ static json_t *gen_body(const backend_gen_req *r, bool chat, bool stream) {
     } else if (r->json_object) {
         json_object_set_new(o, "response_format", json_pack("{s:s}", "type", "json_object"));
     }
+    if (r->grammar) json_object_set_new(o, "grammar", json_string(r->grammar)); /* llama.cpp's server, vLLM-compatible ones */
     return o;
 }
 

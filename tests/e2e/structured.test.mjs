@@ -138,3 +138,37 @@ test('forwarding: response_format and format reach the upstream in its own diale
     fake.stop();
   }
 });
+
+test('grammar (GBNF, as llama.cpp takes it): honoured locally, a bad one is a 400 with its place, forwarded or refused per upstream', async () => {
+  const g = 'root ::= "The answer is " ("yes" | "no") "."';
+  for (const seed of [1, 2, 3]) {
+    const r = await openai.completions.create({ model: MODEL, prompt: 'Is it?', max_tokens: 20, seed, temperature: 1,
+      grammar: g });
+    assert.match(r.choices[0].text, /^The answer is (yes|no)\.$/);
+    assert.equal(r.choices[0].finish_reason, 'stop');
+  }
+  const c = await openai.chat.completions.create({ model: MODEL, max_tokens: 20, seed: 4,
+    messages: [{ role: 'user', content: 'Is it?' }], grammar: g });
+  assert.match(c.choices[0].message.content, /^The answer is (yes|no)\.$/);
+  let r = await req(srv, 'POST', '/v1/completions', { json: { model: MODEL, prompt: 'x', grammar: 'root ::= "a" (' } });
+  assert.equal(r.status, 400);
+  assert.equal(r.json.error.param, 'grammar');
+  assert.match(r.json.error.message, /line 1, column \d+/);
+  r = await req(srv, 'POST', '/v1/completions', { json: { model: MODEL, prompt: 'x', grammar: g, response_format: { type: 'json_object' } } });
+  assert.equal(r.status, 400);
+  assert.match(r.json.error.message, /cannot be used together/);
+  const fake = await startFakeUpstream();
+  const gw = await startServer({ OLLAMA_BASE_URL: fake.url, OPENAI_BASE_URL: `${fake.url}/v1`,
+    MODEL_BACKENDS: 'up-ollama=ollama,up-openai=openai', CACHE_ENABLED: 'false' });
+  try {
+    r = await req(gw, 'POST', '/v1/completions', { json: { model: 'up-openai', prompt: 'x', grammar: g } });
+    assert.equal(r.status, 200, r.text);
+    assert.equal((await (await fetch(`${fake.url}/__last`)).json()).body.grammar, g);
+    r = await req(gw, 'POST', '/v1/completions', { json: { model: 'up-ollama', prompt: 'x', grammar: g } });
+    assert.equal(r.status, 400, r.text);
+    assert.match(r.json.error.message, /Ollama takes no GBNF grammar/);
+  } finally {
+    await gw.stop();
+    fake.stop();
+  }
+});

@@ -85,6 +85,7 @@ const CHAT_CHANGES = {
 };
 // Structured output comes from the OpenAI and Ollama dialects (below).
 const FORMAT_CHANGES = {
+  grammar: [{ grammar: 'root ::= "a" | "b"' }],
   json_object: [{ response_format: { type: 'json_object' } }],
   json_schema: [
     { response_format: { type: 'json_schema', json_schema: { name: 'a', schema: { type: 'object' } } } },

@@ -14,7 +14,7 @@ static const char *const shaping[] = {
     "model", "prompt", "system", "raw", "context", "messages",                  /* what is asked */
     "temperature", "top_p", "top_k", "min_p", "seed",                            /* sampling */
     "repeat_penalty", "presence_penalty", "frequency_penalty", "max_tokens", "stop", /* and its limits */
-    "json_object", "json_schema",                                                /* structured output */
+    "json_object", "json_schema", "grammar",                                     /* structured output */
 };
 
 typedef enum { K_STR, K_BOOL, K_INT, K_NUM, K_SEED, K_IDS, K_MSGS, K_STOP, K_JSON } key_kind;
@@ -67,6 +67,7 @@ static backend_gen_req base(backend_msg *msgs) {
         .max_tokens = 10,
         .n_stop = 1,
         .json_schema = schema(0),
+        .grammar = "root ::= \"a\"",
     };
     q.stop[0] = "end";
     return q;
