@@ -10,6 +10,7 @@
 
 #include "backend/registry.h"
 #include "core/alloc.h"
+#include "core/config.h"
 #include "core/arena.h"
 #include "core/errors.h"
 #include "core/log.h"
@@ -29,6 +30,7 @@ struct textjob {
     int32_t *ids;
     char model[200];
     bool stream, include_usage, started, cacheable;
+    bool uncached_miss; /* the cache is on for it, but a sampled answer is not kept: still "MISS" */
     cache_type ctype;
     char cache_key[CACHE_KEY_MAX];
     char id[48];
@@ -478,7 +480,7 @@ static void run_job(void *arg) {
     buf_init(&b, 0);
     if (valid_dump(o, JSON_COMPACT | JSON_ENSURE_ASCII, &b) == 0) {
         if (j->cacheable) cache_put(j->ctype, j->cache_key, b.data, b.len, 0);
-        if (j->cacheable) http_add_header(r, "X-Cache", "MISS");
+        if (j->cacheable || j->uncached_miss) http_add_header(r, "X-Cache", "MISS");
         http_add_header(r, "X-Served-By", served_by);
         http_send(r, 200, "application/json", b.data, b.len);
     } else {
@@ -568,7 +570,14 @@ void textjob_start(textjob *j, const char *requested_model) {
     registry_model_name(requested_model, MODEL_KIND_INFERENCE, j->model, sizeof j->model);
     j->req.model = j->model;
     j->ctype = is_chat(j) ? CACHE_CHAT : CACHE_INFERENCE;
-    j->cacheable = !j->stream && cache_wanted(http_header(r, "Cache-Control"));
+    /* A sampled answer (temperature above 0, no seed) is one draw among
+     * many: asking again ("regenerate") must give a new one, unless
+     * CACHE_SAMPLED says otherwise. */
+    const config *c = config_get();
+    bool sampled = j->req.temperature > 0 && !j->req.has_seed;
+    bool wanted = !j->stream && cache_wanted(http_header(r, "Cache-Control"));
+    j->cacheable = wanted && (!sampled || (c && c->cache_sampled));
+    j->uncached_miss = wanted && !j->cacheable;
     if (j->cacheable) {
         textgen_cache_key(j->kind, &j->req, j->cache_key);
         char *hit;

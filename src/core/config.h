@@ -61,6 +61,7 @@
     X(INT, cache_ttl, "CACHE_TTL", "3600", 1, 31536000, "Default cache TTL, seconds")                 \
     X(INT, cache_embedding_ttl, "CACHE_EMBEDDING_TTL", "86400", 1, 31536000, "Embedding cache TTL, seconds") \
     X(INT, cache_inference_ttl, "CACHE_INFERENCE_TTL", "3600", 1, 31536000, "Generate/chat cache TTL, seconds") \
+    X(BOOL, cache_sampled, "CACHE_SAMPLED", "false", 0, 0, "Serve sampled generations (temperature > 0 and no seed) from the cache too; off: asking again gives a new answer") \
     X(INT, cache_max_mb, "CACHE_MAX_MB", "256", 1, 1048576, "Size bound of the in-memory cache, MiB") \
     X(BOOL, monitoring_enabled, "MONITORING_ENABLED", "true", 0, 0, "Record requests for /analytics and /metrics") \
     X(INT, metrics_retention_hours, "METRICS_RETENTION_HOURS", "168", 1, 87600, "Hours of request history kept for /analytics") \

@@ -139,6 +139,29 @@ test('cache: structured output is in the key (every response_format change misse
     }
 });
 
+test('cache: a sampled answer (temperature > 0, no seed) is drawn anew each time unless CACHE_SAMPLED', async () => {
+  const body = { prompt: 'The dog', temperature: 0.9, max_tokens: 12 };
+  const texts = new Set();
+  for (let i = 0; i < 4; i++) {
+    const r = await req(srv, 'POST', '/inference/generate', { json: body });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('x-cache'), 'MISS', `ask ${i}`);
+    texts.add(r.json.response);
+  }
+  assert.ok(texts.size > 1, 'four draws at temperature 0.9 gave one text');
+  // With a seed the answer is fixed, so it is cached.
+  const seeded = { ...body, seed: 5 };
+  assert.equal((await req(srv, 'POST', '/inference/generate', { json: seeded })).headers.get('x-cache'), 'MISS');
+  assert.equal((await req(srv, 'POST', '/inference/generate', { json: seeded })).headers.get('x-cache'), 'HIT');
+  const s = await startServer({ CACHE_SAMPLED: 'true' });
+  try {
+    assert.equal((await req(s, 'POST', '/inference/generate', { json: body })).headers.get('x-cache'), 'MISS');
+    assert.equal((await req(s, 'POST', '/inference/generate', { json: body })).headers.get('x-cache'), 'HIT');
+  } finally {
+    await s.stop();
+  }
+});
+
 test('cache: chat images are in the key (another image, or none, misses)', async () => {
   const fake = await startFakeUpstream();
   const s = await startServer({ OLLAMA_BASE_URL: fake.url, MODEL_BACKENDS: 'llava=ollama' });
