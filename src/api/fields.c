@@ -26,26 +26,25 @@
 
 /* ---- OpenAI ------------------------------------------------------------------- */
 
+/* What chat and completions both read. */
+#define OPENAI_TEXT                                                                                   \
+    SAMPLING, USED("max_tokens"), USED("max_completion_tokens"), USED("stream_options"),             \
+        USED("response_format"), USED("grammar") /* llama.cpp's server takes GBNF here too */,        \
+        NO_EFFECT("user"), REFUSED("n", "[1]", "only n=1 is supported (one choice per request)")
+
 static const field_rule openai_chat[] = {
-    SAMPLING,
+    OPENAI_TEXT,
     USED("messages"),
-    USED("max_tokens"),
-    USED("max_completion_tokens"),
-    USED("stream_options"),
-    NO_EFFECT("user"),
     NO_EFFECT("safety_identifier"),
     NO_EFFECT("prompt_cache_key"),
     NO_EFFECT("metadata"),
     REFUSED("store", "[false]", "stored completions are not supported (only store: false)"),
     REFUSED("service_tier", "[\"auto\",\"default\"]", "service tiers are not supported (only 'auto' or 'default')"),
-    REFUSED("n", "[1]", "only n=1 is supported (one choice per request)"),
     REFUSED("tools", "[[]]", NO_TOOLS),
     REFUSED("tool_choice", "[\"none\",\"auto\"]", NO_TOOLS " (only 'none' or 'auto' with no tools)"),
     REFUSED("parallel_tool_calls", NULL, NO_TOOLS),
     REFUSED("functions", "[[]]", NO_FUNCTIONS),
     REFUSED("function_call", "[\"none\",\"auto\"]", NO_FUNCTIONS),
-    USED("response_format"),
-    USED("grammar"), /* llama.cpp's server takes GBNF here too */
     REFUSED("logprobs", "[false]", NO_LOGPROBS),
     REFUSED("top_logprobs", "[0]", NO_LOGPROBS),
     REFUSED("logit_bias", "[{}]", "logit bias is not supported yet"),
@@ -71,15 +70,8 @@ static const field_rule openai_message[] = {
 };
 
 static const field_rule openai_completion[] = {
-    SAMPLING,
+    OPENAI_TEXT,
     USED("prompt"),
-    USED("grammar"),
-    USED("response_format"),
-    USED("max_tokens"),
-    USED("max_completion_tokens"),
-    USED("stream_options"),
-    NO_EFFECT("user"),
-    REFUSED("n", "[1]", "only n=1 is supported (one choice per request)"),
     REFUSED("best_of", "[1]", "only best_of=1 is supported"),
     REFUSED("echo", "[false]", "echoing the prompt is not supported yet"),
     REFUSED("suffix", "[\"\"]", NO_FIM),

@@ -38,33 +38,6 @@ void valid_add(valid *v, const char *field, const char *type, const char *fmt, .
     json_array_append_new(v->errors, json_pack("{s:o,s:s,s:s}", "loc", loc, "msg", msg, "type", type));
 }
 
-/* Depth of nesting, computed without recursion limits of our own stack:
- * jansson has already parsed it, so depth is bounded by its own limit
- * (JSON_PARSER_MAX_DEPTH = 2048); we refuse anything deeper than ours. */
-static int depth_of(json_t *j, int limit) {
-    if (limit < 0) return 1 << 20;
-    int d = 0;
-    if (json_is_object(j)) {
-        const char *k;
-        json_t *x;
-        json_object_foreach(j, k, x) {
-            int e = depth_of(x, limit - 1);
-            if (e > d) d = e;
-        }
-        return d + 1;
-    }
-    if (json_is_array(j)) {
-        size_t i;
-        json_t *x;
-        json_array_foreach(j, i, x) {
-            int e = depth_of(x, limit - 1);
-            if (e > d) d = e;
-        }
-        return d + 1;
-    }
-    return 0;
-}
-
 /* Count what the JSON text would become, without building it: values
  * (roughly, commas and openings), objects, and the deepest nesting. Strings
  * are skipped with their escapes; anything malformed is left to the parser. */
@@ -114,11 +87,6 @@ json_t *valid_parse(valid *v, const char *data, size_t len) {
         bool utf8 = strstr(e.text, "decode byte") || strstr(e.text, "UTF-8");
         valid_add(v, NULL, "json_invalid", "JSON decode error at line %d column %d: %s%s", e.line, e.column,
                   utf8 ? "invalid UTF-8: " : "", e.text);
-        return NULL;
-    }
-    if (depth_of(j, VALID_MAX_DEPTH) > VALID_MAX_DEPTH) {
-        valid_add(v, NULL, "json_invalid", "JSON nested deeper than %d levels", VALID_MAX_DEPTH);
-        json_decref(j);
         return NULL;
     }
     return j;

@@ -190,20 +190,3 @@ void conns_body_bytes(conn_rec *r, size_t n) {
     r->body_bytes += n;
     pthread_mutex_unlock(&g.mu);
 }
-
-void conns_get_stats(conns_stats *out) {
-    *out = (conns_stats){0};
-    pthread_mutex_lock(&g.mu);
-    for (conn_rec *r = g.head; r; r = r->next) {
-        out->open++;
-        switch (r->state) {
-        case CONN_IDLE: out->idle++; break;
-        case CONN_HEADERS: out->headers++; break;
-        case CONN_BODY: out->body++; break;
-        default: out->busy++; break;
-        }
-    }
-    out->timed_out = g.timed_out;
-    out->shed = g.shed;
-    pthread_mutex_unlock(&g.mu);
-}

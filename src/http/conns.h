@@ -39,10 +39,5 @@ void conns_remove(conn_rec *r);
 void conns_set_state(conn_rec *r, conn_state s);
 void conns_body_bytes(conn_rec *r, size_t n);
 
-typedef struct {
-    int open, idle, headers, body, busy;
-    uint64_t timed_out, shed; /* since start */
-} conns_stats;
-void conns_get_stats(conns_stats *out);
 
 #endif
