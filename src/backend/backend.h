@@ -33,6 +33,15 @@
 #define BACKEND_MAX_STOP 16
 #define BACKEND_MAX_STOP_LEN 256
 
+/* One function call: in an assistant message of the history, or in an
+ * answer. Dialects differ in how arguments travel (OpenAI: a string of JSON,
+ * Ollama: an object); here they are always the JSON text of an object. */
+typedef struct {
+    const char *id;           /* "call_..." (OpenAI's id; made up for Ollama) */
+    const char *name;
+    const char *arguments;    /* JSON text of an object, e.g. {"city":"Oslo"} */
+} backend_tool_call;
+
 typedef struct {
     const char *role;    /* system | user | assistant | tool */
     const char *content;
@@ -40,7 +49,52 @@ typedef struct {
     int n_images;
     const unsigned char *const *images;
     const size_t *image_lens;
+    /* assistant: the calls it made (content may then be ""). */
+    const backend_tool_call *tool_calls;
+    int n_tool_calls;
+    /* tool: the call this result answers (OpenAI's tool_call_id; NULL from
+     * Ollama) and the function's name (Ollama's tool_name, or for OpenAI
+     * the name of the call tool_call_id points to; the API layer checks the
+     * call exists). */
+    const char *tool_call_id;
+    const char *tool_name;
 } backend_msg;
+
+/* A function the model may call (OpenAI's tools[].function; Ollama's is the
+ * same shape). */
+typedef struct {
+    const char *name;         /* [A-Za-z0-9_-]{1,64} */
+    const char *description;  /* may be NULL */
+    const json_t *parameters; /* JSON Schema of the arguments (borrowed); NULL: any object */
+    bool strict;
+} backend_tool;
+
+typedef enum {
+    BACKEND_TOOLS_AUTO = 0,   /* the model decides (the default with tools) */
+    BACKEND_TOOLS_NONE,       /* no call: tools are context only */
+    BACKEND_TOOLS_REQUIRED,   /* at least one call, of any tool */
+    BACKEND_TOOLS_NAMED,      /* a call of tool_choice_name */
+} backend_tool_choice;
+
+/* Streaming tool calls: a call's first event has id and name set (args
+ * ""), later ones carry pieces of its arguments' JSON text in order, and
+ * the last has done set (its args may be empty). Calls come one after
+ * another, index 0, 1, ... Return non-zero to cancel. */
+typedef struct {
+    int index;
+    const char *id;           /* first event only, else NULL */
+    const char *name;         /* first event only, else NULL */
+    const char *args;
+    size_t args_len;
+    bool done;
+} backend_tool_event;
+
+/* A token id's bias (OpenAI's logit_bias): added to its logit before
+ * sampling; -100 bans it, 100 all but forces it. */
+typedef struct {
+    int32_t id;
+    float bias;
+} backend_logit_bias;
 
 typedef struct {
     const char *model;        /* resolved name, never NULL */
@@ -73,6 +127,27 @@ typedef struct {
     const char *json_schema_name; /* OpenAI's response_format.json_schema.name (may be NULL) */
     bool json_schema_strict;
     const char *grammar;      /* GBNF text (llama.cpp's `grammar` field), checked by the API layer */
+    /* Tool calling (chat only). With tools and a choice other than NONE the
+     * answer may hold tool_calls instead of (or after) text. */
+    const backend_tool *tools;
+    int n_tools;
+    backend_tool_choice tool_choice;
+    const char *tool_choice_name; /* BACKEND_TOOLS_NAMED */
+    bool parallel_tool_calls;     /* more than one call per answer (the API default is true) */
+    /* Called while streaming with tool-call events (ud is generate's ud);
+     * NULL when not streaming: calls then arrive in the result only. */
+    int (*on_tool)(void *ud, const backend_tool_event *e);
+    /* Log probabilities: when logprobs is set the result holds, per
+     * generated token, its log probability and the top_logprobs (0..20)
+     * most likely alternatives. */
+    bool logprobs;
+    int top_logprobs;
+    /* Called while streaming, just before the on_token call whose text
+     * ends with these tokens, with their entries (a JSON array in the
+     * result's logprobs format, borrowed); may be NULL. */
+    int (*on_logprobs)(void *ud, const json_t *entries);
+    const backend_logit_bias *logit_bias;
+    int n_logit_bias;
     /* Polled while generating (e.g. the client went away); may be NULL. */
     bool (*cancelled)(void *ud);
     void *cancel_ud;
@@ -85,10 +160,22 @@ typedef struct {
     int n_context;
     int prompt_tokens, completion_tokens;
     uint64_t total_ns, load_ns, prompt_ns, eval_ns;
-    const char *done_reason;  /* "stop" | "length" | "cancelled" (static) */
+    const char *done_reason;  /* "stop" | "length" | "cancelled" | "tool_calls" (static) */
+    /* The calls the answer makes (owned with their strings: see
+     * backend_gen_result_free); text then holds what came before them. */
+    backend_tool_call *tool_calls;
+    int n_tool_calls;
+    /* With req->logprobs: [{token, logprob, bytes: [..], top_logprobs:
+     * [{token, logprob, bytes}]}] for each generated token (owned). */
+    json_t *logprobs;
 } backend_gen_result;
 
 void backend_gen_result_free(backend_gen_result *r);
+/* Append a call to r (copies the strings; id NULL or "": one is made up,
+ * arguments NULL or "": "{}"). 0 or -SMP_E_NOMEM. */
+int backend_result_add_call(backend_gen_result *r, const char *id, const char *name, const char *arguments);
+/* A fresh call id, "call_" and 24 hex digits. */
+void backend_call_id(char *out, size_t len);
 
 typedef struct {
     const char *model;        /* resolved name, never NULL */
