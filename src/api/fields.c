@@ -12,8 +12,7 @@
 #define REFUSED(n, allow, why) {n, FIELD_REFUSED, allow, why}
 
 /* Messages shared by several tables. */
-#define NO_TOOLS "tool calling is not supported yet"
-#define NO_FUNCTIONS "function calling is not supported yet"
+#define NO_FUNCTIONS "the legacy functions API is not supported: use tools and tool_choice"
 #define NO_LOGPROBS "log probabilities are not supported yet"
 #define NO_FIM "fill-in-the-middle (suffix) is not supported yet"
 #define NO_THINK "thinking (reasoning apart from the answer) is not supported yet"
@@ -40,9 +39,9 @@ static const field_rule openai_chat[] = {
     NO_EFFECT("metadata"),
     REFUSED("store", "[false]", "stored completions are not supported (only store: false)"),
     REFUSED("service_tier", "[\"auto\",\"default\"]", "service tiers are not supported (only 'auto' or 'default')"),
-    REFUSED("tools", "[[]]", NO_TOOLS),
-    REFUSED("tool_choice", "[\"none\",\"auto\"]", NO_TOOLS " (only 'none' or 'auto' with no tools)"),
-    REFUSED("parallel_tool_calls", NULL, NO_TOOLS),
+    USED("tools"),
+    USED("tool_choice"),
+    USED("parallel_tool_calls"),
     REFUSED("functions", "[[]]", NO_FUNCTIONS),
     REFUSED("function_call", "[\"none\",\"auto\"]", NO_FUNCTIONS),
     REFUSED("logprobs", "[false]", NO_LOGPROBS),
@@ -61,8 +60,8 @@ static const field_rule openai_message[] = {
     USED("role"),
     USED("content"),
     REFUSED("name", NULL, "participant names are not supported yet (the name would be dropped from the prompt)"),
-    REFUSED("tool_calls", "[[]]", NO_TOOLS),
-    REFUSED("tool_call_id", NULL, NO_TOOLS),
+    USED("tool_calls"),
+    USED("tool_call_id"),
     REFUSED("function_call", NULL, NO_FUNCTIONS),
     REFUSED("refusal", NULL, "refusal messages are not supported yet"),
     REFUSED("audio", NULL, "audio messages are not supported"),
@@ -111,7 +110,7 @@ static const field_rule ollama_generate[] = {
 static const field_rule ollama_chat[] = {
     OLLAMA_COMMON,
     USED("messages"),
-    REFUSED("tools", "[[]]", NO_TOOLS),
+    USED("tools"),
     {NULL, 0, NULL, NULL},
 };
 
@@ -120,8 +119,8 @@ static const field_rule ollama_message[] = {
     USED("content"),
     USED("images"),
     REFUSED("thinking", "[\"\"]", NO_THINK),
-    REFUSED("tool_calls", "[[]]", NO_TOOLS),
-    REFUSED("tool_name", NULL, NO_TOOLS),
+    USED("tool_calls"),
+    USED("tool_name"),
     {NULL, 0, NULL, NULL},
 };
 

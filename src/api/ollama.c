@@ -118,7 +118,8 @@ static void chat(http_req *r) {
         answer_load(r, j, model, true);
         return;
     }
-    api_parse_messages(&v, j, b);
+    textgen_parse_tools(&v, j, b, false);
+    if (api_parse_messages(&v, j, b) > 0) textgen_parse_messages_tools(&v, j, b, false);
     textjob_finish(j, &v, stream, model);
 }
 

@@ -140,7 +140,8 @@ static void chat_completions(http_req *r) {
     fields_check(&v, b, &fields_openai_chat, "");
     fields_check_list(&v, b, "messages", &fields_openai_message);
     parse_common(&v, b, j, &model, &stream);
-    api_openai_parse_messages(&v, j, b);
+    textgen_parse_tools(&v, j, b, true);
+    if (api_openai_parse_messages(&v, j, b) > 0) textgen_parse_messages_tools(&v, j, b, true);
     textjob_finish(j, &v, stream, model);
 }
 

@@ -36,6 +36,9 @@ struct textjob {
     char id[48];
     long created;
     char created_at[40];
+    /* Ollama streams each tool call whole: the one being received. */
+    buf call_args;
+    char call_name[80];
 };
 
 static workq *pool;
@@ -104,6 +107,7 @@ void textjob_free(textjob *j) {
     json_decref(j->body);
     smp_free(j->msgs);
     smp_free(j->ids);
+    buf_free(&j->call_args);
     arena_free(&j->mem);
     smp_free(j);
 }
@@ -244,6 +248,236 @@ int textgen_parse_ollama_format(valid *v, json_t *obj, backend_gen_req *req) {
     return 1;
 }
 
+/* ---- tools -------------------------------------------------------------------- */
+
+static int parse_msg_tools(valid *v, textjob *j, json_t *m, int idx, backend_msg *out, bool openai);
+static int check_tool_results(valid *v, textjob *j);
+
+int textgen_parse_messages_tools(valid *v, textjob *j, json_t *b, bool openai) {
+    json_t *msgs = json_object_get(b, "messages");
+    if (!valid_ok(v) || !j->msgs || !json_is_array(msgs)) return 0;
+    for (int i = 0; i < j->req.n_messages; i++)
+        if (parse_msg_tools(v, j, json_array_get(msgs, (size_t)i), i, &j->msgs[i], openai) < 0) return -1;
+    return check_tool_results(v, j);
+}
+
+static bool tool_name_ok(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > 64) return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' ||
+              *s == '-'))
+            return false;
+    return true;
+}
+
+/* tools: [{type: "function", function: {name, description?, parameters?,
+ * strict?}}] (Ollama's type may be left out). */
+static int parse_tool_list(valid *v, textjob *j, json_t *tools, bool openai) {
+    if (!json_is_array(tools)) {
+        valid_add(v, "tools", "list_type", "tools should be a list of {type: 'function', function: {...}} objects");
+        return -1;
+    }
+    size_t n = json_array_size(tools), i;
+    if (n > API_MAX_TOOLS) {
+        valid_add(v, "tools", "too_long", "List should have at most %d items", API_MAX_TOOLS);
+        return -1;
+    }
+    if (n == 0) return 0;
+    backend_tool *out = textjob_alloc(j, n, sizeof *out);
+    if (!out) {
+        valid_add(v, "tools", "memory", "Out of memory reading the tools");
+        return -1;
+    }
+    json_t *t;
+    json_array_foreach(tools, i, t) {
+        char f[64];
+        snprintf(f, sizeof f, "tools.%zu", i);
+        json_t *type = json_object_get(t, "type"), *fn = json_object_get(t, "function");
+        if (!json_is_object(t) || (type && !json_is_string(type)) || (!type && openai)) {
+            valid_add(v, f, "model_type", "Each tool should be an object {type: 'function', function: {...}}");
+            return -1;
+        }
+        if (type && strcmp(json_string_value(type), "function")) {
+            snprintf(f, sizeof f, "tools.%zu.type", i);
+            valid_add(v, f, "enum", "Tool type '%.40s' is not supported: only 'function'", json_string_value(type));
+            return -1;
+        }
+        snprintf(f, sizeof f, "tools.%zu.function", i);
+        if (!json_is_object(fn)) {
+            valid_add(v, f, fn ? "model_type" : "missing", "Each tool needs a function object {name, parameters}");
+            return -1;
+        }
+        const char *name = json_string_value(json_object_get(fn, "name"));
+        json_t *desc = json_object_get(fn, "description"), *params = json_object_get(fn, "parameters");
+        snprintf(f, sizeof f, "tools.%zu.function.name", i);
+        if (!name || !tool_name_ok(name)) {
+            valid_add(v, f, name ? "string_pattern_mismatch" : "missing",
+                      "A function name is 1 to 64 of a-z, A-Z, 0-9, underscore and dash");
+            return -1;
+        }
+        for (size_t k = 0; k < i; k++)
+            if (!strcmp(out[k].name, name)) {
+                valid_add(v, f, "duplicate", "Two tools are named '%s'", name);
+                return -1;
+            }
+        snprintf(f, sizeof f, "tools.%zu.function.description", i);
+        if (desc && !json_is_null(desc) && !json_is_string(desc)) {
+            valid_add(v, f, "string_type", "Input should be a valid string");
+            return -1;
+        }
+        snprintf(f, sizeof f, "tools.%zu.function.parameters", i);
+        if (params && !json_is_null(params) && !json_is_object(params)) {
+            valid_add(v, f, "model_type", "parameters should be a JSON Schema object");
+            return -1;
+        }
+        if (json_is_object(params) && check_schema(v, f, params) < 0) return -1;
+        out[i] = (backend_tool){name, json_string_value(desc), json_is_object(params) ? params : NULL,
+                                json_is_true(json_object_get(fn, "strict"))};
+    }
+    j->req.tools = out;
+    j->req.n_tools = (int)n;
+    return 1;
+}
+
+/* tool_choice: "none" | "auto" | "required" | {type: "function", function: {name}}. */
+static int parse_tool_choice(valid *v, textjob *j, json_t *tc) {
+    backend_gen_req *q = &j->req;
+    if (!tc || json_is_null(tc)) return 0;
+    const char *s = json_string_value(tc);
+    if (s && !strcmp(s, "none")) q->tool_choice = BACKEND_TOOLS_NONE;
+    else if (s && !strcmp(s, "auto")) q->tool_choice = BACKEND_TOOLS_AUTO;
+    else if (s && !strcmp(s, "required")) q->tool_choice = BACKEND_TOOLS_REQUIRED;
+    else if (json_is_object(tc) && json_is_string(json_object_get(json_object_get(tc, "function"), "name")) &&
+             !strcmp(json_string_value(json_object_get(tc, "type")) ? json_string_value(json_object_get(tc, "type")) : "",
+                     "function")) {
+        q->tool_choice = BACKEND_TOOLS_NAMED;
+        q->tool_choice_name = json_string_value(json_object_get(json_object_get(tc, "function"), "name"));
+    } else {
+        valid_add(v, "tool_choice", "enum",
+                  "tool_choice should be 'none', 'auto', 'required' or {type: 'function', function: {name}}");
+        return -1;
+    }
+    if ((q->tool_choice == BACKEND_TOOLS_REQUIRED || q->tool_choice == BACKEND_TOOLS_NAMED) && q->n_tools == 0) {
+        valid_add(v, "tool_choice", "missing_tools", "tool_choice '%s' needs tools",
+                  q->tool_choice == BACKEND_TOOLS_REQUIRED ? "required" : "function");
+        return -1;
+    }
+    if (q->tool_choice == BACKEND_TOOLS_NAMED) {
+        for (int i = 0; i < q->n_tools; i++)
+            if (!strcmp(q->tools[i].name, q->tool_choice_name)) return 1;
+        valid_add(v, "tool_choice", "unknown_tool", "tool_choice names '%.64s', which is not one of the tools",
+                  q->tool_choice_name);
+        return -1;
+    }
+    return 1;
+}
+
+int textgen_parse_tools(valid *v, textjob *j, json_t *b, bool openai) {
+    j->req.parallel_tool_calls = true;
+    json_t *tools = json_object_get(b, "tools");
+    if (tools && !json_is_null(tools) && parse_tool_list(v, j, tools, openai) < 0) return -1;
+    if (!openai) return 1;
+    bool par = true;
+    if (valid_bool(v, b, "parallel_tool_calls", false, &par) < 0) return -1;
+    j->req.parallel_tool_calls = par;
+    return parse_tool_choice(v, j, json_object_get(b, "tool_choice"));
+}
+
+/* An assistant message's tool_calls: OpenAI [{id, type, function: {name,
+ * arguments: string}}], Ollama [{function: {name, arguments: object}}]. */
+static int parse_msg_tools(valid *v, textjob *j, json_t *m, int idx, backend_msg *out, bool openai) {
+    char f[80];
+    json_t *calls = json_object_get(m, "tool_calls");
+    if (calls && !json_is_null(calls)) {
+        snprintf(f, sizeof f, "messages.%d.tool_calls", idx);
+        if (!json_is_array(calls) || json_array_size(calls) > API_MAX_TOOLS ||
+            strcmp(out->role ? out->role : "", "assistant")) {
+            valid_add(v, f, "list_type", "tool_calls should be a list (of at most %d calls) on an assistant message",
+                      API_MAX_TOOLS);
+            return -1;
+        }
+        size_t n = json_array_size(calls), i;
+        backend_tool_call *tc = textjob_alloc(j, n ? n : 1, sizeof *tc);
+        if (!tc) return -1;
+        json_t *c;
+        json_array_foreach(calls, i, c) {
+            snprintf(f, sizeof f, "messages.%d.tool_calls.%zu", idx, i);
+            json_t *fn = json_object_get(c, "function"), *args = json_object_get(fn, "arguments");
+            const char *name = json_string_value(json_object_get(fn, "name"));
+            const char *id = json_string_value(json_object_get(c, "id"));
+            if (!json_is_object(c) || !name || (openai && !id)) {
+                valid_add(v, f, "model_type", "Each call should be {%sfunction: {name, arguments}}",
+                          openai ? "id, type: 'function', " : "");
+                return -1;
+            }
+            const char *text;
+            if (json_is_string(args) && openai) {
+                text = json_string_value(args);
+            } else if (json_is_object(args) || (!args && !openai)) {
+                char *d = args ? json_dumps(args, JSON_COMPACT) : NULL;
+                text = d ? textjob_adopt(j, d) : "{}";
+                if (!text) return -1;
+            } else {
+                valid_add(v, f, "arguments_type", "function.arguments should be %s",
+                          openai ? "a string of JSON" : "an object");
+                return -1;
+            }
+            char made[40];
+            if (!id) {
+                backend_call_id(made, sizeof made);
+                id = textjob_adopt(j, smp_strdup(made));
+                if (!id) return -1;
+            }
+            tc[i] = (backend_tool_call){id, name, text};
+        }
+        out->tool_calls = tc;
+        out->n_tool_calls = (int)n;
+    }
+    const char *key = openai ? "tool_call_id" : "tool_name";
+    json_t *ref = json_object_get(m, key);
+    if (ref && !json_is_null(ref)) {
+        snprintf(f, sizeof f, "messages.%d.%s", idx, key);
+        if (!json_is_string(ref) || strcmp(out->role, "tool")) {
+            valid_add(v, f, "string_type", "%s is a string, on a tool message", key);
+            return -1;
+        }
+        if (openai) out->tool_call_id = json_string_value(ref);
+        else out->tool_name = json_string_value(ref);
+    } else if (openai && out->role && !strcmp(out->role, "tool")) {
+        snprintf(f, sizeof f, "messages.%d.tool_call_id", idx);
+        valid_add(v, f, "missing", "A tool message needs the tool_call_id of the call it answers");
+        return -1;
+    }
+    return 1;
+}
+
+static int check_tool_results(valid *v, textjob *j) {
+    backend_gen_req *q = &j->req;
+    for (int i = 0; i < q->n_messages; i++) {
+        backend_msg *m = &j->msgs[i];
+        if (strcmp(m->role, "tool") || (!m->tool_call_id && !m->tool_name)) continue;
+        bool found = false;
+        for (int k = i - 1; k >= 0 && !found; k--)
+            for (int c = 0; c < j->msgs[k].n_tool_calls && !found; c++) {
+                const backend_tool_call *call = &j->msgs[k].tool_calls[c];
+                if (m->tool_call_id ? !strcmp(call->id, m->tool_call_id) : !strcmp(call->name, m->tool_name)) {
+                    found = true;
+                    if (!m->tool_name) m->tool_name = call->name;
+                    if (!m->tool_call_id) m->tool_call_id = call->id;
+                }
+            }
+        if (!found) {
+            char f[64];
+            snprintf(f, sizeof f, "messages.%d.%s", i, m->tool_call_id ? "tool_call_id" : "tool_name");
+            valid_add(v, f, "unknown_call", "No assistant message before it made a call %s '%.64s'",
+                      m->tool_call_id ? "with id" : "of", m->tool_call_id ? m->tool_call_id : m->tool_name);
+            return -1;
+        }
+    }
+    return 1;
+}
+
 int textgen_parse_ids(valid *v, textjob *j, json_t *obj, const char *field) {
     json_t *x = json_object_get(obj, field);
     if (!x || json_is_null(x)) return 0;
@@ -348,10 +582,83 @@ static int on_token(void *ud, const char *piece, size_t len) {
     return write_frame(j, f) != 0;
 }
 
+/* Streamed tool calls. OpenAI: a chunk per event, as OpenAI sends them
+ * (index, id, type and name with empty arguments first, then argument
+ * pieces). Ollama: one chunk per call once it is complete. */
+static json_t *call_json(const textjob *j, int index, const char *id, const char *name, const char *args);
+
+static int on_tool(void *ud, const backend_tool_event *e) {
+    textjob *j = ud;
+    json_t *delta;
+    if (j->kind == TG_OPENAI_CHAT) {
+        json_t *call;
+        if (e->name) {
+            call = call_json(j, e->index, e->id, e->name, "");
+            json_object_set_new(call, "index", json_integer(e->index));
+        } else if (e->args_len) {
+            call = json_pack("{s:i,s:{s:s%}}", "index", e->index, "function", "arguments", e->args, e->args_len);
+        } else {
+            return 0;
+        }
+        delta = json_pack("{s:[o]}", "tool_calls", call);
+        if (!j->started) {
+            json_object_set_new(delta, "role", json_string("assistant"));
+            json_object_set_new(delta, "content", json_null());
+        }
+    } else {
+        if (e->name) {
+            snprintf(j->call_name, sizeof j->call_name, "%s", e->name);
+            buf_reset(&j->call_args);
+        }
+        if (e->args_len && buf_append(&j->call_args, e->args, e->args_len)) return 1;
+        if (!e->done) return 0;
+        json_t *call = call_json(j, e->index, "", j->call_name, j->call_args.data ? j->call_args.data : "{}");
+        delta = json_pack("{s:s,s:s,s:[o]}", "role", "assistant", "content", "", "tool_calls", call);
+    }
+    json_t *f;
+    if (j->kind == TG_OPENAI_CHAT) {
+        f = json_pack("{s:s,s:s,s:i,s:s,s:[{s:i,s:o,s:n}]}", "id", j->id, "object", "chat.completion.chunk", "created",
+                      (int)j->created, "model", j->model, "choices", "index", 0, "delta", delta, "finish_reason");
+    } else {
+        char ts[40];
+        util_iso8601(util_wall_seconds(), ts, sizeof ts);
+        f = json_pack("{s:s,s:s,s:o,s:b}", "model", j->model, "created_at", ts, "message", delta, "done", 0);
+    }
+    if (!j->started) {
+        j->started = true;
+        bool ndjson = j->kind == TG_OLLAMA_CHAT;
+        return open_stream(j, ndjson ? "application/x-ndjson" : "text/event-stream", f) != 0;
+    }
+    return write_frame(j, f) != 0;
+}
+
 static bool job_cancelled(void *ud) { return http_client_gone(((textjob *)ud)->r); }
 
-static const char *finish_reason(const backend_gen_result *res) {
-    return !strcmp(res->done_reason, "length") ? "length" : "stop";
+static bool is_openai(const textjob *j) { return j->kind == TG_OPENAI_CHAT || j->kind == TG_OPENAI_COMPLETION; }
+
+/* OpenAI says "tool_calls" when the answer calls tools; Ollama says "stop". */
+static const char *finish_reason(const textjob *j, const backend_gen_result *res) {
+    if (!strcmp(res->done_reason, "length")) return "length";
+    return !strcmp(res->done_reason, "tool_calls") && is_openai(j) ? "tool_calls" : "stop";
+}
+
+/* One call in the client's dialect: OpenAI {id, type, function: {name,
+ * arguments: string}}, Ollama {function: {index, name, arguments: object}}. */
+static json_t *call_json(const textjob *j, int index, const char *id, const char *name, const char *args) {
+    if (is_openai(j))
+        return json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", id, "type", "function", "function", "name", name, "arguments",
+                         args);
+    json_t *a = json_loads(args, 0, NULL);
+    return json_pack("{s:{s:i,s:s,s:o}}", "function", "index", index, "name", name, "arguments",
+                     a ? a : json_object());
+}
+
+static json_t *calls_json(const textjob *j, const backend_gen_result *res) {
+    json_t *a = json_array();
+    for (int i = 0; i < res->n_tool_calls; i++)
+        json_array_append_new(a, call_json(j, i, res->tool_calls[i].id, res->tool_calls[i].name,
+                                           res->tool_calls[i].arguments));
+    return a;
 }
 
 /* The complete (non-streamed) answer, or the final stream frame's stats. */
@@ -364,12 +671,17 @@ static json_t *stats_json(textjob *j, const backend_gen_result *res, const char 
                                   res->completion_tokens, "total_tokens", res->prompt_tokens + res->completion_tokens);
         json_t *choice;
         if (j->kind == TG_OPENAI_CHAT)
-            choice = final_frame ? json_pack("{s:i,s:{},s:s}", "index", 0, "delta", "finish_reason", finish_reason(res))
+            choice = final_frame ? json_pack("{s:i,s:{},s:s}", "index", 0, "delta", "finish_reason", finish_reason(j, res))
                                  : json_pack("{s:i,s:{s:s,s:s},s:n,s:s}", "index", 0, "message", "role", "assistant",
-                                             "content", text, "logprobs", "finish_reason", finish_reason(res));
+                                             "content", text, "logprobs", "finish_reason", finish_reason(j, res));
         else
             choice = json_pack("{s:i,s:s,s:n,s:s}", "index", 0, "text", final_frame ? "" : text, "logprobs",
-                               "finish_reason", finish_reason(res));
+                               "finish_reason", finish_reason(j, res));
+        if (j->kind == TG_OPENAI_CHAT && !final_frame && res->n_tool_calls > 0) {
+            json_t *msg = json_object_get(choice, "message");
+            json_object_set_new(msg, "tool_calls", calls_json(j, res));
+            if (!*text) json_object_set_new(msg, "content", json_null());
+        }
         const char *object = j->kind == TG_OPENAI_CHAT ? (final_frame ? "chat.completion.chunk" : "chat.completion")
                                                         : "text_completion";
         o = json_pack("{s:s,s:s,s:i,s:s,s:[o],s:s}", "id", j->id, "object", object, "created", (int)j->created,
@@ -382,9 +694,12 @@ static json_t *stats_json(textjob *j, const backend_gen_result *res, const char 
         break;
     }
     o = json_pack("{s:s,s:s,s:b,s:s}", "model", j->model, "created_at", j->created_at, "done", 1, "done_reason",
-                  finish_reason(res));
-    if (is_chat(j))
-        json_object_set_new(o, "message", json_pack("{s:s,s:s}", "role", "assistant", "content", final_frame ? "" : text));
+                  finish_reason(j, res));
+    if (is_chat(j)) {
+        json_t *msg = json_pack("{s:s,s:s}", "role", "assistant", "content", final_frame ? "" : text);
+        if (!final_frame && res->n_tool_calls > 0) json_object_set_new(msg, "tool_calls", calls_json(j, res));
+        json_object_set_new(o, "message", msg);
+    }
     else
         json_object_set_new(o, "response", json_string(final_frame ? "" : text));
     if (!is_chat(j)) {
@@ -450,6 +765,7 @@ static void run_job(void *arg) {
     http_req *r = j->r;
     j->req.cancelled = job_cancelled;
     j->req.cancel_ud = j;
+    if (j->stream) j->req.on_tool = on_tool;
     backend_gen_result res;
     memset(&res, 0, sizeof res);
     const char *served_by = "";

@@ -118,6 +118,16 @@ int textgen_parse_ollama_format(struct valid *v, json_t *obj, backend_gen_req *r
 /* llama.cpp's `grammar` (GBNF text), parsed once here so a bad grammar is a
  * 400 with its line and column; not together with response_format. */
 int textgen_parse_grammar(struct valid *v, json_t *obj, backend_gen_req *req);
+/* Tool calling. textgen_parse_tools reads tools (and for OpenAI
+ * tool_choice and parallel_tool_calls); every parameter schema is compiled
+ * once, so one the engine cannot enforce is refused naming it.
+ * textgen_parse_messages_tools, after the messages' roles and contents,
+ * reads each message's tool_calls (assistant) and tool_call_id (OpenAI) or
+ * tool_name (Ollama) (tool), and checks that every tool result answers a
+ * call made before it. */
+#define API_MAX_TOOLS 128
+int textgen_parse_tools(struct valid *v, textjob *j, json_t *body, bool openai);
+int textgen_parse_messages_tools(struct valid *v, textjob *j, json_t *body, bool openai);
 /* Parse "context"-style arrays of token ids (owned by the job). */
 int textgen_parse_ids(struct valid *v, textjob *j, json_t *obj, const char *field);
 /* Send an error for a backend code in r's dialect (404/422/502/503 + Retry-After). */

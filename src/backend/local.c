@@ -35,6 +35,7 @@
 #include "engine/gguf.h"
 #include "engine/model.h"
 #include "engine/tokenizer.h"
+#include "engine/tools.h"
 #include "obs/metrics.h"
 
 #define MAX_CATALOG 512
@@ -464,15 +465,111 @@ static void release(local_state *st, loaded *l) {
 
 /* ---- operations ------------------------------------------------------------ */
 
+/* Tool calls in the text as it is generated: content goes out until the
+ * style's trigger (text that may still turn out to begin it is held back);
+ * after it, the call section is scanned on every piece and each call goes
+ * out as events (id and name, argument pieces, done). */
+typedef struct {
+    bool on;               /* tools are in play */
+    tool_style st;
+    const char *trigger;
+    bool at_start, call_now;
+    bool triggered, never;
+    size_t sent;           /* content bytes sent */
+    buf text;              /* everything generated */
+    buf sec;               /* the call section (LLAMA3: "{" first) */
+    char ids[TOOLS_MAX_CALLS][40];
+    size_t args_sent[TOOLS_MAX_CALLS];
+    bool head_sent[TOOLS_MAX_CALLS], done_sent[TOOLS_MAX_CALLS];
+} tool_watch;
+
 typedef struct {
     backend_token_fn on_token;
     void *ud;
     const backend_gen_req *req;
+    tool_watch tw;
 } stream_ctx;
+
+static const char *call_id(tool_watch *tw, int i) {
+    if (!tw->ids[i][0]) backend_call_id(tw->ids[i], sizeof tw->ids[i]);
+    return tw->ids[i];
+}
+
+/* Start the section at text offset `at` (the trigger's end). */
+static int section_begin(tool_watch *tw, size_t at) {
+    tw->triggered = true;
+    buf_reset(&tw->sec);
+    if (tw->st == TOOL_STYLE_LLAMA3 && buf_putc(&tw->sec, '{')) return -1;
+    return at < tw->text.len ? buf_append(&tw->sec, tw->text.data + at, tw->text.len - at) : 0;
+}
+
+/* Find the trigger in what has been generated; returns how many content
+ * bytes are certain (not part of a trigger). */
+static size_t watch_content(tool_watch *tw) {
+    if (tw->triggered) return tw->sent;
+    if (tw->call_now) {
+        section_begin(tw, 0);
+        return 0;
+    }
+    if (tw->never) return tw->text.len;
+    size_t keep;
+    bool never;
+    long at = gen_find_trigger(tw->trigger, tw->at_start, tw->text.data ? tw->text.data : "", tw->text.len, &keep,
+                               &never);
+    if (never) tw->never = true;
+    if (at < 0) return tw->text.len - keep;
+    section_begin(tw, (size_t)at + strlen(tw->trigger));
+    return (size_t)at;
+}
+
+static int send_calls(stream_ctx *sc) {
+    tool_watch *tw = &sc->tw;
+    tools_scanned calls[TOOLS_MAX_CALLS];
+    int n = tools_scan(tw->st, tw->sec.data ? tw->sec.data : "", tw->sec.len, calls, TOOLS_MAX_CALLS);
+    for (int i = 0; i < n; i++) {
+        tools_scanned *c = &calls[i];
+        backend_tool_event e = {.index = i, .args = ""};
+        if (!c->has_name || tw->done_sent[i]) continue;
+        if (!tw->head_sent[i]) {
+            char name[128];
+            snprintf(name, sizeof name, "%.*s", (int)(c->name_len < 127 ? c->name_len : 127), tw->sec.data + c->name_off);
+            e.id = call_id(tw, i);
+            e.name = name;
+            tw->head_sent[i] = true;
+            if (sc->req->on_tool(sc->ud, &e)) return 1;
+            e.id = e.name = NULL;
+        }
+        if (c->args_started && c->args_len > tw->args_sent[i]) {
+            e.args = tw->sec.data + c->args_off + tw->args_sent[i];
+            e.args_len = c->args_len - tw->args_sent[i];
+            tw->args_sent[i] = c->args_len;
+            if (sc->req->on_tool(sc->ud, &e)) return 1;
+        }
+        if (c->done) {
+            e.args = "";
+            e.args_len = 0;
+            e.done = tw->done_sent[i] = true;
+            if (sc->req->on_tool(sc->ud, &e)) return 1;
+        }
+    }
+    return 0;
+}
 
 static int on_text(void *ud, const char *text, size_t len) {
     stream_ctx *sc = ud;
-    return sc->on_token ? sc->on_token(sc->ud, text, len) : 0;
+    tool_watch *tw = &sc->tw;
+    if (!tw->on) return sc->on_token ? sc->on_token(sc->ud, text, len) : 0;
+    bool was = tw->triggered;
+    size_t before = tw->text.len;
+    if (buf_append(&tw->text, text, len)) return 1;
+    if (was && buf_append(&tw->sec, tw->text.data + before, len)) return 1;
+    size_t upto = watch_content(tw);
+    if (upto > tw->sent) {
+        int rc = sc->on_token ? sc->on_token(sc->ud, tw->text.data + tw->sent, upto - tw->sent) : 0;
+        tw->sent = upto;
+        if (rc) return rc;
+    }
+    return tw->triggered && sc->req->on_tool ? send_calls(sc) : 0;
 }
 
 static bool is_cancelled(void *ud) {
@@ -480,18 +577,54 @@ static bool is_cancelled(void *ud) {
     return sc->req->cancelled && sc->req->cancelled(sc->req->cancel_ud);
 }
 
+/* The tools shown to the model (none with tool choice "none"). */
+static int shown_tools(const backend_gen_req *req) {
+    return req->tool_choice == BACKEND_TOOLS_NONE ? 0 : req->n_tools;
+}
+
+static bool must_call(const backend_gen_req *req) {
+    return shown_tools(req) > 0 && (req->tool_choice == BACKEND_TOOLS_REQUIRED || req->tool_choice == BACKEND_TOOLS_NAMED);
+}
+
+/* The request's tools in the engine's terms (owned; NULL when out of memory). */
+static tool_def *tool_defs(const backend_gen_req *req) {
+    tool_def *tools = smp_calloc((size_t)req->n_tools + 1, sizeof *tools);
+    for (int i = 0; tools && i < req->n_tools; i++)
+        tools[i] = (tool_def){req->tools[i].name, req->tools[i].description, req->tools[i].parameters};
+    return tools;
+}
+
+/* The conversation with its tools, in the family's tool style. */
+static int render_chat(const loaded *l, const backend_gen_req *req, buf *out, char *err, size_t errlen) {
+    int n = req->n_messages, nt = shown_tools(req), rc = -SMP_E_NOMEM;
+    tool_msg *msgs = smp_calloc((size_t)n, sizeof *msgs);
+    tool_def *tools = tool_defs(req);
+    int ncalls = 0;
+    for (int i = 0; i < n; i++) ncalls += req->messages[i].n_tool_calls;
+    tool_call *calls = smp_calloc((size_t)ncalls + 1, sizeof *calls);
+    if (msgs && tools && calls) {
+        tool_call *c = calls;
+        for (int i = 0; i < n; i++) {
+            const backend_msg *m = &req->messages[i];
+            msgs[i] = (tool_msg){m->role, m->content, c, m->n_tool_calls, m->tool_call_id, m->tool_name};
+            for (int k = 0; k < m->n_tool_calls; k++)
+                *c++ = (tool_call){m->tool_calls[k].id, m->tool_calls[k].name, m->tool_calls[k].arguments};
+        }
+        rc = tools_render(l->family, tools, nt, msgs, n, must_call(req), l->bos_text, l->eos_text, out, err, errlen);
+    }
+    smp_free(msgs);
+    smp_free(tools);
+    smp_free(calls);
+    return rc;
+}
+
 /* The prompt text for a request, rendered with the model's chat template. */
 static int build_prompt(const loaded *l, const backend_gen_req *req, buf *out, bool *templated, char *err,
                         size_t errlen) {
     *templated = false;
     if (req->messages) {
-        chat_msg *msgs = smp_calloc((size_t)req->n_messages, sizeof *msgs);
-        if (!msgs) return -SMP_E_NOMEM;
-        for (int i = 0; i < req->n_messages; i++) msgs[i] = (chat_msg){req->messages[i].role, req->messages[i].content};
-        int rc = chat_render(l->family, msgs, req->n_messages, true, l->bos_text, l->eos_text, out, err, errlen);
-        smp_free(msgs);
         *templated = l->family != CHAT_FAMILY_NONE;
-        return rc;
+        return render_chat(l, req, out, err, errlen);
     }
     if (req->raw || l->family == CHAT_FAMILY_NONE) {
         /* Plain completion: the system text, if any, goes first. */
@@ -500,10 +633,49 @@ static int build_prompt(const loaded *l, const backend_gen_req *req, buf *out, b
     }
     chat_msg msgs[2];
     int n = 0;
-    if (req->system && *req->system) msgs[n++] = (chat_msg){"system", req->system};
-    msgs[n++] = (chat_msg){"user", req->prompt ? req->prompt : ""};
+    if (req->system && *req->system) msgs[n++] = (chat_msg){"system", req->system, NULL};
+    msgs[n++] = (chat_msg){"user", req->prompt ? req->prompt : "", NULL};
     *templated = true;
     return chat_render(l->family, msgs, n, true, l->bos_text, l->eos_text, out, err, errlen);
+}
+
+/* The calls in a finished answer: content is what came before the trigger.
+ * Only complete calls of declared tools with arguments that are JSON count;
+ * their ids are the ones streamed. */
+static int collect_calls(const backend_gen_req *req, stream_ctx *sc, backend_gen_result *out) {
+    tool_watch *tw = &sc->tw;
+    size_t content = tw->text.len;
+    buf_reset(&tw->text);
+    if (out->text_len && buf_append(&tw->text, out->text, out->text_len)) return -SMP_E_NOMEM;
+    tw->triggered = tw->never = false;
+    content = watch_content(tw);
+    if (!tw->triggered) return 0;
+    tools_scanned calls[TOOLS_MAX_CALLS];
+    int n = tools_scan(tw->st, tw->sec.data ? tw->sec.data : "", tw->sec.len, calls, TOOLS_MAX_CALLS);
+    for (int i = 0; i < n; i++) {
+        tools_scanned *c = &calls[i];
+        if (!c->done || !c->has_name) continue;
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)(c->name_len < 127 ? c->name_len : 127), tw->sec.data + c->name_off);
+        bool known = false;
+        for (int k = 0; k < req->n_tools; k++) known |= !strcmp(req->tools[k].name, name);
+        char *args = smp_malloc(c->args_len + 1);
+        if (!args) return -SMP_E_NOMEM;
+        if (c->args_started) memcpy(args, tw->sec.data + c->args_off, c->args_len);
+        args[c->args_started ? c->args_len : 0] = '\0';
+        json_t *parsed = c->args_started ? json_loads(args, JSON_DECODE_ANY, NULL) : json_object();
+        int rc = known && json_is_object(parsed) ? backend_result_add_call(out, call_id(tw, i), name, args) : 0;
+        json_decref(parsed);
+        smp_free(args);
+        if (rc) return rc;
+    }
+    if (out->n_tool_calls > 0) {
+        while (content > 0 && strchr(" \t\r\n", out->text[content - 1])) content--;
+        out->text[content] = '\0';
+        out->text_len = content;
+        if (!strcmp(out->done_reason, "stop")) out->done_reason = "tool_calls";
+    }
+    return 0;
 }
 
 static int local_generate(backend *b, const backend_gen_req *req, backend_token_fn on_token, void *ud,
@@ -534,6 +706,14 @@ static int local_generate(backend *b, const backend_gen_req *req, backend_token_
     grammar *g = NULL;
     size_t n = 0;
     bool templated;
+    stream_ctx sc = {on_token, ud, req, {.on = shown_tools(req) > 0 && req->messages}};
+    buf_init(&sc.tw.text, 0);
+    buf_init(&sc.tw.sec, 0);
+    if (sc.tw.on) {
+        sc.tw.st = tools_style(l->family);
+        sc.tw.trigger = tools_trigger(sc.tw.st, &sc.tw.at_start);
+        sc.tw.call_now = must_call(req);
+    }
     rc = build_prompt(l, req, &prompt, &templated, err, errlen);
     if (rc != 0) goto done;
     /* A prompt that cannot fit is refused before it is tokenized (a 30 MB
@@ -568,7 +748,6 @@ static int local_generate(backend *b, const backend_gen_req *req, backend_token_
         all[i] = req->context[i];
     }
     if (n) memcpy(all + req->n_context, ids, n * sizeof *ids);
-    stream_ctx sc = {on_token, ud, req};
     gen_params gp = {
         .sampling = {.temperature = (float)req->temperature,
                      .top_k = req->top_k,
@@ -596,7 +775,34 @@ static int local_generate(backend *b, const backend_gen_req *req, backend_token_
     gp.n_stop = ns;
     gen_result gr;
     char gerr[256];
-    if (req->json_schema || req->json_object || req->grammar) {
+    if (sc.tw.on && (req->json_schema || req->json_object || req->grammar)) {
+        snprintf(err, errlen, "local: tools together with response_format, format or grammar are not supported by "
+                              "the built-in engine (send one or the other)");
+        rc = -SMP_E_NOT_IMPLEMENTED;
+        goto done;
+    }
+    if (sc.tw.on) {
+        /* Calls keep to their grammar: from the first token when a call is
+         * required, else from the moment the model opens one. */
+        tool_def *defs = tool_defs(req);
+        rc = defs ? tools_grammar(sc.tw.st, defs, req->n_tools,
+                                  req->tool_choice == BACKEND_TOOLS_NAMED ? req->tool_choice_name : NULL,
+                                  req->parallel_tool_calls, &g, gerr, sizeof gerr)
+                  : -SMP_E_NOMEM;
+        smp_free(defs);
+        if (rc == 0 && !l->gvocab) rc = grammar_vocab_new(l->tok, &l->gvocab);
+        if (rc != 0) {
+            snprintf(err, errlen, "%s", rc == -SMP_E_NOMEM ? "local: out of memory preparing the tool grammar" : gerr);
+            if (rc == -SMP_E_VALIDATION) rc = -SMP_E_NOT_IMPLEMENTED;
+            goto done;
+        }
+        gp.grammar = g;
+        gp.grammar_vocab = l->gvocab;
+        if (!sc.tw.call_now) {
+            gp.grammar_trigger = sc.tw.trigger;
+            gp.trigger_at_start = sc.tw.at_start;
+        }
+    } else if (req->json_schema || req->json_object || req->grammar) {
         /* Structured output: sampling keeps to the schema's grammar (the
          * API layer compiled it already, so this is a cache hit) or to the
          * request's own GBNF. */
@@ -627,6 +833,15 @@ static int local_generate(backend *b, const backend_gen_req *req, backend_token_
     out->load_ns = fresh ? t_loaded - t0 : 0;
     out->total_ns = util_now_ns() - t0;
     out->done_reason = gr.done_reason;
+    if (sc.tw.on) {
+        /* Content held back as a possible trigger that never came. */
+        if (on_token && !sc.tw.triggered && sc.tw.text.len > sc.tw.sent)
+            on_token(ud, sc.tw.text.data + sc.tw.sent, sc.tw.text.len - sc.tw.sent);
+        if ((rc = collect_calls(req, &sc, out)) != 0) {
+            gen_result_free(&gr);
+            goto done;
+        }
+    }
     metrics_llm_ttft(req->model, (double)(t_loaded - t0 + gr.first_token_ns) / 1e9);
     if (gr.n_gen > 0 && gr.gen_ns > 0) metrics_llm_tokens_per_second(req->model, gr.n_gen / (gr.gen_ns / 1e9));
     gen_result_free(&gr);
@@ -634,6 +849,8 @@ static int local_generate(backend *b, const backend_gen_req *req, backend_token_
 done:
     release(st, l);
     grammar_free(g);
+    buf_free(&sc.tw.text);
+    buf_free(&sc.tw.sec);
     buf_free(&prompt);
     smp_free(ids);
     smp_free(all);

@@ -60,8 +60,13 @@ static void refuse_tool(emitter *e, const char *family, int i) {
 
 /* ---- families with a turn per message ------------------------------------ */
 
+static void put_prefix(emitter *e, const chat_msg *m) {
+    if (m->prefix) put(e, m->prefix);
+}
+
 static void render_chatml(emitter *e, const chat_msg *m, int n, bool gen) {
     for (int i = 0; i < n; i++) {
+        put_prefix(e, &m[i]);
         put(e, "<|im_start|>");
         put(e, m[i].role);
         put(e, "\n");
@@ -73,6 +78,7 @@ static void render_chatml(emitter *e, const chat_msg *m, int n, bool gen) {
 
 static void render_llama3(emitter *e, const chat_msg *m, int n, bool gen) {
     for (int i = 0; i < n; i++) {
+        put_prefix(e, &m[i]);
         put(e, "<|start_header_id|>");
         put(e, role_id(m[i].role) == ROLE_TOOL ? "ipython" : m[i].role);
         put(e, "<|end_header_id|>\n\n");
@@ -85,6 +91,7 @@ static void render_llama3(emitter *e, const chat_msg *m, int n, bool gen) {
 static void render_phi3(emitter *e, const chat_msg *m, int n, bool gen) {
     for (int i = 0; i < n; i++) {
         if (role_id(m[i].role) == ROLE_TOOL) refuse_tool(e, "phi3", i);
+        put_prefix(e, &m[i]);
         put(e, "<|");
         put(e, m[i].role);
         put(e, "|>\n");
@@ -97,6 +104,7 @@ static void render_phi3(emitter *e, const chat_msg *m, int n, bool gen) {
 static void render_none(emitter *e, const chat_msg *m, int n, bool gen) {
     static const char *const label[] = {"System: ", "User: ", "Assistant: ", "Tool: "};
     for (int i = 0; i < n; i++) {
+        put_prefix(e, &m[i]);
         put(e, label[role_id(m[i].role)]);
         put(e, text_of(&m[i]));
         put(e, "\n");
@@ -214,6 +222,7 @@ static void render_merged(emitter *e, const merged_family *fam, const chat_msg *
     pending_sys ps = {.n = 0};
     bool first = true;
     for (int i = 0; i < n; i++) {
+        if ((chat_role)role_id(m[i].role) != ROLE_SYSTEM) put_prefix(e, &m[i]);
         switch ((chat_role)role_id(m[i].role)) {
         case ROLE_SYSTEM:
             sys_add(e, &ps, text_of(&m[i]));
@@ -226,7 +235,8 @@ static void render_merged(emitter *e, const merged_family *fam, const chat_msg *
             fam->assistant(e, text_of(&m[i]), eos);
             break;
         case ROLE_TOOL:
-            refuse_tool(e, fam->name, i);
+            if (fam == &fam_mistral) put(e, text_of(&m[i])); /* [TOOL_RESULTS] ... written by tools.c */
+            else refuse_tool(e, fam->name, i);
             break;
         }
         first = false;

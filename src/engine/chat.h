@@ -33,7 +33,9 @@
  * "trim" strips ASCII whitespace (Jinja strips Unicode whitespace too).
  *
  * Roles: "system", "user", "assistant", and "tool" for CHATML (role "tool"),
- * LLAMA3 (role "ipython", the Llama 3.1 convention) and NONE ("Tool:"). */
+ * LLAMA3 (role "ipython", the Llama 3.1 convention), NONE ("Tool:") and
+ * MISTRAL (the content as is: tools.c writes it as [TOOL_RESULTS] ...).
+ * Tool definitions and calls are folded into these messages by tools.c. */
 #ifndef SMP_CHAT_H
 #define SMP_CHAT_H
 
@@ -56,6 +58,8 @@ typedef enum {
 typedef struct {
     const char *role;    /* borrowed, NUL-terminated */
     const char *content; /* borrowed, NUL-terminated; NULL counts as "" */
+    const char *prefix;  /* raw text written just before this message's turn (may be NULL;
+                            tools.c puts Mistral's [AVAILABLE_TOOLS] block here) */
 } chat_msg;
 
 /* The family of a tokenizer.chat_template (NULL or unrecognised: NONE). A

@@ -1,6 +1,7 @@
 /* generate.c - see generate.h. Where the time goes: model_ctx_eval (the
  * prompt batch, then one token per step); sampling and detokenizing are
  * microseconds per token. */
+#define _GNU_SOURCE /* memmem */
 #include "generate.h"
 
 #include <stdio.h>
@@ -15,6 +16,53 @@ void gen_result_free(gen_result *r) {
     buf_free(&r->text);
     smp_free(r->tokens);
     r->tokens = NULL;
+}
+
+long gen_find_trigger(const char *t, bool at_start, const char *s, size_t len, size_t *keep, bool *never) {
+    size_t tl = strlen(t);
+    *keep = 0;
+    *never = false;
+    if (at_start) {
+        size_t at = 0;
+        while (at < len && (s[at] == ' ' || s[at] == '\n' || s[at] == '\t' || s[at] == '\r')) at++;
+        size_t have = len - at < tl ? len - at : tl;
+        if (strncmp(s + at, t, have)) {
+            *never = true;
+            return -1;
+        }
+        if (have == tl) return (long)at;
+        *keep = len; /* blanks, then perhaps the start of it */
+        return -1;
+    }
+    const char *hit = len >= tl ? memmem(s, len, t, tl) : NULL;
+    if (hit) return (long)(hit - s);
+    for (size_t k = tl - 1 < len ? tl - 1 : len; k > 0; k--)
+        if (!memcmp(s + len - k, t, k)) {
+            *keep = k;
+            break;
+        }
+    return -1;
+}
+
+/* A waiting grammar (gen_params.grammar_trigger): once the trigger is in
+ * text, start the matcher on what follows it. */
+static int arm_on_trigger(const gen_params *p, const buf *text, bool *waiting, grammar_matcher **gm, char *err,
+                          size_t errlen) {
+    const char *s = text->data ? text->data : "";
+    size_t keep;
+    bool never;
+    long at = gen_find_trigger(p->grammar_trigger, p->trigger_at_start, s, text->len, &keep, &never);
+    if (never) *waiting = false;
+    if (at < 0) return 0;
+    *waiting = false;
+    int rc = grammar_matcher_new(p->grammar, gm, err, errlen);
+    if (rc != 0) return rc;
+    size_t rest = (size_t)at + strlen(p->grammar_trigger);
+    if (rest < text->len && !grammar_matcher_accept_bytes(*gm, s + rest, text->len - rest)) {
+        grammar_matcher_free(*gm); /* the text already went elsewhere: leave it free */
+        *gm = NULL;
+    }
+    return 0;
 }
 
 /* Send text[*emitted .. upto) to the caller. Returns non-zero to cancel. */
@@ -52,8 +100,9 @@ int gen_run(model_ctx *ctx, const tokenizer *tok, const int32_t *prompt, int n_p
     float *saved = NULL; /* the logits before sampling, for a masked second draw */
     int rc = -SMP_E_NOMEM;
     if (!logits || !out->tokens || !s) goto fail;
+    bool waiting = p->grammar && p->grammar_trigger; /* the grammar starts at its trigger */
     if (p->grammar) {
-        if ((rc = grammar_matcher_new(p->grammar, &gm, err, errlen)) != 0) goto fail;
+        if (!waiting && (rc = grammar_matcher_new(p->grammar, &gm, err, errlen)) != 0) goto fail;
         rc = -SMP_E_NOMEM;
         if (!gv && grammar_vocab_new(tok, &own_vocab) != 0) goto fail;
         if (!gv) gv = own_vocab;
@@ -138,6 +187,7 @@ int gen_run(model_ctx *ctx, const tokenizer *tok, const int32_t *prompt, int n_p
             reason = "cancelled";
             break;
         }
+        if (waiting && (rc = arm_on_trigger(p, &out->text, &waiting, &gm, err, errlen)) != 0) goto fail;
         if (gm && grammar_matcher_is_complete(gm)) { /* only the end is left */
             reason = "stop";
             break;

@@ -35,6 +35,13 @@ typedef struct {
      * full mask is computed only when the draw is refused (grammar.c says why). */
     const grammar *grammar;
     const grammar_vocab *grammar_vocab;
+    /* With a trigger the grammar waits: the text is free until the trigger
+     * appears in it (anywhere, or with trigger_at_start only as the first
+     * non-blank text), and the grammar then holds for what follows the
+     * trigger (tool calls: tools.h). If the text already written after the
+     * trigger does not fit the grammar, it is not applied at all. */
+    const char *grammar_trigger;
+    bool trigger_at_start;
 } gen_params;
 
 typedef struct {
@@ -55,5 +62,11 @@ typedef struct {
 int gen_run(model_ctx *ctx, const tokenizer *tok, const int32_t *prompt, int n_prompt, const gen_params *p,
             gen_result *out, char *err, size_t errlen);
 void gen_result_free(gen_result *r);
+
+/* Where trigger t starts in s[0..len) (the rules of gen_params'
+ * grammar_trigger), or -1. Then *keep is how many trailing bytes may still
+ * turn out to begin it (a stream holds them back) and *never says that with
+ * at_start it can no longer come. */
+long gen_find_trigger(const char *t, bool at_start, const char *s, size_t len, size_t *keep, bool *never);
 
 #endif

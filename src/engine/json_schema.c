@@ -1008,6 +1008,22 @@ int json_schema_to_gbnf(const json_t *schema, char **gbnf, char *err, size_t err
     return finish(&c, gbnf);
 }
 
+int json_schema_rules(const json_t *const *schemas, int n, const char *const *paths, char **gbnf, char *err,
+                      size_t errlen) {
+    *gbnf = NULL;
+    jsc c = {.err = err, .errlen = errlen};
+    buf_init(&c.out, 0);
+    for (int i = 0; i < n && !c.rc && !c.nomem; i++) {
+        /* $refs are local to each schema: forget the previous one's. */
+        for (int k = 0; k < c.n_refs; k++) smp_free(c.refs[k].key);
+        c.n_refs = 0;
+        c.root = schemas[i];
+        int top = gen(&c, schemas[i], paths[i]);
+        if (top >= 0) put(&c, &c.out, "schema%d ::= s%d\n", i, top);
+    }
+    return finish(&c, gbnf);
+}
+
 /* ---- the cache ---- */
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -61,6 +61,12 @@
 /* GBNF text for the schema (owned: smp_free). -SMP_E_VALIDATION with the
  * reason in err, or -SMP_E_NOMEM. */
 int json_schema_to_gbnf(const json_t *schema, char **gbnf, char *err, size_t errlen);
+/* Several schemas in one GBNF text with no root: schema<i> ::= ... is the
+ * rule for schemas[i] (paths[i] names it in errors, e.g. "tools.0.function
+ * .parameters"); the caller adds a root and may use the rule ws (see the
+ * output notes above) only if it writes it itself. */
+int json_schema_rules(const json_t *const *schemas, int n, const char *const *paths, char **gbnf, char *err,
+                      size_t errlen);
 /* A compiled grammar for the schema (cached). */
 int json_schema_compile(const json_t *schema, grammar **out, char *err, size_t errlen);
 /* "json_object" mode: any JSON object. */
