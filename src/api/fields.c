@@ -13,7 +13,6 @@
 
 /* Messages shared by several tables. */
 #define NO_FUNCTIONS "the legacy functions API is not supported: use tools and tool_choice"
-#define NO_LOGPROBS "log probabilities are not supported yet"
 #define NO_FIM "fill-in-the-middle (suffix) is not supported yet"
 #define NO_THINK "thinking (reasoning apart from the answer) is not supported yet"
 
@@ -29,6 +28,7 @@
 #define OPENAI_TEXT                                                                                   \
     SAMPLING, USED("max_tokens"), USED("max_completion_tokens"), USED("stream_options"),             \
         USED("response_format"), USED("grammar") /* llama.cpp's server takes GBNF here too */,        \
+        USED("logprobs") /* chat: a bool; completions: 0..5 alternatives */, USED("logit_bias"),      \
         NO_EFFECT("user"), REFUSED("n", "[1]", "only n=1 is supported (one choice per request)")
 
 static const field_rule openai_chat[] = {
@@ -44,9 +44,7 @@ static const field_rule openai_chat[] = {
     USED("parallel_tool_calls"),
     REFUSED("functions", "[[]]", NO_FUNCTIONS),
     REFUSED("function_call", "[\"none\",\"auto\"]", NO_FUNCTIONS),
-    REFUSED("logprobs", "[false]", NO_LOGPROBS),
-    REFUSED("top_logprobs", "[0]", NO_LOGPROBS),
-    REFUSED("logit_bias", "[{}]", "logit bias is not supported yet"),
+    USED("top_logprobs"),
     REFUSED("modalities", "[[\"text\"]]", "only [\"text\"] output is supported"),
     REFUSED("audio", NULL, "audio output is not supported"),
     REFUSED("prediction", NULL, "predicted outputs are not supported"),
@@ -74,8 +72,6 @@ static const field_rule openai_completion[] = {
     REFUSED("best_of", "[1]", "only best_of=1 is supported"),
     REFUSED("echo", "[false]", "echoing the prompt is not supported yet"),
     REFUSED("suffix", "[\"\"]", NO_FIM),
-    REFUSED("logprobs", NULL, NO_LOGPROBS),
-    REFUSED("logit_bias", "[{}]", "logit bias is not supported yet"),
     {NULL, 0, NULL, NULL},
 };
 
@@ -89,7 +85,7 @@ static const field_rule openai_embed[] = {
     USED("model"), USED("stream"), USED("options"), NO_EFFECT("keep_alive"), NO_EFFECT("truncate"),           \
         USED("format"), REFUSED("think", "[false]", NO_THINK),                        \
         REFUSED("shift", "[false]", "context shifting is not supported (generation stops at the context's end)"), \
-        REFUSED("logprobs", "[false]", NO_LOGPROBS), REFUSED("top_logprobs", "[0]", NO_LOGPROBS),               \
+        USED("logprobs"), USED("top_logprobs"),                                                                \
         REFUSED("debug_render_only", "[false]", "debug rendering is not supported")
 
 static const field_rule ollama_generate[] = {

@@ -75,6 +75,7 @@ static void generate(http_req *r) {
     valid_bool(&v, b, "raw", false, &q->raw);
     parse_options(&v, b, q);
     textgen_parse_ollama_format(&v, b, q);
+    textgen_parse_logprobs(&v, b, q);
     textgen_parse_ids(&v, j, b, "context");
     json_t *images = json_object_get(b, "images");
     if (images && !json_is_null(images) && !json_is_array(images)) {
@@ -112,6 +113,7 @@ static void chat(http_req *r) {
     valid_bool(&v, b, "stream", false, &stream);
     parse_options(&v, b, textjob_req(j));
     textgen_parse_ollama_format(&v, b, textjob_req(j));
+    textgen_parse_logprobs(&v, b, textjob_req(j));
     json_t *msgs = json_object_get(b, "messages");
     if (valid_ok(&v) && (!msgs || json_is_null(msgs) || (json_is_array(msgs) && !json_array_size(msgs)))) {
         valid_free(&v);

@@ -34,6 +34,7 @@ static void parse_common(valid *v, json_t *b, textjob *j, const char **model, bo
     textgen_parse_stop(v, b, "stop", q);
     textgen_parse_response_format(v, b, q);
     textgen_parse_grammar(v, b, q);
+    textgen_parse_logit_bias(v, j, b);
     json_t *so = json_object_get(b, "stream_options");
     if (json_is_object(so) && json_is_true(json_object_get(so, "include_usage"))) textjob_set_include_usage(j, true);
 }
@@ -140,6 +141,7 @@ static void chat_completions(http_req *r) {
     fields_check(&v, b, &fields_openai_chat, "");
     fields_check_list(&v, b, "messages", &fields_openai_message);
     parse_common(&v, b, j, &model, &stream);
+    textgen_parse_logprobs(&v, b, textjob_req(j));
     textgen_parse_tools(&v, j, b, true);
     if (api_openai_parse_messages(&v, j, b) > 0) textgen_parse_messages_tools(&v, j, b, true);
     textjob_finish(j, &v, stream, model);
@@ -190,6 +192,7 @@ static void completions(http_req *r) {
     q->max_tokens = 16; /* OpenAI's default for completions */
     fields_check(&v, b, &fields_openai_completion, "");
     parse_common(&v, b, j, &model, &stream);
+    textgen_parse_completion_logprobs(&v, b, q);
     q->raw = true;
     json_t *p = json_object_get(b, "prompt");
     if (json_is_array(p) && json_array_size(p) == 1) p = json_array_get(p, 0);

@@ -18,6 +18,7 @@
 #include "core/valid.h"
 #include "core/workq.h"
 #include "engine/json_schema.h"
+#include "engine/sampler.h"
 #include "obs/metrics.h"
 
 struct textjob {
@@ -39,6 +40,8 @@ struct textjob {
     /* Ollama streams each tool call whole: the one being received. */
     buf call_args;
     char call_name[80];
+    json_t *lp_pending; /* streamed log probabilities waiting for their text */
+    size_t lp_offset;   /* completions' text_offset: answer bytes so far */
 };
 
 static workq *pool;
@@ -105,6 +108,7 @@ void textjob_set_include_usage(textjob *j, bool on) { j->include_usage = on; }
 void textjob_free(textjob *j) {
     if (!j) return;
     json_decref(j->body);
+    json_decref(j->lp_pending);
     smp_free(j->msgs);
     smp_free(j->ids);
     buf_free(&j->call_args);
@@ -478,6 +482,78 @@ static int check_tool_results(valid *v, textjob *j) {
     return 1;
 }
 
+int textgen_parse_logprobs(valid *v, json_t *obj, backend_gen_req *req) {
+    bool on = false;
+    long long top = 0;
+    if (valid_bool(v, obj, "logprobs", false, &on) < 0) return -1;
+    if (valid_int(v, obj, "top_logprobs", false, 0, SAMPLER_MAX_TOP_LOGPROBS, &top) < 0) return -1;
+    if (top > 0 && !on) {
+        valid_add(v, "top_logprobs", "invalid_value", "top_logprobs needs logprobs set to true");
+        return -1;
+    }
+    req->logprobs = on;
+    req->top_logprobs = (int)top;
+    return on;
+}
+
+int textgen_parse_completion_logprobs(valid *v, json_t *obj, backend_gen_req *req) {
+    long long top;
+    int rc = valid_int(v, obj, "logprobs", false, 0, 5, &top);
+    if (rc == 1) {
+        req->logprobs = true;
+        req->top_logprobs = (int)top;
+    }
+    return rc;
+}
+
+/* A token id as OpenAI writes it: decimal digits, no sign, fits int32. */
+static bool parse_token_id(const char *s, int32_t *out) {
+    long long n = 0;
+    if (!*s || strlen(s) > 10) return false;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9') return false;
+        n = n * 10 + (*s - '0');
+    }
+    if (n > INT32_MAX) return false;
+    *out = (int32_t)n;
+    return true;
+}
+
+int textgen_parse_logit_bias(valid *v, textjob *j, json_t *obj) {
+    json_t *x = json_object_get(obj, "logit_bias");
+    if (!x || json_is_null(x)) return 0;
+    if (!json_is_object(x) || json_object_size(x) > TEXTGEN_MAX_LOGIT_BIAS) {
+        valid_add(v, "logit_bias", "dict_type", "logit_bias should be an object of at most %d token ids to numbers",
+                  TEXTGEN_MAX_LOGIT_BIAS);
+        return -1;
+    }
+    size_t n = json_object_size(x);
+    backend_logit_bias *b = textjob_alloc(j, n ? n : 1, sizeof *b);
+    if (!b) {
+        valid_add(v, "logit_bias", "memory", "Out of memory reading logit_bias");
+        return -1;
+    }
+    const char *key;
+    json_t *val;
+    int k = 0;
+    json_object_foreach(x, key, val) {
+        if (!parse_token_id(key, &b[k].id)) {
+            valid_add(v, "logit_bias", "invalid_key", "logit_bias keys should be token ids (non-negative integers), "
+                      "not '%.40s'", key);
+            return -1;
+        }
+        if (!json_is_number(val) || json_number_value(val) < -100 || json_number_value(val) > 100) {
+            valid_add(v, "logit_bias", "invalid_value", "logit_bias values should be numbers from -100 to 100 "
+                      "(token %.40s)", key);
+            return -1;
+        }
+        b[k++].bias = (float)json_number_value(val);
+    }
+    j->req.logit_bias = b;
+    j->req.n_logit_bias = k;
+    return k > 0;
+}
+
 int textgen_parse_ids(valid *v, textjob *j, json_t *obj, const char *field) {
     json_t *x = json_object_get(obj, field);
     if (!x || json_is_null(x)) return 0;
@@ -541,6 +617,53 @@ static json_t *piece_json(textjob *j, const char *piece, size_t len) {
     }
 }
 
+/* ---- log probabilities: the backend's entries ([{token, logprob, bytes,
+ * top_logprobs}], OpenAI chat's own format) in each dialect ---------------- */
+
+/* Completions' legacy format: {tokens, token_logprobs, top_logprobs:
+ * [{token: logprob}], text_offset} (byte offsets, running on from frame to
+ * frame while streaming). */
+static json_t *legacy_logprobs(textjob *j, const json_t *entries) {
+    json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offsets = json_array();
+    size_t i, k;
+    json_t *e, *t;
+    json_array_foreach(entries, i, e) {
+        json_t *top = json_object();
+        json_array_foreach(json_object_get(e, "top_logprobs"), k, t)
+            json_object_set(top, json_string_value(json_object_get(t, "token")), json_object_get(t, "logprob"));
+        json_array_append(tokens, json_object_get(e, "token"));
+        json_array_append(lps, json_object_get(e, "logprob"));
+        json_array_append_new(tops, top);
+        json_array_append_new(offsets, json_integer((json_int_t)j->lp_offset));
+        j->lp_offset += json_array_size(json_object_get(e, "bytes"));
+    }
+    return json_pack("{s:o,s:o,s:o,s:o}", "tokens", tokens, "token_logprobs", lps, "top_logprobs", tops,
+                     "text_offset", offsets);
+}
+
+/* Put entries (NULL: none) into a frame or answer of j's dialect, when the
+ * request asked for them: OpenAI choices[0].logprobs, Ollama logprobs. */
+static void attach_logprobs(textjob *j, json_t *frame, const json_t *entries) {
+    if (!j->req.logprobs || !frame) return;
+    json_t *none = entries ? NULL : json_array();
+    if (!entries) entries = none;
+    json_t *choice = json_array_get(json_object_get(frame, "choices"), 0);
+    if (j->kind == TG_OPENAI_CHAT)
+        json_object_set_new(choice, "logprobs", json_pack("{s:O,s:n}", "content", entries, "refusal"));
+    else if (j->kind == TG_OPENAI_COMPLETION)
+        json_object_set_new(choice, "logprobs", legacy_logprobs(j, entries));
+    else if (j->kind == TG_OLLAMA_GENERATE || j->kind == TG_OLLAMA_CHAT)
+        json_object_set(frame, "logprobs", (json_t *)entries);
+    json_decref(none);
+}
+
+/* Streaming: entries arrive just before the text they belong to. */
+static int job_on_logprobs(void *ud, const json_t *entries) {
+    textjob *j = ud;
+    if (!j->lp_pending && !(j->lp_pending = json_array())) return 1;
+    return json_array_extend(j->lp_pending, (json_t *)entries) != 0;
+}
+
 /* One frame: "data: {...}\n\n" (SSE) or "{...}\n" (NDJSON). */
 static int frame_bytes(textjob *j, json_t *o, buf *b) {
     char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
@@ -573,6 +696,9 @@ static int open_stream(textjob *j, const char *ctype, json_t *first) {
 static int on_token(void *ud, const char *piece, size_t len) {
     textjob *j = ud;
     json_t *f = piece_json(j, piece, len);
+    attach_logprobs(j, f, j->lp_pending);
+    json_decref(j->lp_pending);
+    j->lp_pending = NULL;
     if (!j->started) {
         /* The first frame goes out with the headers (one wake-up, not two). */
         bool ndjson = j->kind == TG_OLLAMA_GENERATE || j->kind == TG_OLLAMA_CHAT;
@@ -717,6 +843,7 @@ static json_t *stats_json(textjob *j, const backend_gen_result *res, const char 
 }
 
 static void stream_finish(textjob *j, const backend_gen_result *res) {
+    if (j->lp_pending && on_token(j, "", 0) != 0) return; /* entries of tokens with no text left */
     if (!j->started) { /* nothing was generated: open the stream now */
         bool ndjson = j->kind == TG_OLLAMA_GENERATE || j->kind == TG_OLLAMA_CHAT;
         json_t *first = j->kind == TG_OPENAI_CHAT ? piece_json(j, "", 0) : NULL;
@@ -766,6 +893,7 @@ static void run_job(void *arg) {
     j->req.cancelled = job_cancelled;
     j->req.cancel_ud = j;
     if (j->stream) j->req.on_tool = on_tool;
+    j->req.on_logprobs = j->stream && j->req.logprobs ? job_on_logprobs : NULL;
     backend_gen_result res;
     memset(&res, 0, sizeof res);
     const char *served_by = "";
@@ -792,6 +920,7 @@ static void run_job(void *arg) {
         goto out;
     }
     json_t *o = stats_json(j, &res, res.text ? res.text : "", false);
+    attach_logprobs(j, o, res.logprobs);
     buf b;
     buf_init(&b, 0);
     if (valid_dump(o, JSON_COMPACT | JSON_ENSURE_ASCII, &b) == 0) {
@@ -844,6 +973,17 @@ static json_t *key_stop(const backend_gen_req *q) {
     return a;
 }
 
+/* {"id": bias}: the order the client wrote them in does not matter. */
+static json_t *key_bias(const backend_gen_req *q) {
+    json_t *o = json_object();
+    for (int i = 0; i < q->n_logit_bias; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "%d", (int)q->logit_bias[i].id);
+        json_object_set_new(o, id, json_real(q->logit_bias[i].bias));
+    }
+    return o;
+}
+
 /* Images go in as SHA-256 digests of their decoded bytes. */
 static json_t *key_messages(const backend_gen_req *q) {
     json_t *a = json_array();
@@ -870,6 +1010,7 @@ static json_t *key_messages(const backend_gen_req *q) {
 #define KEY_MSGS(m) key_messages(q)
 #define KEY_STOP(m) key_stop(q)
 #define KEY_JSON(m) (q->m ? json_incref((json_t *)q->m) : json_null())
+#define KEY_BIAS(m) key_bias(q)
 #define KEY_FIELD(m, kind) json_object_set_new(k, #m, KEY_##kind(m));
 
 void textgen_cache_key(textjob_kind kind, const backend_gen_req *q, char out[CACHE_KEY_MAX]) {

@@ -77,7 +77,7 @@ int textgen_submit(http_req *r, void (*fn)(void *), void *arg);
  * n_messages, has_seed, n_stop are read with it; cancelled and cancel_ud
  * shape nothing). Kinds: STR (may be NULL), BOOL, INT, NUM (double), SEED
  * (with has_seed), IDS (context), MSGS (roles, contents, image digests),
- * STOP. tests/unit/test_textgen.c changes each member in turn and expects a
+ * STOP, JSON, BIAS (with n_logit_bias). tests/unit/test_textgen.c changes each member in turn and expects a
  * new key; tests/e2e/text_api.test.mjs sends a body change for every row. */
 #define TEXTGEN_KEY_FIELDS(X) \
     X(model, STR)             \
@@ -98,7 +98,10 @@ int textgen_submit(http_req *r, void (*fn)(void *), void *arg);
     X(stop, STOP)             \
     X(json_object, BOOL)      \
     X(json_schema, JSON)      \
-    X(grammar, STR)
+    X(grammar, STR)           \
+    X(logprobs, BOOL)         \
+    X(top_logprobs, INT)      \
+    X(logit_bias, BIAS)
 
 /* The cache key of a generate/chat request of this kind (cache type chat or
  * inference by kind); "" when memory ran out (see cache_key). */
@@ -128,6 +131,17 @@ int textgen_parse_grammar(struct valid *v, json_t *obj, backend_gen_req *req);
 #define API_MAX_TOOLS 128
 int textgen_parse_tools(struct valid *v, textjob *j, json_t *body, bool openai);
 int textgen_parse_messages_tools(struct valid *v, textjob *j, json_t *body, bool openai);
+/* Log probabilities. OpenAI chat and Ollama: logprobs (bool) and
+ * top_logprobs (0..20, above 0 only with logprobs: true, else 400 naming
+ * top_logprobs). OpenAI completions: logprobs is the number of alternatives
+ * (0..5; null: off). Return 1 on, 0 off or absent, -1 invalid (recorded). */
+int textgen_parse_logprobs(struct valid *v, json_t *obj, backend_gen_req *req);
+int textgen_parse_completion_logprobs(struct valid *v, json_t *obj, backend_gen_req *req);
+/* OpenAI's logit_bias: an object of token ids (decimal strings) to biases
+ * in [-100, 100], at most TEXTGEN_MAX_LOGIT_BIAS of them (held by the job).
+ * Ids are checked against the vocabulary by the backend. */
+#define TEXTGEN_MAX_LOGIT_BIAS 300
+int textgen_parse_logit_bias(struct valid *v, textjob *j, json_t *obj);
 /* Parse "context"-style arrays of token ids (owned by the job). */
 int textgen_parse_ids(struct valid *v, textjob *j, json_t *obj, const char *field);
 /* Send an error for a backend code in r's dialect (404/422/502/503 + Retry-After). */

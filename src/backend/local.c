@@ -488,6 +488,7 @@ typedef struct {
     void *ud;
     const backend_gen_req *req;
     tool_watch tw;
+    const tokenizer *tok;
 } stream_ctx;
 
 static const char *call_id(tool_watch *tw, int i) {
@@ -570,6 +571,47 @@ static int on_text(void *ud, const char *text, size_t len) {
         if (rc) return rc;
     }
     return tw->triggered && sc->req->on_tool ? send_calls(sc) : 0;
+}
+
+/* OpenAI's floor for a probability too small to write (JSON has no -inf). */
+#define LOGPROB_FLOOR -9999.0
+
+/* {token, logprob, bytes}: token is the text (control tokens by name, a part
+ * of a UTF-8 character as U+FFFD), bytes its exact bytes. */
+static json_t *token_json(const tokenizer *t, int32_t id, float logprob) {
+    size_t len;
+    const char *p = tok_piece(t, id, true, &len);
+    json_t *bytes = json_array();
+    for (size_t i = 0; i < len; i++) json_array_append_new(bytes, json_integer((unsigned char)p[i]));
+    buf text;
+    buf_init(&text, 0);
+    tok_decode(t, &id, 1, TOK_DECODE_SPECIAL, &text);
+    json_t *o = json_pack("{s:s%,s:f,s:o}", "token", text.data ? text.data : "", text.len, "logprob",
+                          logprob >= LOGPROB_FLOOR ? (double)logprob : LOGPROB_FLOOR, "bytes", bytes);
+    buf_free(&text);
+    return o;
+}
+
+/* The result's logprobs format (backend.h) for lp[0..n); NULL when out of memory. */
+static json_t *logprob_entries(const tokenizer *t, const gen_logprob *lp, int n) {
+    json_t *a = json_array();
+    for (int i = 0; a && i < n; i++) {
+        json_t *e = token_json(t, lp[i].id, lp[i].logprob), *top = json_array();
+        for (int k = 0; k < lp[i].n_top; k++) json_array_append_new(top, token_json(t, lp[i].top[k].id, lp[i].top[k].logprob));
+        if (!e || !top || json_object_set_new(e, "top_logprobs", top) || json_array_append_new(a, e)) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+static int on_logprobs(void *ud, const gen_logprob *lp, int n) {
+    stream_ctx *sc = ud;
+    json_t *a = logprob_entries(sc->tok, lp, n);
+    int rc = a ? sc->req->on_logprobs(sc->ud, a) : 1;
+    json_decref(a);
+    return rc;
 }
 
 static bool is_cancelled(void *ud) {
@@ -703,10 +745,11 @@ static int local_generate(backend *b, const backend_gen_req *req, backend_token_
     buf prompt;
     buf_init(&prompt, 0);
     int32_t *ids = NULL, *all = NULL;
+    gen_bias *bias = NULL;
     grammar *g = NULL;
     size_t n = 0;
     bool templated;
-    stream_ctx sc = {on_token, ud, req, {.on = shown_tools(req) > 0 && req->messages}};
+    stream_ctx sc = {on_token, ud, req, {.on = shown_tools(req) > 0 && req->messages}, l->tok};
     buf_init(&sc.tw.text, 0);
     buf_init(&sc.tw.sec, 0);
     if (sc.tw.on) {
@@ -762,7 +805,19 @@ static int local_generate(backend *b, const backend_gen_req *req, backend_token_
         .on_text = on_text,
         .cancelled = is_cancelled,
         .ud = &sc,
+        .logprobs = req->logprobs,
+        .top_logprobs = req->top_logprobs,
+        .on_logprobs = req->logprobs && req->on_logprobs && on_token ? on_logprobs : NULL,
     };
+    if (req->n_logit_bias > 0) {
+        if (!(bias = smp_malloc((size_t)req->n_logit_bias * sizeof *bias))) {
+            rc = -SMP_E_NOMEM;
+            goto done;
+        }
+        for (int i = 0; i < req->n_logit_bias; i++) bias[i] = (gen_bias){req->logit_bias[i].id, req->logit_bias[i].bias};
+        gp.bias = bias;
+        gp.n_bias = req->n_logit_bias;
+    }
     const char *stops[BACKEND_MAX_STOP + 8];
     int ns = 0;
     for (int i = 0; i < req->n_stop; i++) stops[ns++] = req->stop[i];
@@ -842,6 +897,11 @@ static int local_generate(backend *b, const backend_gen_req *req, backend_token_
             goto done;
         }
     }
+    if (req->logprobs && !(out->logprobs = logprob_entries(l->tok, gr.logprobs, gr.n_logprobs))) {
+        gen_result_free(&gr);
+        rc = -SMP_E_NOMEM;
+        goto done;
+    }
     metrics_llm_ttft(req->model, (double)(t_loaded - t0 + gr.first_token_ns) / 1e9);
     if (gr.n_gen > 0 && gr.gen_ns > 0) metrics_llm_tokens_per_second(req->model, gr.n_gen / (gr.gen_ns / 1e9));
     gen_result_free(&gr);
@@ -854,6 +914,7 @@ done:
     buf_free(&prompt);
     smp_free(ids);
     smp_free(all);
+    smp_free(bias);
     return rc;
 }
 

@@ -260,9 +260,12 @@ void registry_model_name(const char *requested, model_kind kind, char *out, size
     snprintf(out, n, "%s", local_builtin_model());
 }
 
+/* What a backend streams goes through here, so the registry knows whether
+ * anything reached the client; the request's own callbacks get their ud. */
 typedef struct {
     backend_token_fn fn;
     void *ud;
+    const backend_gen_req *req;
     bool produced;
 } relay;
 
@@ -272,6 +275,18 @@ static int relay_token(void *ud, const char *piece, size_t len) {
     return r->fn ? r->fn(r->ud, piece, len) : 0;
 }
 
+static int relay_logprobs(void *ud, const json_t *entries) {
+    relay *r = ud;
+    r->produced = true;
+    return r->req->on_logprobs(r->ud, entries);
+}
+
+static int relay_tool(void *ud, const backend_tool_event *e) {
+    relay *r = ud;
+    r->produced = true;
+    return r->req->on_tool(r->ud, e);
+}
+
 int registry_generate(const backend_gen_req *req, backend_token_fn on_token, void *ud, backend_gen_result *out,
                       const char **served_by, char *err, size_t errlen) {
     backend *cands[REGISTRY_MAX];
@@ -279,12 +294,15 @@ int registry_generate(const backend_gen_req *req, backend_token_fn on_token, voi
     if (n == 0) return -SMP_E_NOT_FOUND;
     if (n < 0) return n;
     int rc = -SMP_E_UNAVAILABLE;
+    backend_gen_req q = *req;
+    if (req->on_logprobs) q.on_logprobs = relay_logprobs;
+    if (req->on_tool) q.on_tool = relay_tool;
     for (int i = 0; i < n; i++) {
-        relay r = {on_token, ud, false};
+        relay r = {on_token, ud, req, false};
         *served_by = cands[i]->ops->name;
         /* No callback means nobody streams: the backend may then ask for one
          * whole answer, and nothing reached the client if it fails. */
-        rc = cands[i]->ops->generate(cands[i], req, on_token ? relay_token : NULL, &r, out, err, errlen);
+        rc = cands[i]->ops->generate(cands[i], &q, on_token ? relay_token : NULL, &r, out, err, errlen);
         if (rc != -SMP_E_UNAVAILABLE || r.produced) return rc;
         if (i + 1 < n) log_warn("%s unreachable for '%s' (%s): falling back to %s", cands[i]->ops->name, req->model, err,
                                 cands[i + 1]->ops->name);

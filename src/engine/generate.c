@@ -4,6 +4,8 @@
 #define _GNU_SOURCE /* memmem */
 #include "generate.h"
 
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,7 +17,10 @@ void gen_result_free(gen_result *r) {
     if (!r) return;
     buf_free(&r->text);
     smp_free(r->tokens);
+    smp_free(r->logprobs);
     r->tokens = NULL;
+    r->logprobs = NULL;
+    r->n_logprobs = 0;
 }
 
 long gen_find_trigger(const char *t, bool at_start, const char *s, size_t len, size_t *keep, bool *never) {
@@ -65,8 +70,53 @@ static int arm_on_trigger(const gen_params *p, const buf *text, bool *waiting, g
     return 0;
 }
 
-/* Send text[*emitted .. upto) to the caller. Returns non-zero to cancel. */
-static int emit(const gen_params *p, gen_result *r, size_t *emitted, size_t upto) {
+/* ---- log probabilities: each entry learns where its text ends once no
+ * byte of it is held back by the detokenizer (text_end: END_UNKNOWN until
+ * then), and goes to the caller once the text sent reaches that end. */
+
+#define END_UNKNOWN SIZE_MAX
+
+static int lp_add(gen_result *r, int *cap, const gen_logprob *e) {
+    if (r->n_logprobs == *cap) {
+        int nc = *cap ? *cap * 2 : 64;
+        gen_logprob *a = smp_realloc(r->logprobs, (size_t)nc * sizeof *a);
+        if (!a) return -SMP_E_NOMEM;
+        r->logprobs = a;
+        *cap = nc;
+    }
+    r->logprobs[r->n_logprobs++] = *e;
+    return 0;
+}
+
+/* Nothing is held back: every token so far ends within text[0..len). */
+static void lp_settle(gen_result *r, size_t len) {
+    for (int i = r->n_logprobs; i-- > 0 && r->logprobs[i].text_end == END_UNKNOWN;) r->logprobs[i].text_end = len;
+}
+
+/* A stop string cut the answer at cut: keep the tokens that start before
+ * it (the last one may run into the stop string), ending there at most. */
+static void lp_cut(gen_result *r, size_t cut) {
+    size_t start = 0;
+    int keep = 0;
+    while (keep < r->n_logprobs && start < cut) {
+        gen_logprob *e = &r->logprobs[keep++];
+        start = e->text_end;
+        if (e->text_end > cut) e->text_end = cut;
+    }
+    r->n_logprobs = keep;
+}
+
+/* Hand the caller the entries not sent yet whose text ends by upto. */
+static int lp_send(const gen_params *p, gen_result *r, int *sent, size_t upto) {
+    int from = *sent;
+    while (*sent < r->n_logprobs && r->logprobs[*sent].text_end <= upto) (*sent)++;
+    return *sent > from && p->on_logprobs ? p->on_logprobs(p->ud, r->logprobs + from, *sent - from) : 0;
+}
+
+/* Send text[*emitted .. upto) to the caller, after the log probabilities of
+ * the tokens it completes. Returns non-zero to cancel. */
+static int emit(const gen_params *p, gen_result *r, size_t *emitted, int *lp_sent, size_t upto) {
+    if (lp_send(p, r, lp_sent, upto)) return 1;
     if (upto <= *emitted) return 0;
     int rc = p->on_text ? p->on_text(p->ud, r->text.data + *emitted, upto - *emitted) : 0;
     *emitted = upto;
@@ -89,6 +139,13 @@ int gen_run(model_ctx *ctx, const tokenizer *tok, const int32_t *prompt, int n_p
                  n_ctx);
         return -SMP_E_VALIDATION;
     }
+    for (int i = 0; i < p->n_bias; i++) {
+        if (p->bias[i].id < 0 || p->bias[i].id >= n_vocab) {
+            snprintf(err, errlen, "logit_bias: token id %d is outside the model's vocabulary (0..%d)", p->bias[i].id,
+                     n_vocab - 1);
+            return -SMP_E_VALIDATION;
+        }
+    }
     int cap = p->max_tokens > 0 && p->max_tokens < n_ctx - n_prompt ? p->max_tokens : n_ctx - n_prompt;
     float *logits = smp_malloc((size_t)n_vocab * sizeof *logits);
     out->tokens = smp_malloc((size_t)(n_prompt + cap) * sizeof *out->tokens);
@@ -98,9 +155,12 @@ int gen_run(model_ctx *ctx, const tokenizer *tok, const int32_t *prompt, int n_p
     grammar_vocab *own_vocab = NULL;
     const grammar_vocab *gv = p->grammar_vocab;
     float *saved = NULL; /* the logits before sampling, for a masked second draw */
+    float *raw = NULL;   /* the model's logits at this step, for log probabilities */
+    int lp_cap = 0, lp_sent = 0;
     int rc = -SMP_E_NOMEM;
     if (!logits || !out->tokens || !s) goto fail;
     bool waiting = p->grammar && p->grammar_trigger; /* the grammar starts at its trigger */
+    if (p->logprobs && !(raw = smp_malloc((size_t)n_vocab * sizeof *raw))) goto fail;
     if (p->grammar) {
         if (!waiting && (rc = grammar_matcher_new(p->grammar, &gm, err, errlen)) != 0) goto fail;
         rc = -SMP_E_NOMEM;
@@ -146,6 +206,15 @@ int gen_run(model_ctx *ctx, const tokenizer *tok, const int32_t *prompt, int n_p
             reason = "cancelled";
             break;
         }
+        /* Log probabilities come from the logits as the model gave them:
+         * before bias, penalties, temperature and the grammar. */
+        gen_logprob lp = {.text_end = END_UNKNOWN};
+        double lse = 0.0;
+        if (p->logprobs) {
+            lse = sampler_log_softmax_top(logits, n_vocab, p->top_logprobs, lp.top, &lp.n_top);
+            memcpy(raw, logits, (size_t)n_vocab * sizeof *logits);
+        }
+        for (int i = 0; i < p->n_bias; i++) logits[p->bias[i].id] += p->bias[i].bias;
         if (gm) memcpy(saved, logits, (size_t)n_vocab * sizeof *logits);
         int32_t id = sampler_sample(s, logits);
         if (gm && !grammar_matcher_allows(gm, gv, id)) {
@@ -170,20 +239,30 @@ int gen_run(model_ctx *ctx, const tokenizer *tok, const int32_t *prompt, int n_p
         sampler_accept(s, id);
         out->tokens[out->n_tokens++] = id;
         if (out->n_gen++ == 0) out->first_token_ns = util_now_ns() - t0;
+        if (p->logprobs) {
+            lp.id = id;
+            lp.logprob = isnan(raw[id]) ? -INFINITY : (float)(raw[id] - lse);
+            if (lp_add(out, &lp_cap, &lp) != 0) {
+                rc = -SMP_E_NOMEM;
+                goto fail;
+            }
+        }
         if (tok_stream_push(&ts, id, &out->text) != 0) {
             rc = -SMP_E_NOMEM;
             goto fail;
         }
+        if (!tok_stream_pending(&ts)) lp_settle(out, out->text.len);
         stop_result st = stop_matcher_update(sm, out->text.data ? out->text.data : "", out->text.len);
         if (st.which >= 0) {
             out->text.len = st.cut;
             if (out->text.data) out->text.data[st.cut] = '\0';
-            if (emit(p, out, &emitted, st.cut)) reason = "cancelled";
+            lp_cut(out, st.cut);
+            if (emit(p, out, &emitted, &lp_sent, st.cut)) reason = "cancelled";
             else reason = "stop";
             stopped = true;
             break;
         }
-        if (emit(p, out, &emitted, out->text.len - st.hold)) {
+        if (emit(p, out, &emitted, &lp_sent, out->text.len - st.hold)) {
             reason = "cancelled";
             break;
         }
@@ -201,7 +280,8 @@ int gen_run(model_ctx *ctx, const tokenizer *tok, const int32_t *prompt, int n_p
     }
     if (!stopped) {
         tok_stream_flush(&ts, &out->text);
-        emit(p, out, &emitted, out->text.len);
+        lp_settle(out, out->text.len);
+        emit(p, out, &emitted, &lp_sent, out->text.len);
     }
     out->gen_ns = util_now_ns() - t1;
     out->done_reason = reason;
@@ -213,6 +293,7 @@ fail:
     grammar_matcher_free(gm);
     grammar_vocab_free(own_vocab);
     smp_free(saved);
+    smp_free(raw);
     if (rc != 0) gen_result_free(out);
     return rc;
 }

@@ -6,7 +6,18 @@
  * of a stop string. Generation ends at an end-of-generation token ("stop"), a
  * completed stop string ("stop", the stop string itself is not output),
  * max_tokens or a full context ("length"), or cancellation ("cancelled":
- * on_text returned non-zero or cancelled() said so). */
+ * on_text returned non-zero or cancelled() said so).
+ *
+ * Log probabilities (when asked): for each generated token, its log
+ * probability and the most likely alternatives under the model's own
+ * distribution at that step, the log-softmax of the raw logits, before
+ * temperature, penalties, logit bias and any grammar mask (so a token the
+ * grammar or a bias forced may show a low probability). While streaming,
+ * on_logprobs gets the entries of the tokens whose text is complete in what
+ * has been sent, just before the on_text call that sends it (text held back
+ * for a stop string or a partial UTF-8 character holds its tokens back too).
+ * A stop string drops the tokens that lie wholly inside it; a token that
+ * starts before the cut and runs into the stop string is kept. */
 #ifndef SMP_GENERATE_H
 #define SMP_GENERATE_H
 
@@ -18,6 +29,21 @@
 #include "engine/model.h"
 #include "engine/sampler.h"
 #include "engine/tokenizer.h"
+
+/* A token's bias: added to its logit at every step before sampling. */
+typedef struct {
+    int32_t id;
+    float bias;
+} gen_bias;
+
+/* One generated token's log probabilities (see the top of this file). */
+typedef struct {
+    int32_t id;
+    float logprob;
+    int n_top;
+    sampler_logprob top[SAMPLER_MAX_TOP_LOGPROBS]; /* best first */
+    size_t text_end; /* gen_run's: the answer's length through this token's text */
+} gen_logprob;
 
 typedef struct {
     sampler_params sampling;
@@ -42,6 +68,17 @@ typedef struct {
      * trigger does not fit the grammar, it is not applied at all. */
     const char *grammar_trigger;
     bool trigger_at_start;
+    /* Logit bias (borrowed; an id outside the vocabulary: -SMP_E_VALIDATION
+     * naming logit_bias). Applied before the sampler, its penalties and the
+     * grammar. */
+    const gen_bias *bias;
+    int n_bias;
+    /* Record log probabilities with top_logprobs (0..SAMPLER_MAX_TOP_LOGPROBS)
+     * alternatives; costs nothing when off. on_logprobs (may be NULL; non-zero
+     * cancels) gets lp[0..n) while streaming. */
+    bool logprobs;
+    int top_logprobs;
+    int (*on_logprobs)(void *ud, const gen_logprob *lp, int n);
 } gen_params;
 
 typedef struct {
@@ -54,6 +91,8 @@ typedef struct {
     uint64_t first_token_ns;      /* from the start to the first generated token */
     uint64_t seed;                /* the sampler's seed (drawn if none was given) */
     const char *done_reason;      /* "stop" | "length" | "cancelled" (static) */
+    gen_logprob *logprobs;        /* with p->logprobs: one per token of the answer (owned) */
+    int n_logprobs;
 } gen_result;
 
 /* Run on a session (reset first). Errors: -SMP_E_VALIDATION when the prompt

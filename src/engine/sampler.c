@@ -384,6 +384,28 @@ int32_t sampler_sample(sampler *s, float *logits) {
     return c[last].id; /* rounding left target at the very top */
 }
 
+/* ---- log probabilities -------------------------------------------------- */
+
+double sampler_log_softmax_top(const float *logits, int32_t n, int k, sampler_logprob *top, int *n_top) {
+    float mx = -INFINITY;
+    for (int32_t i = 0; i < n; i++)
+        if (clean(logits[i]) > mx) mx = logits[i];
+    double lse = -INFINITY;
+    if (mx > -INFINITY) {
+        double z = 0.0;
+        for (int32_t i = 0; i < n; i++) z += exp((double)clean(logits[i]) - mx);
+        lse = mx + log(z);
+    }
+    if (k > SAMPLER_MAX_TOP_LOGPROBS) k = SAMPLER_MAX_TOP_LOGPROBS;
+    if (k > n) k = (int)n;
+    if (k < 0) k = 0;
+    cand best[SAMPLER_MAX_TOP_LOGPROBS];
+    if (k > 0) select_top(logits, n, (size_t)k, best);
+    for (int i = 0; i < k; i++) top[i] = (sampler_logprob){best[i].id, (float)(best[i].logit - lse)};
+    *n_top = k;
+    return lse;
+}
+
 /* ---- stop strings ------------------------------------------------------- */
 
 struct stop_matcher {

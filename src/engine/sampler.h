@@ -76,6 +76,25 @@ void sampler_reset(sampler *s);
 /* The seed in use (the drawn one when params.seed was SAMPLER_SEED_RANDOM). */
 uint64_t sampler_seed(const sampler *s);
 
+/* ---- log probabilities -------------------------------------------------
+ * What the model itself thinks of each token: the log-softmax of the logits
+ * as the model gave them (temperature 1), so a caller computes it before
+ * sampler_sample changes them and before any bias or grammar mask. */
+
+#define SAMPLER_MAX_TOP_LOGPROBS 20
+
+typedef struct {
+    int32_t id;
+    float logprob;
+} sampler_logprob;
+
+/* Returns log(sum over the vocabulary of exp(logit)): a token t's log
+ * probability is logits[t] minus it (NaN logits count as -inf). Also writes
+ * the k most likely tokens (k clamped to 0..SAMPLER_MAX_TOP_LOGPROBS and to
+ * n) to top[0..*n_top), best first, lower id first on ties. Costs one pass
+ * for the normaliser and one O(n log k) selection (none when k is 0). */
+double sampler_log_softmax_top(const float *logits, int32_t n, int k, sampler_logprob *top, int *n_top);
+
 /* ---- stop strings ------------------------------------------------------
  * A stop_matcher watches the text generated so far and tells the caller
  *   (a) a stop string is complete: keep text[0..cut) and end generation;

@@ -1074,6 +1074,8 @@ int tok_stream_push(tok_stream *s, int32_t id, buf *out) {
     return utf8_feed(s->pend, &s->npend, p, len, out);
 }
 
+bool tok_stream_pending(const tok_stream *s) { return s->npend > 0; }
+
 int tok_stream_flush(tok_stream *s, buf *out) {
     if (s->npend == 0) return 0;
     s->npend = 0;

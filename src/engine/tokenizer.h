@@ -120,6 +120,9 @@ typedef struct {
 
 void tok_stream_init(tok_stream *s, const tokenizer *t, unsigned flags);
 int tok_stream_push(tok_stream *s, int32_t id, buf *out);
+/* True while the end of a pushed token is held back (an incomplete
+ * character waits for the next push). */
+bool tok_stream_pending(const tok_stream *s);
 /* Emit what is held back (an incomplete character becomes U+FFFD). */
 int tok_stream_flush(tok_stream *s, buf *out);
 

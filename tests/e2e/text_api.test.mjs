@@ -83,8 +83,13 @@ const CHAT_CHANGES = {
     { messages: [{ role: 'system', content: 'Be kind' }, { role: 'user', content: 'Hi' }] }],
   ...SAMPLING_CHANGES,
 };
-// Structured output comes from the OpenAI and Ollama dialects (below).
+// Structured output, log probabilities and logit_bias come from the OpenAI
+// and Ollama dialects (below); in order, each change differs from the ones
+// before it in its own field.
 const FORMAT_CHANGES = {
+  logprobs: [{ logprobs: true }],
+  top_logprobs: [{ logprobs: true, top_logprobs: 2 }],
+  logit_bias: [{ logit_bias: { 5: -100 } }, { logit_bias: { 5: -50 } }, { logit_bias: { 6: -50 } }],
   grammar: [{ grammar: 'root ::= "a" | "b"' }],
   json_object: [{ response_format: { type: 'json_object' } }],
   json_schema: [

@@ -44,16 +44,16 @@ const top = (route, fields) => {
 };
 top('/v1/chat/completions', {
   tools: [tool], tool_choice: 'required', parallel_tool_calls: true, functions: [tool.function], function_call: 'auto2',
-  logprobs: true, top_logprobs: 2,
-  logit_bias: { 50256: -100 }, n: 2, audio: { voice: 'alloy', format: 'wav' }, modalities: ['text', 'audio'],
+  top_logprobs: 2 /* without logprobs: true */,
+  logit_bias: { x: -100 }, n: 2, audio: { voice: 'alloy', format: 'wav' }, modalities: ['text', 'audio'],
   prediction: { type: 'content', content: 'x' }, reasoning_effort: 'low', store: true, web_search_options: {},
   verbosity: 'low', service_tier: 'flex', frobnicate: 1,
 });
-top('/v1/completions', { echo: true, suffix: 'end', best_of: 2, logprobs: 1, logit_bias: { 1: 5 }, n: 3, frobnicate: 1 });
+top('/v1/completions', { echo: true, suffix: 'end', best_of: 2, logprobs: 6, logit_bias: { 1: 101 }, n: 3, frobnicate: 1 });
 top('/v1/embeddings', { frobnicate: 1 });
-top('/api/generate', { think: true, suffix: 'end', template: '{{ .Prompt }}', logprobs: true,
-  top_logprobs: 3, shift: true, debug_render_only: true, width: 512 });
-top('/api/chat', { tools: [tool], think: 'high', logprobs: true });
+top('/api/generate', { think: true, suffix: 'end', template: '{{ .Prompt }}', logprobs: 'yes',
+  top_logprobs: 3 /* without logprobs: true */, shift: true, debug_render_only: true, width: 512 });
+top('/api/chat', { tools: [tool], think: 'high', top_logprobs: 21 });
 top('/inference/generate', { tools: [tool], images: ['x'], n: 2, frobnicate: 1 });
 top('/inference/chat', { system: 'Be brief', response_format: { type: 'json_object' }, frobnicate: 1 });
 top('/embeddings/', { dimensions: 8 });
@@ -75,18 +75,19 @@ const ACCEPTED = [];
 const ok = (route, fields) => ACCEPTED.push([route, { ...ROUTES[route].base, ...fields }]);
 ok('/v1/chat/completions', {
   user: 'u1', n: 1, store: false, metadata: { a: 'b' }, stream_options: null, tools: [], tool_choice: 'none',
-  response_format: { type: 'text' }, logprobs: false, top_logprobs: 0, logit_bias: {}, parallel_tool_calls: null,
+  response_format: { type: 'text' }, logprobs: true, top_logprobs: 2, logit_bias: { 5: -1 }, parallel_tool_calls: null,
   modalities: ['text'], service_tier: 'auto', safety_identifier: 'x', prompt_cache_key: 'k', seed: 7, top_p: 0.9,
   top_k: 20, min_p: 0.05, repeat_penalty: 1.1, presence_penalty: 0.5, frequency_penalty: 0.5, stop: ['zz'],
   max_completion_tokens: 3, temperature: 0.5,
 });
 ok('/v1/chat/completions', { messages: [{ role: 'system', content: 'Be kind', name: null },
   { role: 'user', content: [{ type: 'text', text: 'Hi' }], tool_calls: [] }] });
+ok('/v1/completions', { logprobs: 2, logit_bias: { 5: 1 } });
 ok('/v1/completions', { echo: false, suffix: '', best_of: 1, n: 1, logprobs: null, logit_bias: {}, user: 'u', seed: 3,
   top_k: 10, stop: 'zz' });
 ok('/v1/embeddings', { user: 'u', encoding_format: 'float', dimensions: 4 });
 ok('/api/generate', { format: '', think: false, keep_alive: '5m', truncate: true, shift: false, suffix: '', raw: false,
-  logprobs: false, top_logprobs: 0, some_future_key: 1,
+  logprobs: true, top_logprobs: 2, some_future_key: 1,
   options: { num_predict: 3, seed: 1, top_k: 5, top_p: 0.9, min_p: 0.1, repeat_penalty: 1.1, presence_penalty: 0.1,
     frequency_penalty: 0.1, stop: ['zz'], mirostat: 0, typical_p: 1.0, tfs_z: 1, repeat_last_n: 64, num_thread: 2,
     num_batch: 64, num_gpu: 0, use_mmap: true, num_keep: 4, penalize_newline: false, unknown_opt: 1 } });

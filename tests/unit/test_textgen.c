@@ -15,9 +15,10 @@ static const char *const shaping[] = {
     "temperature", "top_p", "top_k", "min_p", "seed",                            /* sampling */
     "repeat_penalty", "presence_penalty", "frequency_penalty", "max_tokens", "stop", /* and its limits */
     "json_object", "json_schema", "grammar",                                     /* structured output */
+    "logprobs", "top_logprobs", "logit_bias",                                    /* what the answer shows */
 };
 
-typedef enum { K_STR, K_BOOL, K_INT, K_NUM, K_SEED, K_IDS, K_MSGS, K_STOP, K_JSON } key_kind;
+typedef enum { K_STR, K_BOOL, K_INT, K_NUM, K_SEED, K_IDS, K_MSGS, K_STOP, K_JSON, K_BIAS } key_kind;
 
 static const struct {
     const char *name;
@@ -34,6 +35,7 @@ static const unsigned char img_a[] = "image-a", img_b[] = "image-b";
 static const unsigned char *const imgs_a[] = {img_a}, *const imgs_b[] = {img_b};
 static const size_t img_lens[] = {sizeof img_a};
 static const int32_t ctx[] = {1, 2, 3};
+static const backend_logit_bias bias_a[] = {{5, -100}, {7, 2.5f}}, bias_b[] = {{5, -100}, {8, 2.5f}};
 
 /* Two schemas that differ in one keyword (made once, kept for the process). */
 static json_t *schema(int which) {
@@ -68,6 +70,10 @@ static backend_gen_req base(backend_msg *msgs) {
         .n_stop = 1,
         .json_schema = schema(0),
         .grammar = "root ::= \"a\"",
+        .logprobs = true,
+        .top_logprobs = 3,
+        .logit_bias = bias_a,
+        .n_logit_bias = 2,
     };
     q.stop[0] = "end";
     return q;
@@ -136,6 +142,11 @@ TEST(textgen_key_changes_with_every_field) {
                 if (var == 2) continue;
                 *(const json_t **)f = var == 0 ? schema(1) : NULL;
                 break;
+            case K_BIAS:
+                if (var == 0) q.logit_bias = bias_b; /* another token */
+                else if (var == 1) q.n_logit_bias = 1;
+                else q.n_logit_bias = 0;
+                break;
             case K_MSGS:
                 if (var == 0) msgs2[1].content = "hello";
                 else if (var == 1) msgs2[1].role = "assistant";
@@ -156,6 +167,17 @@ TEST(textgen_key_changes_with_every_field) {
     q.n_messages = 1;
     key_of(TG_SIMPLETON_GENERATE, &q, k2);
     CHECK(strcmp(k0, k2) != 0);
+}
+
+TEST(textgen_key_ignores_the_order_of_logit_bias) {
+    backend_msg msgs[2];
+    backend_gen_req q = base(msgs);
+    const backend_logit_bias turned[] = {bias_a[1], bias_a[0]};
+    char a[CACHE_KEY_MAX], b[CACHE_KEY_MAX];
+    key_of(TG_OPENAI_CHAT, &q, a);
+    q.logit_bias = turned;
+    key_of(TG_OPENAI_CHAT, &q, b);
+    CHECK_STR(a, b);
 }
 
 TEST(textgen_key_differs_per_route_and_type) {
