@@ -123,6 +123,21 @@ static int emit(const gen_params *p, gen_result *r, size_t *emitted, int *lp_sen
     return rc;
 }
 
+/* The budget rule for constrained decoding: the farthest from its end (in
+ * bytes, grammar_matcher_distance) the grammar may be after the next token
+ * when `left` tokens remain, counting this one. Every token is at least one
+ * byte, and a byte-fallback or byte-level vocabulary has a token for every
+ * byte, so while the distance is at most the tokens left some token keeps it
+ * so, and the document can always be finished in time. When the distance
+ * is already more than the tokens left (only possible from the start: the
+ * rule keeps it so afterwards) there is no limit (SIZE_MAX) and the answer
+ * may be cut ("length"), as without this rule. Cost: the distance is a sum
+ * over the live stacks' nodes (about 40 ns for nested JSON). */
+static size_t budget_reach(const grammar_matcher *gm, int left) {
+    size_t d = grammar_matcher_distance(gm);
+    return d <= (size_t)left ? (size_t)left - 1 : SIZE_MAX;
+}
+
 int gen_run(model_ctx *ctx, const tokenizer *tok, const int32_t *prompt, int n_prompt, const gen_params *p,
             gen_result *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
@@ -200,7 +215,7 @@ int gen_run(model_ctx *ctx, const tokenizer *tok, const int32_t *prompt, int n_p
     tok_stream_init(&ts, tok, 0);
     size_t emitted = 0;
     const char *reason = "length";
-    bool stopped = false;
+    bool stopped = false, closing = false;
     while (out->n_gen < cap) {
         if (p->cancelled && p->cancelled(p->ud)) {
             reason = "cancelled";
@@ -216,10 +231,16 @@ int gen_run(model_ctx *ctx, const tokenizer *tok, const int32_t *prompt, int n_p
         }
         for (int i = 0; i < p->n_bias; i++) logits[p->bias[i].id] += p->bias[i].bias;
         if (gm) memcpy(saved, logits, (size_t)n_vocab * sizeof *logits);
+        size_t reach = gm ? budget_reach(gm, cap - out->n_gen) : SIZE_MAX;
         int32_t id = sampler_sample(s, logits);
-        if (gm && !grammar_matcher_allows(gm, gv, id)) {
+        if (gm && !grammar_matcher_allows_within(gm, gv, id, reach)) {
+            if (reach != SIZE_MAX && grammar_matcher_allows(gm, gv, id)) closing = true;
             memcpy(logits, saved, (size_t)n_vocab * sizeof *logits);
-            int allowed = grammar_mask(gm, gv, logits);
+            int allowed = grammar_mask_within(gm, gv, logits, reach);
+            if (allowed == 0 && reach != SIZE_MAX) { /* no token fits (no single-byte tokens): as before */
+                memcpy(logits, saved, (size_t)n_vocab * sizeof *logits);
+                allowed = grammar_mask(gm, gv, logits);
+            }
             if (allowed <= 0) {
                 rc = allowed < 0 ? allowed : -SMP_E_INTERNAL;
                 if (allowed == 0) snprintf(err, errlen, "no token of the vocabulary can continue the grammar");
@@ -278,6 +299,8 @@ int gen_run(model_ctx *ctx, const tokenizer *tok, const int32_t *prompt, int n_p
             goto fail;
         }
     }
+    /* Out of tokens, but the budget steered the answer to a complete document. */
+    if (closing && !strcmp(reason, "length") && grammar_matcher_can_end(gm)) reason = "stop";
     if (!stopped) {
         tok_stream_flush(&ts, &out->text);
         lp_settle(out, out->text.len);

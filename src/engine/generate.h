@@ -5,7 +5,9 @@
  * characters only, and never bytes that could still turn out to be the start
  * of a stop string. Generation ends at an end-of-generation token ("stop"), a
  * completed stop string ("stop", the stop string itself is not output),
- * max_tokens or a full context ("length"), or cancellation ("cancelled":
+ * max_tokens or a full context ("length"; with a grammar, "stop" when the
+ * document was closed in time, see gen_params.grammar), or cancellation
+ * ("cancelled": on_text returned non-zero or cancelled() said so).
  * on_text returned non-zero or cancelled() said so).
  *
  * Log probabilities (when asked): for each generated token, its log
@@ -58,7 +60,17 @@ typedef struct {
      * the grammar can end, and generation stops ("stop") once the grammar is
      * complete. grammar_vocab: the model's precomputed token list (may be NULL:
      * built for this run; cache one per model). The sampler draws first and the
-     * full mask is computed only when the draw is refused (grammar.c says why). */
+     * full mask is computed only when the draw is refused (grammar.c says why).
+     * The budget (max_tokens, or the context's end) is kept too: once the
+     * fewest bytes that finish the grammar (grammar_matcher_distance) are as
+     * many as the tokens left, a token is allowed only if the grammar can
+     * still end in the tokens left after it, so every step brings the end
+     * closer and the text is a complete sentence of the grammar when the
+     * budget is spent. Such a run ends with "stop", not "length". When the
+     * budget is below the distance from the start (a schema longer than
+     * max_tokens bytes at its shortest), nothing is steered and the answer
+     * may be cut ("length"). A vocabulary with no token for some byte
+     * (WordPiece) may find no such token; then the grammar alone decides. */
     const grammar *grammar;
     const grammar_vocab *grammar_vocab;
     /* With a trigger the grammar waits: the text is free until the trigger

@@ -89,6 +89,13 @@ bool grammar_matcher_can_end(const grammar_matcher *m);
 bool grammar_matcher_is_complete(const grammar_matcher *m);
 /* The matcher's live stacks (for tests and diagnostics). */
 int grammar_matcher_n_stacks(const grammar_matcher *m);
+/* The fewest bytes that complete the input so far: 0 when it can end here,
+ * SIZE_MAX when no finite ending exists (a rule with no way out). Exact: the
+ * grammar's shortest ending is this long. A pending partial character counts
+ * its missing bytes. Each rule's and element's share is computed once when
+ * the grammar is compiled, so this costs the depth of the live stacks. From
+ * any state with a finite distance some single byte lowers it by one. */
+size_t grammar_matcher_distance(const grammar_matcher *m);
 
 /* Per-tokenizer precomputation for masking (a few ms for 150k tokens;
  * cache it with the model). The tokenizer must outlive the vocab. */
@@ -99,6 +106,9 @@ void grammar_vocab_free(grammar_vocab *v);
  * end-of-generation token is allowed exactly when the grammar can end; any
  * other token with no bytes (control, unknown) is never allowed. */
 bool grammar_matcher_allows(grammar_matcher *m, const grammar_vocab *v, int32_t id);
+/* Allowed, and the distance after it is at most max_distance (an
+ * end-of-generation token: the distance is 0). SIZE_MAX: no limit. */
+bool grammar_matcher_allows_within(grammar_matcher *m, const grammar_vocab *v, int32_t id, size_t max_distance);
 /* Advance by one token; false (matcher unchanged) when it is not allowed. An
  * end-of-generation token is accepted when the grammar can end and does not
  * change the state. */
@@ -108,5 +118,8 @@ bool grammar_matcher_accept_token(grammar_matcher *m, const grammar_vocab *v, in
  * -SMP_E_NOMEM. The matcher's state is not changed (its scratch space is
  * used, hence non-const). */
 int grammar_mask(grammar_matcher *m, const grammar_vocab *v, float *logits);
+/* The same, also masking every token after which the distance would exceed
+ * max_distance (SIZE_MAX: no limit, as grammar_mask). */
+int grammar_mask_within(grammar_matcher *m, const grammar_vocab *v, float *logits, size_t max_distance);
 
 #endif

@@ -44,6 +44,11 @@
  * point and 3 in the exponent; \u escapes never name surrogates (characters
  * outside the BMP are written as UTF-8).
  *
+ * A short budget: generation (gen_run) closes the document in time rather
+ * than cutting it, as long as max_tokens is at least the shortest valid
+ * document's length in bytes (e.g. {"name":"","age":0} for two required
+ * properties); the answer then parses, validates and ends with "stop".
+ *
  * json_schema_compile caches compiled grammars by the schema's compact text
  * (JSON_SCHEMA_CACHE entries, least recently used goes first); it is
  * thread-safe. Returned grammars are references (grammar_free). */

@@ -754,19 +754,206 @@ static void property_walks(const char *vocab, int n_schemas) {
 TEST(grammar_property_random_schemas_spm) { property_walks("llama-spm", 300); }
 TEST(grammar_property_random_schemas_bpe) { property_walks("gpt-2", 40); }
 
+/* ---- distance: the fewest bytes that finish the input ---- */
+
+/* The distance after feeding s (SIZE_MAX - 1 when s is refused). */
+static size_t distance_after(const grammar *g, const char *s) {
+    grammar_matcher *m = NULL;
+    char err[128];
+    if (grammar_matcher_new(g, &m, err, sizeof err)) return SIZE_MAX - 1;
+    size_t d = grammar_matcher_accept_bytes(m, s, strlen(s)) ? grammar_matcher_distance(m) : SIZE_MAX - 1;
+    grammar_matcher_free(m);
+    return d;
+}
+
+/* From after prefix, feed one byte at a time, always one that lowers the
+ * distance by exactly one. True when the input can end after exactly the
+ * distance's number of bytes. */
+static bool shortest_walk(const grammar *g, const char *prefix) {
+    grammar_matcher *m = NULL;
+    char err[128];
+    if (grammar_matcher_new(g, &m, err, sizeof err)) return false;
+    bool ok = grammar_matcher_accept_bytes(m, prefix, strlen(prefix));
+    size_t d = ok ? grammar_matcher_distance(m) : 0;
+    for (size_t k = 0; ok && k < d; k++) {
+        grammar_matcher *next = NULL;
+        for (int b = 1; b < 256 && !next; b++) {
+            grammar_matcher *c = grammar_matcher_clone(m);
+            char byte = (char)b;
+            if (c && grammar_matcher_accept_bytes(c, &byte, 1) && grammar_matcher_distance(c) == d - k - 1) next = c;
+            else grammar_matcher_free(c);
+        }
+        grammar_matcher_free(m);
+        m = next;
+        ok = m != NULL;
+    }
+    ok = ok && grammar_matcher_can_end(m);
+    grammar_matcher_free(m);
+    return ok;
+}
+
+TEST(grammar_distance_values) {
+    const char *literal = "root ::= \"abc\"";
+    const char *alternation = "root ::= \"hello\" | \"hi\" | [x-z]{3}";
+    const char *repetition = "root ::= \"[\" [0-9]* \"]\" \"a\"{3,} [b]+ \"c\"{1,4}";
+    /* Recursive rules, defined after their use: each open bracket adds its closer. */
+    const char *nested = "root ::= \"(\" inner \")\"\n"
+                         "inner ::= \"xy\" | \"(\" inner \")\" | word\n"
+                         "word ::= [a-z] [a-z]";
+    /* A class costs its smallest code point's length (é: 2 bytes), a partial
+     * character its missing bytes. */
+    const char *utf8 = "root ::= [\xC3\xA9-\xC3\xAB\xE2\x82\xAC] \"z\"";
+    const char *no_exit = "root ::= \"a\" loop | \"b\"\nloop ::= \"c\" loop";
+    const struct {
+        const char *grammar, *input;
+        size_t want;
+    } cases[] = {
+        {literal, "", 3}, {literal, "a", 2}, {literal, "abc", 0},
+        /* the shortest alternative still alive */
+        {alternation, "", 2}, {alternation, "h", 1}, {alternation, "he", 3}, {alternation, "x", 2},
+        /* * costs nothing, + and {m,} their minimum */
+        {repetition, "", 7}, {repetition, "[123", 6}, {repetition, "[]aaaaa", 2}, {repetition, "[]aaabbc", 0},
+        {nested, "", 4}, {nested, "((", 4}, {nested, "(((", 5}, {nested, "(((q", 4},
+        {utf8, "", 3}, {utf8, "\xE2", 3}, {utf8, "\xC3", 2},
+        /* a branch with no way out has no finite distance */
+        {no_exit, "", 1}, {no_exit, "a", SIZE_MAX},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        grammar *g = compile(cases[i].grammar);
+        REQUIRE(g);
+        size_t d = distance_after(g, cases[i].input);
+        if (d != cases[i].want) {
+            fprintf(stderr, "  case %zu ('%s' after '%s'): distance %zu, want %zu\n", i, cases[i].grammar,
+                    cases[i].input, d, cases[i].want);
+            test_failures++;
+        }
+        grammar_free(g);
+    }
+    grammar *g = compile(nested);
+    REQUIRE(g);
+    CHECK(shortest_walk(g, "((("));
+    grammar_free(g);
+    g = compile(utf8);
+    REQUIRE(g);
+    CHECK(shortest_walk(g, ""));
+    CHECK(shortest_walk(g, "\xE2"));
+    grammar_free(g);
+
+    /* A JSON schema: the shortest document is {"name":"","n":0}. */
+    char err[300];
+    g = schema_grammar("{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},\"n\":{\"type\":\"integer\"},"
+                       "\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}}},\"required\":[\"name\",\"n\"]}",
+                       err, sizeof err);
+    REQUIRE(g);
+    CHECK_INT((int)distance_after(g, ""), (int)strlen("{\"name\":\"\",\"n\":0}"));
+    CHECK_INT((int)distance_after(g, "{\"name\": \"Once upon"), (int)strlen("\",\"n\":0}"));
+    CHECK_INT((int)distance_after(g, "{\"name\": \"x\", \"n\": 12, \"tags\": [\"a"), 3);
+    CHECK(shortest_walk(g, ""));
+    CHECK(shortest_walk(g, "{\"name\": \"x\", \"n\": 1"));
+    CHECK(shortest_walk(g, "{\"name\": \"x\", \"n\": 12, \"tags\": [\"a\", \"b"));
+    grammar_free(g);
+    json_schema_cache_clear();
+}
+
+/* Over a real vocabulary: grammar_mask_within agrees with checking each
+ * token, and always taking an allowed token within distance - 1 ends the
+ * document in at most the distance's number of tokens. */
+TEST(grammar_distance_token_walk_spm) {
+    gguf *gf;
+    tokenizer *t = load_vocab("llama-spm", &gf);
+    REQUIRE(t);
+    grammar_vocab *v = NULL;
+    REQUIRE(grammar_vocab_new(t, &v) == 0);
+    char err[300];
+    grammar *g = schema_grammar("{\"type\":\"object\",\"properties\":{\"story\":{\"type\":\"string\"},"
+                                "\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}}},"
+                                "\"required\":[\"story\",\"tags\"]}",
+                                err, sizeof err);
+    REQUIRE(g);
+    int32_t n = tok_n_vocab(t);
+    float *logits = smp_malloc((size_t)n * sizeof *logits);
+    static const char *const starts[] = {"", "{\"story\": \"Once upon a time", "{\"story\": \"x\", \"tags\": [\"a\", \"b"};
+    for (size_t s = 0; s < sizeof starts / sizeof *starts; s++) {
+        grammar_matcher *m = NULL;
+        REQUIRE(grammar_matcher_new(g, &m, err, sizeof err) == 0);
+        REQUIRE(grammar_matcher_accept_bytes(m, starts[s], strlen(starts[s])));
+        size_t d = grammar_matcher_distance(m);
+        int steps = 0;
+        buf text;
+        buf_init(&text, 0);
+        buf_append(&text, starts[s], strlen(starts[s]));
+        while (!grammar_matcher_can_end(m) && steps <= (int)d) {
+            size_t reach = grammar_matcher_distance(m) - 1;
+            for (int32_t i = 0; i < n; i++) logits[i] = 0;
+            int allowed = grammar_mask_within(m, v, logits, reach), count = 0;
+            int32_t pick = -1;
+            for (int32_t i = 0; i < n; i++) {
+                bool a = grammar_matcher_allows_within(m, v, i, reach);
+                CHECK(a == (logits[i] == 0));
+                count += a;
+                if (a && (pick < 0 || rnd(4) == 0)) pick = i; /* some allowed token, not always the first */
+            }
+            CHECK_INT(allowed, count);
+            REQUIRE(pick >= 0);
+            size_t len;
+            const char *piece = tok_piece(t, pick, false, &len);
+            buf_append(&text, piece, len);
+            REQUIRE(grammar_matcher_accept_token(m, v, pick));
+            steps++;
+        }
+        fprintf(stderr, "  from distance %zu: %d tokens: %.*s\n", d, steps, (int)text.len, text.data);
+        CHECK(grammar_matcher_can_end(m));
+        CHECK(steps <= (int)d);
+        json_t *doc = json_loadb(text.data, text.len, 0, NULL);
+        CHECK(doc != NULL);
+        json_decref(doc);
+        buf_free(&text);
+        grammar_matcher_free(m);
+    }
+    smp_free(logits);
+    grammar_free(g);
+    json_schema_cache_clear();
+    grammar_vocab_free(v);
+    tok_free(t);
+    gguf_close(gf);
+}
+
 /* ---- constrained generation with stories260K ---- */
+
+typedef struct {
+    model *mdl;
+    model_ctx *ctx;
+    gguf *gf;
+    tokenizer *tok;
+} stories;
+
+static bool stories_load(stories *st) {
+    char err[256];
+    model_opts o = {.n_threads = 1};
+    memset(st, 0, sizeof *st);
+    if (model_load("../shared/models/stories260K.gguf", &o, &st->mdl, err, sizeof err) ||
+        model_ctx_new(st->mdl, 256, &st->ctx, err, sizeof err) ||
+        gguf_open("../shared/models/stories260K.gguf", &st->gf, err, sizeof err) ||
+        tok_load(st->gf, &st->tok, err, sizeof err)) {
+        fprintf(stderr, "  stories260K: %s\n", err);
+        return false;
+    }
+    return true;
+}
+
+static void stories_free(stories *st) {
+    tok_free(st->tok);
+    gguf_close(st->gf);
+    model_ctx_free(st->ctx);
+    model_free(st->mdl);
+}
 
 TEST(grammar_gen_run_stories260k) {
     char err[256];
-    model *mdl = NULL;
-    model_opts o = {.n_threads = 1};
-    REQUIRE(model_load("../shared/models/stories260K.gguf", &o, &mdl, err, sizeof err) == 0);
-    model_ctx *ctx = NULL;
-    REQUIRE(model_ctx_new(mdl, 256, &ctx, err, sizeof err) == 0);
-    gguf *gf = NULL;
-    tokenizer *tok = NULL;
-    REQUIRE(gguf_open("../shared/models/stories260K.gguf", &gf, err, sizeof err) == 0);
-    REQUIRE(tok_load(gf, &tok, err, sizeof err) == 0);
+    stories st;
+    REQUIRE(stories_load(&st));
+    model_ctx *ctx = st.ctx;
+    tokenizer *tok = st.tok;
     grammar *g = schema_grammar("{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"maxLength\":12},"
                                 "\"age\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":99}},"
                                 "\"required\":[\"name\",\"age\"],\"additionalProperties\":false}",
@@ -790,8 +977,67 @@ TEST(grammar_gen_run_stories260k) {
     smp_free(prompt);
     grammar_free(g);
     json_schema_cache_clear();
-    tok_free(tok);
-    gguf_close(gf);
-    model_ctx_free(ctx);
-    model_free(mdl);
+    stories_free(&st);
+}
+
+/* A small budget: inside an unbounded string or array the answer would be
+ * cut mid-document; the engine heads for the shortest ending in time, so
+ * every answer parses, follows its schema and says "stop". */
+TEST(grammar_gen_run_budget_closes_the_document) {
+    char err[256];
+    stories st;
+    REQUIRE(stories_load(&st));
+    model_ctx *ctx = st.ctx;
+    tokenizer *tok = st.tok;
+    /* The shortest document is {"name":"","story":""}: 22 bytes, so 24 tokens
+     * are enough even one byte per token. */
+    const char *schema_text = "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},"
+                              "\"story\":{\"type\":\"string\"},\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}}},"
+                              "\"required\":[\"name\",\"story\"]}";
+    json_t *schema = json_loads(schema_text, 0, NULL);
+    grammar *gs = schema_grammar(schema_text, err, sizeof err), *go = NULL;
+    REQUIRE(schema && gs && json_schema_any_object(&go, err, sizeof err) == 0);
+    int32_t *prompt = NULL;
+    size_t np = 0;
+    REQUIRE(tok_encode(tok, "Once upon a time", 16, true, false, &prompt, &np) == 0);
+    static const int budgets[] = {24, 40, 60};
+    static const float temps[] = {0.0f, 0.8f, 1.5f};
+    int runs = 0, bad = 0;
+    for (int which = 0; which < 2; which++)
+        for (size_t b = 0; b < sizeof budgets / sizeof *budgets; b++)
+            for (int seed = 1; seed <= 3; seed++) {
+                gen_params p = {.sampling = sampler_params_default(), .max_tokens = budgets[b],
+                                .grammar = which ? go : gs};
+                p.sampling.seed = (uint64_t)seed;
+                p.sampling.temperature = temps[seed - 1];
+                gen_result r;
+                REQUIRE(gen_run(ctx, tok, prompt, (int)np, &p, &r, err, sizeof err) == 0);
+                const char *text = r.text.data ? r.text.data : "";
+                json_t *doc = json_loads(text, 0, NULL);
+                bool ok = doc && json_is_object(doc) && (which || valid(schema, schema, doc)) &&
+                          !strcmp(r.done_reason, "stop") && r.n_gen <= budgets[b];
+                if (!ok) {
+                    fprintf(stderr, "  %s, max_tokens %d, seed %d: %s after %d tokens: %s\n",
+                            which ? "json_object" : "schema", budgets[b], seed, r.done_reason, r.n_gen, text);
+                    bad++;
+                }
+                runs++;
+                json_decref(doc);
+                gen_result_free(&r);
+            }
+    fprintf(stderr, "  %d runs, %d not a complete document\n", runs, bad);
+    CHECK_INT(bad, 0);
+    /* A budget below the shortest document from the start: cut, as before. */
+    gen_params p = {.sampling = sampler_params_default(), .max_tokens = 3, .grammar = gs};
+    gen_result r;
+    REQUIRE(gen_run(ctx, tok, prompt, (int)np, &p, &r, err, sizeof err) == 0);
+    CHECK_STR(r.done_reason, "length");
+    CHECK_INT(r.n_gen, 3);
+    gen_result_free(&r);
+    smp_free(prompt);
+    grammar_free(gs);
+    grammar_free(go);
+    json_decref(schema);
+    json_schema_cache_clear();
+    stories_free(&st);
 }
