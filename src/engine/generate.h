@@ -8,7 +8,6 @@
  * max_tokens or a full context ("length"; with a grammar, "stop" when the
  * document was closed in time, see gen_params.grammar), or cancellation
  * ("cancelled": on_text returned non-zero or cancelled() said so).
- * on_text returned non-zero or cancelled() said so).
  *
  * Log probabilities (when asked): for each generated token, its log
  * probability and the most likely alternatives under the model's own
