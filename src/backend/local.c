@@ -694,8 +694,10 @@ static int collect_calls(const backend_gen_req *req, stream_ctx *sc, backend_gen
     if (!tw->triggered) return 0;
     tools_scanned calls[TOOLS_MAX_CALLS];
     int n = tools_scan(tw->st, tw->sec.data ? tw->sec.data : "", tw->sec.len, calls, TOOLS_MAX_CALLS);
+    bool cut = false; /* a call the budget ended half-way */
     for (int i = 0; i < n; i++) {
         tools_scanned *c = &calls[i];
+        cut |= !c->done;
         if (!c->done || !c->has_name) continue;
         char name[128];
         snprintf(name, sizeof name, "%.*s", (int)(c->name_len < 127 ? c->name_len : 127), tw->sec.data + c->name_off);
@@ -715,7 +717,9 @@ static int collect_calls(const backend_gen_req *req, stream_ctx *sc, backend_gen
         while (content > 0 && strchr(" \t\r\n", out->text[content - 1])) content--;
         out->text[content] = '\0';
         out->text_len = content;
-        if (!strcmp(out->done_reason, "stop")) out->done_reason = "tool_calls";
+        /* The answer is its calls; only a call cut short keeps "length". */
+        if (!strcmp(out->done_reason, "stop") || (!strcmp(out->done_reason, "length") && !cut))
+            out->done_reason = "tool_calls";
     }
     return 0;
 }
