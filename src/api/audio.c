@@ -29,6 +29,7 @@
 #include <strings.h>
 
 #include "api/api.h"
+#include "api/fields.h"
 #include "api/textgen.h"
 #include "backend/openai_audio.h"
 #include "cache/cache.h"
@@ -492,6 +493,7 @@ static void json_route(http_req *r, bool translate_route) {
     j->body = b;
     valid v;
     valid_init(&v);
+    fields_check(&v, b, translate_route ? &fields_audio_translate : &fields_audio_transcribe, "");
     const char *audio = NULL, *lang = NULL, *model = NULL, *task = NULL, *prompt = NULL;
     double temp = -1;
     static const char *const tasks[] = {"transcribe", "translate", NULL};
@@ -547,6 +549,11 @@ static void upload_route(http_req *r, bool translate_route, bool openai) {
     }
     valid v;
     valid_init(&v);
+    static const field_table *const forms[2][2] = {
+        {&fields_audio_upload_transcribe, &fields_audio_upload_translate},
+        {&fields_openai_transcription, &fields_openai_translation},
+    };
+    fields_check_form(&v, &j->form, forms[openai][translate_route]);
     const multipart_part *f = multipart_find(&j->form, "file");
     if (!f || !f->filename) valid_add(&v, "file", "missing", "Field required (an audio file upload named 'file')");
     char tmp[AUDIO_PROMPT_MAX + 1], model[sizeof j->model];

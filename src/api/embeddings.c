@@ -144,7 +144,8 @@ out:
     return rc;
 }
 
-/* Truncate (OpenAI "dimensions") and renormalise to unit length. */
+/* Truncate (OpenAI "dimensions", never more than *dim: see respond) and
+ * renormalise to unit length. */
 static void shape_vector(const embjob *e, float *v, int *dim) {
     if (!e->dimensions || e->dimensions >= *dim) return;
     *dim = e->dimensions;
@@ -198,6 +199,16 @@ static int render_plain(const embjob *e, uint64_t total, buf *b) {
 static void respond(embjob *e) {
     http_req *r = e->r;
     uint64_t total = util_now_ns() - e->t0;
+    if (e->dimensions > e->dim) {
+        /* Shortening is all "dimensions" can do: more than the model makes
+         * is refused (as OpenAI does), not answered with fewer. */
+        valid v;
+        valid_init(&v);
+        valid_add(&v, "dimensions", "value_error", "dimensions is %d, but model '%s' makes vectors of %d", e->dimensions,
+                  e->model, e->dim);
+        http_validation_done(r, &v);
+        return;
+    }
     if (e->use_cache) http_add_header(r, "X-Cache", e->all_hit ? "HIT" : "MISS");
     if (e->kind == EMB_SIMPLETON || e->kind == EMB_OLLAMA) {
         buf b;

@@ -6,9 +6,12 @@
 #include <string.h>
 
 #include "core/valid.h"
+#include "http/multipart.h"
 
 #define USED(n) {n, FIELD_USED, NULL, NULL}
+#define USED_NOTE(n, note) {n, FIELD_USED, NULL, note}
 #define NO_EFFECT(n) {n, FIELD_NO_EFFECT, NULL, NULL}
+#define NO_EFFECT_BECAUSE(n, why) {n, FIELD_NO_EFFECT, NULL, why}
 #define REFUSED(n, allow, why) {n, FIELD_REFUSED, allow, why}
 
 /* Messages shared by several tables. */
@@ -134,6 +137,7 @@ static const field_rule ollama_options[] = {
     USED("seed"),
     USED("num_predict"),
     USED("stop"),
+    USED_NOTE("num_ctx", "caps prompt plus answer; a value above the model's context means the model's context"),
     NO_EFFECT("num_keep"), /* what a context shift keeps; Simpleton never shifts */
     NO_EFFECT("num_batch"),
     NO_EFFECT("num_gpu"),
@@ -152,7 +156,6 @@ static const field_rule ollama_options[] = {
     REFUSED("typical_p", "[1]", "typical sampling is not supported (only 1, off)"),
     REFUSED("tfs_z", "[1]", "tail-free sampling is not supported (only 1, off)"),
     REFUSED("repeat_last_n", "[64]", "the penalty window is fixed at 64 tokens (only 64)"),
-    REFUSED("num_ctx", NULL, "setting the context size per request is not supported yet (the model's context applies)"),
     REFUSED("vocab_only", "[false]", "loading only the vocabulary is not supported"),
     {NULL, 0, NULL, NULL},
 };
@@ -178,6 +181,89 @@ static const field_rule simpleton_message[] = {USED("role"), USED("content"), US
 
 static const field_rule simpleton_embed[] = {USED("input"), USED("model"), {NULL, 0, NULL, NULL}};
 
+/* ---- audio ------------------------------------------------------------------------ */
+
+/* OpenAI's transcription form. Array fields arrive as "name[]" parts (the
+ * official SDKs) or as repeated "name" parts: both are listed. */
+#define NO_WORDS "word timestamps are not supported (only 'segment': verbose_json's segments carry their times)"
+#define NO_DIARIZE "speaker diarization is not supported"
+#define OPENAI_AUDIO                                                                                              \
+    USED("file"), USED_NOTE("model", "'whisper-1' means DEFAULT_AUDIO_MODEL unless a file or route has that name"), \
+        USED("prompt"), USED("response_format"), USED("temperature"),                                             \
+        REFUSED("stream", "[\"false\"]", "streamed transcription is not supported (only stream=false)"),          \
+        REFUSED("chunking_strategy", "[\"auto\"]",                                                              \
+                "only 'auto' is accepted (the engine cuts the audio into its own 30 s windows and skips silence)")
+
+static const field_rule openai_transcription[] = {
+    OPENAI_AUDIO,
+    USED("language"),
+    REFUSED("timestamp_granularities[]", "[\"segment\"]", NO_WORDS),
+    REFUSED("timestamp_granularities", "[\"segment\"]", NO_WORDS),
+    REFUSED("include[]", NULL, "log probabilities of the transcript are not supported"),
+    REFUSED("include", NULL, "log probabilities of the transcript are not supported"),
+    REFUSED("known_speaker_names[]", NULL, NO_DIARIZE),
+    REFUSED("known_speaker_references[]", NULL, NO_DIARIZE),
+    {NULL, 0, NULL, NULL},
+};
+
+/* OpenAI's translation form has no language; Simpleton reads one as a hint
+ * for the source language. */
+static const field_rule openai_translation[] = {
+    OPENAI_AUDIO, USED_NOTE("language", "the source language (an extension; detected when absent)"), {NULL, 0, NULL, NULL},
+};
+
+#define AUDIO_COMMON USED("model"), USED("language"), USED("prompt"), USED("temperature")
+#define ALWAYS_TRANSLATES "this route always translates to English (use the transcribe route for 'transcribe')"
+
+static const field_rule simpleton_transcribe[] = {AUDIO_COMMON, USED("audio"), USED("task"), {NULL, 0, NULL, NULL}};
+static const field_rule simpleton_translate[] = {
+    AUDIO_COMMON, USED("audio"), REFUSED("task", "[\"translate\"]", ALWAYS_TRANSLATES), {NULL, 0, NULL, NULL},
+};
+static const field_rule simpleton_upload_transcribe[] = {AUDIO_COMMON, USED("file"), USED("task"), {NULL, 0, NULL, NULL}};
+static const field_rule simpleton_upload_translate[] = {
+    AUDIO_COMMON, USED("file"), REFUSED("task", "[\"translate\"]", ALWAYS_TRANSLATES), {NULL, 0, NULL, NULL},
+};
+
+/* ---- vision ------------------------------------------------------------------------ */
+
+#define VISION_MODEL USED("image"), USED("model"), USED("temperature"), USED("max_tokens")
+
+static const field_rule vision_analyze[] = {VISION_MODEL, USED("prompt"), {NULL, 0, NULL, NULL}};
+static const field_rule vision_caption[] = {VISION_MODEL, USED("detail_level"), {NULL, 0, NULL, NULL}};
+/* With no model (or "tesseract") Tesseract reads the image; with a vision
+ * model's name the model does. Each reads its own fields, and the route
+ * refuses the other's (422 naming it). */
+static const field_rule vision_ocr[] = {
+    USED("image"),
+    USED_NOTE("model", "absent or 'tesseract': Tesseract in-process; any other name: that vision model"),
+    USED_NOTE("language", "Tesseract only (refused with a vision model, which reads any language)"),
+    USED_NOTE("temperature", "vision model only (refused with Tesseract)"),
+    USED_NOTE("max_tokens", "vision model only (refused with Tesseract)"),
+    {NULL, 0, NULL, NULL},
+};
+static const field_rule vision_upload[] = {USED("file"), USED("prompt"), USED("model"), {NULL, 0, NULL, NULL}};
+
+/* ---- retrieval (RAG) ---------------------------------------------------------------- */
+
+#define RAG_INGEST USED("collection"), USED("metadata"), USED("chunk_size"), USED("chunk_overlap")
+#define RAG_SEARCH USED("query"), USED("collection"), USED("top_k"), USED("score_threshold")
+
+static const field_rule rag_ingest[] = {RAG_INGEST, USED("content"), {NULL, 0, NULL, NULL}};
+static const field_rule rag_ingest_file[] = {RAG_INGEST, USED("file"), {NULL, 0, NULL, NULL}};
+static const field_rule rag_search[] = {RAG_SEARCH, {NULL, 0, NULL, NULL}};
+static const field_rule rag_query[] = {
+    RAG_SEARCH, USED("model"), USED("system_prompt"), USED("temperature"), USED("max_tokens"), {NULL, 0, NULL, NULL},
+};
+
+/* ---- Ollama model details ------------------------------------------------------------ */
+
+static const field_rule ollama_show[] = {
+    USED("model"),
+    USED_NOTE("name", "the older name of 'model'"),
+    REFUSED("verbose", "[false]", "verbose details (the tokenizer's full arrays) are not reported"),
+    {NULL, 0, NULL, NULL},
+};
+
 const field_table fields_openai_chat = {"body", FIELDS_UNKNOWN_OPENAI, openai_chat};
 const field_table fields_openai_message = {"message", FIELDS_UNKNOWN_OPENAI, openai_message};
 const field_table fields_openai_completion = {"body", FIELDS_UNKNOWN_OPENAI, openai_completion};
@@ -192,6 +278,21 @@ const field_table fields_simpleton_generate = {"body", FIELDS_UNKNOWN_SIMPLETON,
 const field_table fields_simpleton_chat = {"body", FIELDS_UNKNOWN_SIMPLETON, simpleton_chat};
 const field_table fields_simpleton_message = {"message", FIELDS_UNKNOWN_SIMPLETON, simpleton_message};
 const field_table fields_simpleton_embed = {"body", FIELDS_UNKNOWN_SIMPLETON, simpleton_embed};
+const field_table fields_openai_transcription = {"form", FIELDS_UNKNOWN_OPENAI, openai_transcription};
+const field_table fields_openai_translation = {"form", FIELDS_UNKNOWN_OPENAI, openai_translation};
+const field_table fields_audio_transcribe = {"body", FIELDS_UNKNOWN_SIMPLETON, simpleton_transcribe};
+const field_table fields_audio_translate = {"body", FIELDS_UNKNOWN_SIMPLETON, simpleton_translate};
+const field_table fields_audio_upload_transcribe = {"form", FIELDS_UNKNOWN_SIMPLETON, simpleton_upload_transcribe};
+const field_table fields_audio_upload_translate = {"form", FIELDS_UNKNOWN_SIMPLETON, simpleton_upload_translate};
+const field_table fields_vision_analyze = {"body", FIELDS_UNKNOWN_SIMPLETON, vision_analyze};
+const field_table fields_vision_caption = {"body", FIELDS_UNKNOWN_SIMPLETON, vision_caption};
+const field_table fields_vision_ocr = {"body", FIELDS_UNKNOWN_SIMPLETON, vision_ocr};
+const field_table fields_vision_upload = {"form", FIELDS_UNKNOWN_SIMPLETON, vision_upload};
+const field_table fields_rag_ingest = {"body", FIELDS_UNKNOWN_SIMPLETON, rag_ingest};
+const field_table fields_rag_ingest_file = {"form", FIELDS_UNKNOWN_SIMPLETON, rag_ingest_file};
+const field_table fields_rag_search = {"body", FIELDS_UNKNOWN_SIMPLETON, rag_search};
+const field_table fields_rag_query = {"body", FIELDS_UNKNOWN_SIMPLETON, rag_query};
+const field_table fields_ollama_show = {"body", FIELDS_UNKNOWN_IGNORE, ollama_show};
 
 /* ---- checking ------------------------------------------------------------------- */
 
@@ -219,6 +320,23 @@ static int allowed(const char *allow, json_t *x) {
     return ok;
 }
 
+/* One field named f (prefix included) of key's rule in t, holding x. */
+static void check_one(valid *v, const field_table *t, const char *f, const char *key, json_t *x) {
+    const field_rule *r = rule_of(t, key);
+    if (!r) {
+        if (t->unknown == FIELDS_UNKNOWN_OPENAI)
+            valid_add(v, f, "extra_forbidden", "Unrecognized request argument supplied: %s", f);
+        else if (t->unknown == FIELDS_UNKNOWN_SIMPLETON)
+            valid_add(v, f, "extra_forbidden", "Extra inputs are not permitted");
+        return;
+    }
+    if (r->use != FIELD_REFUSED || json_is_null(x) || allowed(r->allow, x)) return;
+    if (r->allow)
+        valid_add(v, f, "unsupported", "%s (accepted only: %s)", r->why, r->allow);
+    else
+        valid_add(v, f, "unsupported", "%s", r->why);
+}
+
 void fields_check(valid *v, json_t *obj, const field_table *t, const char *prefix) {
     if (!json_is_object(obj)) return;
     const char *key;
@@ -226,19 +344,7 @@ void fields_check(valid *v, json_t *obj, const field_table *t, const char *prefi
     json_object_foreach(obj, key, x) {
         char f[160];
         snprintf(f, sizeof f, "%s%.100s", prefix, key);
-        const field_rule *r = rule_of(t, key);
-        if (!r) {
-            if (t->unknown == FIELDS_UNKNOWN_OPENAI)
-                valid_add(v, f, "extra_forbidden", "Unrecognized request argument supplied: %s", f);
-            else if (t->unknown == FIELDS_UNKNOWN_SIMPLETON)
-                valid_add(v, f, "extra_forbidden", "Extra inputs are not permitted");
-            continue;
-        }
-        if (r->use != FIELD_REFUSED || json_is_null(x) || allowed(r->allow, x)) continue;
-        if (r->allow)
-            valid_add(v, f, "unsupported", "%s (accepted only: %s)", r->why, r->allow);
-        else
-            valid_add(v, f, "unsupported", "%s", r->why);
+        check_one(v, t, f, key, x);
     }
 }
 
@@ -253,6 +359,19 @@ void fields_check_list(valid *v, json_t *obj, const char *list_field, const fiel
     }
 }
 
+void fields_check_form(valid *v, const multipart *m, const field_table *t) {
+    for (int i = 0; i < m->n; i++) {
+        const multipart_part *p = &m->parts[i];
+        /* A form value is text: an empty one is "not given" (null), as the
+         * routes read it; a file stands for itself. */
+        json_t *x = p->filename ? json_true() : p->len ? json_stringn(p->data, p->len) : json_null();
+        char f[104];
+        snprintf(f, sizeof f, "%.100s", p->name);
+        check_one(v, t, f, p->name, x ? x : json_null());
+        json_decref(x);
+    }
+}
+
 /* ---- documentation ------------------------------------------------------------- */
 
 static const struct {
@@ -262,37 +381,54 @@ static const struct {
     {"/v1/chat/completions", {&fields_openai_chat, &fields_openai_message}},
     {"/v1/completions", {&fields_openai_completion}},
     {"/v1/embeddings", {&fields_openai_embed}},
+    {"/v1/audio/transcriptions", {&fields_openai_transcription}},
+    {"/v1/audio/translations", {&fields_openai_translation}},
     {"/api/generate", {&fields_ollama_generate, &fields_ollama_options}},
     {"/api/chat", {&fields_ollama_chat, &fields_ollama_message, &fields_ollama_options}},
     {"/api/embed", {&fields_ollama_embed}},
     {"/api/embeddings", {&fields_ollama_embeddings}},
+    {"/api/show", {&fields_ollama_show}},
     {"/inference/generate", {&fields_simpleton_generate}},
     {"/inference/chat", {&fields_simpleton_chat, &fields_simpleton_message}},
     {"/embeddings/", {&fields_simpleton_embed}},
     {"/embeddings", {&fields_simpleton_embed}},
+    {"/audio/transcribe", {&fields_audio_transcribe}},
+    {"/audio/translate", {&fields_audio_translate}},
+    {"/audio/upload/transcribe", {&fields_audio_upload_transcribe}},
+    {"/audio/upload/translate", {&fields_audio_upload_translate}},
+    {"/vision/analyze", {&fields_vision_analyze}},
+    {"/vision/caption", {&fields_vision_caption}},
+    {"/vision/ocr", {&fields_vision_ocr}},
+    {"/vision/upload", {&fields_vision_upload}},
+    {"/rag/ingest", {&fields_rag_ingest}},
+    {"/rag/ingest/file", {&fields_rag_ingest_file}},
+    {"/rag/search", {&fields_rag_search}},
+    {"/rag/query", {&fields_rag_query}},
 };
+
+static const char *const treatment[] = {[FIELD_USED] = "honoured", [FIELD_NO_EFFECT] = "no-effect",
+                                        [FIELD_REFUSED] = "refused"};
 
 json_t *fields_describe(const char *tmpl) {
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (strcmp(routes[i].tmpl, tmpl)) continue;
-        json_t *o = json_object();
+        json_t *fields = json_array(), *unknown = json_object();
         for (int k = 0; k < 3 && routes[i].tables[k]; k++) {
             const field_table *t = routes[i].tables[k];
-            json_t *d = json_object();
             for (const field_rule *r = t->rules; r->name; r++) {
-                char s[300];
-                if (r->use == FIELD_USED) snprintf(s, sizeof s, "honoured (forwarded to upstreams)");
-                else if (r->use == FIELD_NO_EFFECT) snprintf(s, sizeof s, "accepted, no effect on the answer");
-                else if (r->allow) snprintf(s, sizeof s, "refused unless one of %s: %s", r->allow, r->why);
-                else snprintf(s, sizeof s, "refused: %s", r->why);
-                json_object_set_new(d, r->name, json_string(s));
+                json_t *e = json_pack("{s:s,s:s,s:s}", "name", r->name, "in", t->what, "treatment", treatment[r->use]);
+                if (r->allow) json_object_set_new(e, "accepted_values", json_loads(r->allow, JSON_DECODE_ANY, NULL));
+                const char *note = r->why                     ? r->why
+                                   : r->use == FIELD_NO_EFFECT ? "accepted; ignoring it changes nothing in the answer"
+                                                               : NULL;
+                if (note) json_object_set_new(e, "note", json_string(note));
+                json_array_append_new(fields, e);
             }
-            json_object_set_new(d, "(other fields)",
+            json_object_set_new(unknown, t->what,
                                 json_string(t->unknown == FIELDS_UNKNOWN_IGNORE ? "ignored, as the real API does"
                                                                                 : "refused"));
-            json_object_set_new(o, t->what, d);
         }
-        return o;
+        return json_pack("{s:o,s:o}", "fields", fields, "unknown_fields", unknown);
     }
     return NULL;
 }

@@ -1,8 +1,10 @@
-/* fields.h - what every text and embedding route does with each request
- * field: no field is silently ignored (issue 14).
+/* fields.h - what every route that reads a request (text, embeddings,
+ * audio, vision, retrieval) does with each request field: no field is
+ * silently ignored (issue 14).
  *
  * A field_table lists the fields one JSON object of one route may carry (the
- * body, one message, Ollama's options). Each field is
+ * body, one message, Ollama's options), or one multipart form's field names.
+ * Each field is
  *   FIELD_USED       read by the route's parser: honoured by the local engine
  *                    and forwarded to upstreams (translated between dialects);
  *   FIELD_NO_EFFECT  accepted; ignoring it changes nothing the client can see
@@ -16,8 +18,9 @@
  * as pydantic's extra=forbid), or ignored where the real API ignores it too
  * (Ollama's Go server skips unknown keys).
  *
- * Route handlers call fields_check before parsing, so a refusal is the first
- * problem reported. The tables also go into /openapi.json (fields_describe). */
+ * Route handlers call fields_check (fields_check_form for a multipart form)
+ * before parsing, so a refusal is the first problem reported. The tables
+ * also go into /openapi.json (fields_describe). */
 #ifndef SMP_FIELDS_H
 #define SMP_FIELDS_H
 
@@ -29,7 +32,9 @@ typedef struct {
     const char *name;
     field_use use;
     const char *allow; /* FIELD_REFUSED: JSON array of accepted values, or NULL */
-    const char *why;   /* FIELD_REFUSED: the message (the field is named before it) */
+    const char *why;   /* FIELD_REFUSED: the message (the field is named before it);
+                        * otherwise an optional note for the docs (why a field
+                        * has no effect, when a field is read) */
 } field_rule;
 
 typedef enum {
@@ -39,7 +44,7 @@ typedef enum {
 } fields_unknown;
 
 typedef struct field_table {
-    const char *what;          /* "body", "message", "options": for the docs */
+    const char *what;          /* "body", "message", "options", "form" (multipart): for the docs */
     fields_unknown unknown;
     const field_rule *rules;   /* ends with {NULL} */
 } field_table;
@@ -50,6 +55,11 @@ extern const field_table fields_ollama_generate, fields_ollama_chat, fields_olla
     fields_ollama_embed, fields_ollama_embeddings;
 extern const field_table fields_simpleton_generate, fields_simpleton_chat, fields_simpleton_message,
     fields_simpleton_embed;
+extern const field_table fields_openai_transcription, fields_openai_translation, fields_audio_transcribe,
+    fields_audio_translate, fields_audio_upload_transcribe, fields_audio_upload_translate;
+extern const field_table fields_vision_analyze, fields_vision_caption, fields_vision_ocr, fields_vision_upload;
+extern const field_table fields_rag_ingest, fields_rag_ingest_file, fields_rag_search, fields_rag_query;
+extern const field_table fields_ollama_show;
 
 /* Check every key of obj (a JSON object; anything else is left to the
  * parser) against t, recording each refusal on v under prefix + field name
@@ -60,10 +70,19 @@ void fields_check(struct valid *v, json_t *obj, const field_table *t, const char
  * prefix "<list_field>.<i>.". */
 void fields_check_list(struct valid *v, json_t *obj, const char *list_field, const field_table *t);
 
-/* The tables of a route template ("/v1/chat/completions") as
- * {body:{field:"used"|"no effect"|"refused"|"refused unless one of [...]"},
- * message:{...}, unknown_fields:"refused"|"ignored"}, or NULL for a route
- * with no table. New reference. */
+/* fields_check for a multipart form: each part's name against t (a file part
+ * counts as present; an empty text part as absent, as the routes read it). */
+struct multipart;
+void fields_check_form(struct valid *v, const struct multipart *m, const field_table *t);
+
+/* The tables of a route template ("/v1/chat/completions"), as /openapi.json
+ * publishes them under x-simpleton-fields:
+ *   {fields: [{name, in: "body"|"message"|"options"|"form",
+ *              treatment: "honoured"|"no-effect"|"refused",
+ *              accepted_values: [...] (refused, when some value means "off"),
+ *              note}],
+ *    unknown_fields: {body: "refused"|"ignored, ...", ...}}
+ * or NULL for a route with no table. New reference. */
 json_t *fields_describe(const char *tmpl);
 
 #endif

@@ -160,7 +160,7 @@ static void openapi(http_req *r) {
         if (!(rt->flags & ROUTE_PUBLIC))
             json_object_set_new(op, "security", json_pack("[{s:[]}]", "ApiKey"));
         json_t *fields = strcmp(rt->method, "POST") ? NULL : fields_describe(rt->tmpl);
-        if (fields) json_object_set_new(op, "x-request-fields", fields);
+        if (fields) json_object_set_new(op, "x-simpleton-fields", fields);
         json_object_set_new(p, m, op);
     }
     json_t *doc = json_pack("{s:s,s:{s:s,s:s},s:o,s:{s:{s:{s:s,s:s,s:s}}}}", "openapi", "3.0.3", "info", "title",

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "api/api.h"
+#include "api/fields.h"
 #include "backend/registry.h"
 #include "core/errors.h"
 #include "core/valid.h"
@@ -103,6 +104,7 @@ static void ollama_show(http_req *r) {
     if (!b) return;
     valid v;
     valid_init(&v);
+    fields_check(&v, b, &fields_ollama_show, "");
     const char *name = NULL;
     if (valid_str(&v, b, "model", false, true, &name) != 1 && valid_str(&v, b, "name", false, true, &name) != 1 &&
         valid_ok(&v))

@@ -14,7 +14,7 @@
 #include "http/server.h"
 
 /* options: {temperature, top_p, top_k, min_p, repeat_penalty, presence_penalty,
- * frequency_penalty, seed, num_predict, stop}. */
+ * frequency_penalty, seed, num_predict, num_ctx, stop}. */
 static void parse_options(valid *v, json_t *b, backend_gen_req *q) {
     q->temperature = 0.8; /* Ollama's default */
     json_t *o = json_object_get(b, "options");
@@ -35,6 +35,7 @@ static void parse_options(valid *v, json_t *b, backend_gen_req *q) {
     if (valid_num(v, o, "frequency_penalty", false, -2, 2, &d) == 1) q->frequency_penalty = d;
     if (valid_int(v, o, "seed", false, INT64_MIN, INT64_MAX, &n) == 1) q->has_seed = true, q->seed = (uint64_t)n;
     if (valid_int(v, o, "num_predict", false, -2, 1 << 20, &n) == 1) q->max_tokens = n > 0 ? (int)n : 0;
+    if (valid_int(v, o, "num_ctx", false, 0, 1 << 24, &n) == 1) q->num_ctx = (int)n; /* 0: the model's */
     textgen_parse_stop(v, o, "stop", q);
 }
 

@@ -23,6 +23,7 @@
 #include <strings.h>
 
 #include "api/api.h"
+#include "api/fields.h"
 #include "api/embed.h"
 #include "api/textgen.h"
 #include "backend/registry.h"
@@ -413,6 +414,7 @@ static void ingest(http_req *r) {
     j->body = b;
     valid v;
     valid_init(&v);
+    fields_check(&v, b, &fields_rag_ingest, "");
     const char *content = NULL, *coll;
     long long size = 0, overlap = -1;
     if (valid_str(&v, b, "content", true, false, &content) == 1) {
@@ -491,6 +493,7 @@ static void ingest_file(http_req *r) {
     }
     valid v;
     valid_init(&v);
+    fields_check_form(&v, &j->form, &fields_rag_ingest_file);
     j->file = multipart_find(&j->form, "file");
     if (!j->file || !j->file->filename) valid_add(&v, "file", "missing", "Field required (a file upload named 'file')");
     char tmp[METADATA_MAX_BYTES + 1], num[32];
@@ -717,6 +720,7 @@ static void search_common(http_req *r, bool is_query) {
     j->temperature = 0.7;
     valid v;
     valid_init(&v);
+    fields_check(&v, b, is_query ? &fields_rag_query : &fields_rag_search, "");
     const char *coll;
     long long k;
     double d;

@@ -95,6 +95,7 @@ int textgen_submit(http_req *r, void (*fn)(void *), void *arg);
     X(frequency_penalty, NUM) \
     X(seed, SEED)             \
     X(max_tokens, INT)        \
+    X(num_ctx, INT)           \
     X(stop, STOP)             \
     X(json_object, BOOL)      \
     X(json_schema, JSON)      \

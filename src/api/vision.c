@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/fields.h"
 #include "api/textgen.h"
 #include "backend/registry.h"
 #include "cache/cache.h"
@@ -315,7 +316,7 @@ static void start(vision_job *j) {
 
 /* Common fields: image (req), model. Returns the job, or NULL when an answer
  * was sent. The caller adds its own fields to v before finish_json. */
-static vision_job *begin_json(http_req *r, vision_kind kind, valid *v) {
+static vision_job *begin_json(http_req *r, vision_kind kind, const field_table *fields, valid *v) {
     json_t *b = http_json_object(r);
     if (!b) return NULL;
     vision_job *j = smp_calloc(1, sizeof *j);
@@ -329,6 +330,7 @@ static vision_job *begin_json(http_req *r, vision_kind kind, valid *v) {
     j->body = b;
     j->temperature = 0.7;
     valid_init(v);
+    fields_check(v, b, fields, "");
     const char *model = NULL;
     if (valid_str(v, b, "model", false, false, &model) == 1 && strlen(model) >= sizeof j->model)
         valid_add(v, "model", "string_too_long", "model should have at most %zu bytes", sizeof j->model - 1);
@@ -365,7 +367,7 @@ static void sampling(valid *v, vision_job *j) {
 
 static void analyze(http_req *r) {
     valid v;
-    vision_job *j = begin_json(r, VJ_ANALYZE, &v);
+    vision_job *j = begin_json(r, VJ_ANALYZE, &fields_vision_analyze, &v);
     if (!j) return;
     const char *image = NULL;
     valid_str(&v, j->body, "image", true, true, &image);
@@ -376,7 +378,7 @@ static void analyze(http_req *r) {
 
 static void caption(http_req *r) {
     valid v;
-    vision_job *j = begin_json(r, VJ_CAPTION, &v);
+    vision_job *j = begin_json(r, VJ_CAPTION, &fields_vision_caption, &v);
     if (!j) return;
     const char *image = NULL, *level = "normal";
     valid_str(&v, j->body, "image", true, true, &image);
@@ -389,14 +391,29 @@ static void caption(http_req *r) {
 
 static void ocr(http_req *r) {
     valid v;
-    vision_job *j = begin_json(r, VJ_OCR, &v);
+    vision_job *j = begin_json(r, VJ_OCR, &fields_vision_ocr, &v);
     if (!j) return;
-    const char *image = NULL, *model = j->model_given, *lang = "eng";
+    const char *image = NULL, *model = j->model_given, *lang;
     valid_str(&v, j->body, "image", true, true, &image);
     /* No model (or "tesseract"): the in-process engine; any other name is a
      * vision model. */
     j->tesseract = !model || !*model || !strcmp(model, TESSERACT_MODEL);
-    if (valid_str(&v, j->body, "language", false, false, &lang) >= 0 && lang && *lang) {
+    /* Each engine's own fields: the other's would be dropped, so they are refused. */
+    static const char *const model_only[] = {"temperature", "max_tokens"};
+    for (int i = 0; i < 2 && j->tesseract; i++) {
+        json_t *x = json_object_get(j->body, model_only[i]);
+        if (x && !json_is_null(x))
+            valid_add(&v, model_only[i], "unsupported",
+                      "only a vision model reads %s; Tesseract (no 'model', or 'tesseract') reads the whole image as is",
+                      model_only[i]);
+    }
+    lang = json_string_value(json_object_get(j->body, "language"));
+    if (!j->tesseract && lang && *lang)
+        valid_add(&v, "language", "unsupported",
+                  "language selects Tesseract's language data; the vision model '%.100s' reads any language (omit "
+                  "language, or 'model' to use Tesseract)",
+                  model);
+    else if (valid_str(&v, j->body, "language", false, false, &lang) >= 0 && lang && *lang) {
         if (!ocr_language_ok(lang)) {
             char list[512];
             int n = ocr_languages(list, sizeof list);
@@ -457,6 +474,7 @@ static void upload(http_req *r) {
     }
     valid v;
     valid_init(&v);
+    fields_check_form(&v, &j->form, &fields_vision_upload);
     const multipart_part *file = multipart_find(&j->form, "file");
     if (!file || !file->filename) valid_add(&v, "file", "missing", "Field required (an image upload named 'file')");
     char *model = NULL;

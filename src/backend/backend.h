@@ -116,6 +116,12 @@ typedef struct {
     bool has_seed;
     uint64_t seed;
     int max_tokens;           /* <= 0: until EOS or the context is full */
+    /* The context window of this request (Ollama's options.num_ctx): prompt
+     * plus answer fit in it. 0: the model's context. The local engine caps
+     * a larger value at the model's context and refuses a prompt that does
+     * not fit the smaller window, naming num_ctx; Ollama upstreams get it
+     * as options.num_ctx. */
+    int num_ctx;
     const char *stop[BACKEND_MAX_STOP];
     int n_stop;
     /* Structured output: the answer is one JSON object (json_object) or a

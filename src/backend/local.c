@@ -724,6 +724,17 @@ static int collect_calls(const backend_gen_req *req, stream_ctx *sc, backend_gen
     return 0;
 }
 
+/* The refusal of a prompt that does not fit its window, naming num_ctx when
+ * the request set the window. */
+static void window_error(char *err, size_t errlen, const char *at_least, size_t tokens, int window, bool own_window) {
+    if (own_window)
+        snprintf(err, errlen, "options.num_ctx: the prompt is %s%zu tokens; num_ctx allows %d (prompt plus answer)",
+                 at_least, tokens, window);
+    else
+        snprintf(err, errlen, "the prompt is %s%zu tokens; the model's context holds %d (prompt plus answer)", at_least,
+                 tokens, window);
+}
+
 static int local_generate(backend *b, const backend_gen_req *req, backend_token_fn on_token, void *ud,
                           backend_gen_result *out, char *err, size_t errlen) {
     local_state *st = b->state;
@@ -763,12 +774,16 @@ static int local_generate(backend *b, const backend_gen_req *req, backend_token_
     }
     rc = build_prompt(l, req, &prompt, &templated, err, errlen);
     if (rc != 0) goto done;
+    /* The window prompt plus answer must fit: the model's context, or the
+     * request's smaller num_ctx (a larger one means the model's). */
+    int window = model_ctx_n_ctx(l->ctx);
+    bool own_window = req->num_ctx > 0 && req->num_ctx < window;
+    if (own_window) window = req->num_ctx;
     /* A prompt that cannot fit is refused before it is tokenized (a 30 MB
      * prompt would take seconds and hold the model). */
     size_t at_least = tok_min_tokens(l->tok, prompt.len) + (size_t)req->n_context;
-    if (at_least >= (size_t)model_ctx_n_ctx(l->ctx)) {
-        snprintf(err, errlen, "the prompt is at least %zu tokens; the model's context holds %d (prompt plus answer)",
-                 at_least, model_ctx_n_ctx(l->ctx));
+    if (at_least >= (size_t)window) {
+        window_error(err, errlen, "at least ", at_least, window, own_window);
         rc = -SMP_E_VALIDATION;
         goto done;
     }
@@ -780,6 +795,11 @@ static int local_generate(backend *b, const backend_gen_req *req, backend_token_
         goto done;
     }
     size_t total = (size_t)req->n_context + n;
+    if (own_window && total >= (size_t)window) {
+        window_error(err, errlen, "", total, window, own_window);
+        rc = -SMP_E_VALIDATION;
+        goto done;
+    }
     all = smp_malloc((total ? total : 1) * sizeof *all);
     if (!all) {
         rc = -SMP_E_NOMEM;
@@ -805,7 +825,11 @@ static int local_generate(backend *b, const backend_gen_req *req, backend_token_
                      .presence_penalty = (float)req->presence_penalty,
                      .frequency_penalty = (float)req->frequency_penalty,
                      .seed = req->has_seed ? req->seed : SAMPLER_SEED_RANDOM},
-        .max_tokens = req->max_tokens,
+        /* gen_run stops at the model's context by itself; a smaller window
+         * is this cap. */
+        .max_tokens = own_window && (req->max_tokens <= 0 || req->max_tokens > window - (int)total)
+                          ? window - (int)total
+                          : req->max_tokens,
         .on_text = on_text,
         .cancelled = is_cancelled,
         .ud = &sc,

@@ -299,6 +299,13 @@ static int openai_generate(backend *b, const backend_gen_req *req, backend_token
                  "equivalent); send the conversation as messages instead");
         return -SMP_E_BAD_REQUEST;
     }
+    if (req->num_ctx > 0) {
+        /* A smaller window cannot be set there, so the cap would be lost. */
+        snprintf(err, errlen,
+                 "options.num_ctx: a context window per request cannot be forwarded to the OpenAI-compatible backend "
+                 "(its API has no equivalent); leave num_ctx out to use the upstream model's own context");
+        return -SMP_E_BAD_REQUEST;
+    }
     bool chat = req->messages != NULL;
     gen_ctx g = {.chat = chat, .on_token = on_token, .ud = ud, .err = err, .errlen = errlen, .out = out,
                  .t0 = util_now_ns()};

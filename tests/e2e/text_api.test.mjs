@@ -97,6 +97,10 @@ const FORMAT_CHANGES = {
     { response_format: { type: 'json_schema', json_schema: { name: 'a', schema: { type: 'object', properties: { a: { type: 'integer' } } } } } },
   ],
 };
+// Ollama's options that have no field in the other dialects (asked on /api/generate).
+const OPTIONS_CHANGES = {
+  num_ctx: [{ num_ctx: 200 }, { num_ctx: 100 }],
+};
 const keyFields = () => {
   const h = readFileSync('src/api/textgen.h', 'utf8');
   const block = h.slice(h.indexOf('#define TEXTGEN_KEY_FIELDS(X)')).split('\n');
@@ -113,7 +117,8 @@ test('cache: every field the key is built from has a change that misses, on gene
   const rows = keyFields();
   assert.ok(rows.length >= 16 && rows.includes('min_p'), JSON.stringify(rows));
   for (const f of rows)
-    assert.ok(f in GENERATE_CHANGES || f in CHAT_CHANGES || f in FORMAT_CHANGES, `no body change for key field '${f}'`);
+    assert.ok(f in GENERATE_CHANGES || f in CHAT_CHANGES || f in FORMAT_CHANGES || f in OPTIONS_CHANGES,
+      `no body change for key field '${f}'`);
   const body = { prompt: 'The fox', temperature: 0.5, top_k: 40, top_p: 0.95, min_p: 0.05, repeat_penalty: 1.1,
     presence_penalty: 0.1, frequency_penalty: 0.1, max_tokens: 6, seed: 7 };
   const chat = { messages: [{ role: 'user', content: 'Hi' }], temperature: 0.5, top_k: 40, top_p: 0.95, min_p: 0.05,
@@ -129,6 +134,19 @@ test('cache: every field the key is built from has a change that misses, on gene
         assert.equal(r.headers.get('x-cache'), 'MISS', `${p}: changing ${field} ${JSON.stringify(change)} hit the cache`);
       }
   }
+});
+
+test('cache: Ollama options with no other dialect\'s field are in the key (each change misses)', async () => {
+  const base = { model: 'stories260K', prompt: 'The fox', stream: false, options: { temperature: 0, num_predict: 6 } };
+  const post = (options) => req(srv, 'POST', '/api/generate', { json: { ...base, options: { ...base.options, ...options } } });
+  assert.equal((await post({})).headers.get('x-cache'), 'MISS');
+  assert.equal((await post({})).headers.get('x-cache'), 'HIT');
+  for (const [field, list] of Object.entries(OPTIONS_CHANGES))
+    for (const change of list) {
+      const r = await post(change);
+      assert.equal(r.status, 200, `${JSON.stringify(change)}: ${r.text}`);
+      assert.equal(r.headers.get('x-cache'), 'MISS', `changing options.${field} ${JSON.stringify(change)} hit the cache`);
+    }
 });
 
 test('cache: structured output is in the key (every response_format change misses)', async () => {

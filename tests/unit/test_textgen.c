@@ -16,6 +16,7 @@ static const char *const shaping[] = {
     "repeat_penalty", "presence_penalty", "frequency_penalty", "max_tokens", "stop", /* and its limits */
     "json_object", "json_schema", "grammar",                                     /* structured output */
     "logprobs", "top_logprobs", "logit_bias",                                    /* what the answer shows */
+    "num_ctx",                                                                   /* the window */
 };
 
 typedef enum { K_STR, K_BOOL, K_INT, K_NUM, K_SEED, K_IDS, K_MSGS, K_STOP, K_JSON, K_BIAS } key_kind;
@@ -67,6 +68,7 @@ static backend_gen_req base(backend_msg *msgs) {
         .has_seed = true,
         .seed = 7,
         .max_tokens = 10,
+        .num_ctx = 128,
         .n_stop = 1,
         .json_schema = schema(0),
         .grammar = "root ::= \"a\"",
