@@ -995,8 +995,26 @@ static json_t *key_messages(const backend_gen_req *q) {
             util_sha256_hex(m->images[k], m->image_lens[k], hex);
             json_array_append_new(imgs, json_string(hex));
         }
-        json_array_append_new(a, json_pack("{s:s,s:s,s:o}", "role", m->role, "content", m->content ? m->content : "",
-                                           "images", imgs));
+        json_t *calls = json_array();
+        for (int k = 0; k < m->n_tool_calls; k++)
+            json_array_append_new(calls, json_pack("[s,s,s]", m->tool_calls[k].id, m->tool_calls[k].name,
+                                                   m->tool_calls[k].arguments));
+        json_array_append_new(a, json_pack("{s:s,s:s,s:o,s:o,s:o,s:o}", "role", m->role, "content",
+                                           m->content ? m->content : "", "images", imgs, "tool_calls", calls,
+                                           "tool_call_id", key_str(m->tool_call_id), "tool_name",
+                                           key_str(m->tool_name)));
+    }
+    return a;
+}
+
+/* Each tool as the model is shown it. */
+static json_t *key_tools(const backend_gen_req *q) {
+    json_t *a = json_array();
+    for (int i = 0; i < q->n_tools; i++) {
+        const backend_tool *t = &q->tools[i];
+        json_array_append_new(a, json_pack("[s,o,o,b]", t->name, key_str(t->description),
+                                           t->parameters ? json_incref((json_t *)t->parameters) : json_null(),
+                                           t->strict));
     }
     return a;
 }
@@ -1011,6 +1029,7 @@ static json_t *key_messages(const backend_gen_req *q) {
 #define KEY_STOP(m) key_stop(q)
 #define KEY_JSON(m) (q->m ? json_incref((json_t *)q->m) : json_null())
 #define KEY_BIAS(m) key_bias(q)
+#define KEY_TOOLS(m) key_tools(q)
 #define KEY_FIELD(m, kind) json_object_set_new(k, #m, KEY_##kind(m));
 
 void textgen_cache_key(textjob_kind kind, const backend_gen_req *q, char out[CACHE_KEY_MAX]) {

@@ -76,7 +76,8 @@ int textgen_submit(http_req *r, void (*fn)(void *), void *arg);
  * changes what is generated belongs here (its companions n_context,
  * n_messages, has_seed, n_stop are read with it; cancelled and cancel_ud
  * shape nothing). Kinds: STR (may be NULL), BOOL, INT, NUM (double), SEED
- * (with has_seed), IDS (context), MSGS (roles, contents, image digests),
+ * (with has_seed), IDS (context), MSGS (roles, contents, image digests,
+ * tool calls and results), TOOLS (name, description, parameters, strict),
  * STOP, JSON, BIAS (with n_logit_bias). tests/unit/test_textgen.c changes each member in turn and expects a
  * new key; tests/e2e/text_api.test.mjs sends a body change for every row. */
 #define TEXTGEN_KEY_FIELDS(X) \
@@ -102,7 +103,11 @@ int textgen_submit(http_req *r, void (*fn)(void *), void *arg);
     X(grammar, STR)           \
     X(logprobs, BOOL)         \
     X(top_logprobs, INT)      \
-    X(logit_bias, BIAS)
+    X(logit_bias, BIAS)       \
+    X(tools, TOOLS)           \
+    X(tool_choice, INT)       \
+    X(tool_choice_name, STR)  \
+    X(parallel_tool_calls, BOOL)
 
 /* The cache key of a generate/chat request of this kind (cache type chat or
  * inference by kind); "" when memory ran out (see cache_key). */

@@ -88,7 +88,7 @@ static void lit(jsc *c, buf *b, const char *s, size_t n) {
 
 /* Text from json_dumps belongs to jansson's allocator, which the server
  * points at its own (json_set_alloc_funcs): free it through jansson. */
-static void json_text_free(char *p) {
+void json_text_free(char *p) {
     json_free_t f = NULL;
     json_get_alloc_funcs(NULL, &f);
     (f ? f : free)(p);

@@ -76,6 +76,9 @@ int json_schema_rules(const json_t *const *schemas, int n, const char *const *pa
 int json_schema_compile(const json_t *schema, grammar **out, char *err, size_t errlen);
 /* "json_object" mode: any JSON object. */
 int json_schema_any_object(grammar **out, char *err, size_t errlen);
+/* Free text from json_dumps through jansson's allocator (the server points
+ * it at smp_malloc; tests may leave it at the C library's). */
+void json_text_free(char *p);
 /* Drop every cached grammar (tests, shutdown). */
 void json_schema_cache_clear(void);
 

@@ -75,7 +75,7 @@ static int put_tool_json(buf *b, const tool_def *t, size_t indent) {
     char *s = o ? json_dumps(o, indent ? JSON_INDENT(indent) : 0) : NULL;
     json_decref(o);
     int rc = s ? buf_puts(b, s) : -1;
-    smp_free(s); /* jansson allocates with smp_malloc */
+    json_text_free(s);
     return rc;
 }
 
@@ -198,7 +198,7 @@ int tools_render(chat_family f, const tool_def *tools, int n_tools, const tool_m
                 buf_putc(&b, '"');
             }
             buf_puts(&b, "}[/TOOL_RESULTS]");
-            smp_free(q);
+            json_text_free(q);
             json_decref(s);
             c.content = pool_take(&p, &b);
         } else if (n_tools > 0 && st == TOOL_STYLE_LLAMA3 && i == first_user) {

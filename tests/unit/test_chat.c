@@ -8,16 +8,16 @@
 
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
-static const chat_msg one_user[] = {{"user", "Hello"}};
-static const chat_msg sys_user[] = {{"system", "You are a helpful assistant"}, {"user", "Hello"}};
+static const chat_msg one_user[] = {{"user", "Hello", NULL}};
+static const chat_msg sys_user[] = {{"system", "You are a helpful assistant", NULL}, {"user", "Hello", NULL}};
 /* The conversation llama.cpp's template tests use (note the padded answer). */
 static const chat_msg convo[] = {
-    {"system", "You are a helpful assistant"},
-    {"user", "Hello"},
-    {"assistant", "Hi there"},
-    {"user", "Who are you"},
-    {"assistant", "   I am an assistant   "},
-    {"user", "Another question"},
+    {"system", "You are a helpful assistant", NULL},
+    {"user", "Hello", NULL},
+    {"assistant", "Hi there", NULL},
+    {"user", "Who are you", NULL},
+    {"assistant", "   I am an assistant   ", NULL},
+    {"user", "Another question", NULL},
 };
 
 /* Render and compare; returns nothing, records failures. */
@@ -44,7 +44,7 @@ TEST(chat_chatml) {
            "<|im_start|>assistant\nHi there<|im_end|>\n<|im_start|>user\nWho are you<|im_end|>\n"
            "<|im_start|>assistant\n   I am an assistant   <|im_end|>\n"
            "<|im_start|>user\nAnother question<|im_end|>\n<|im_start|>assistant\n");
-    const chat_msg tool[] = {{"user", "2+2?"}, {"tool", "4"}};
+    const chat_msg tool[] = {{"user", "2+2?", NULL}, {"tool", "4", NULL}};
     expect(f, tool, 2, true,
            "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>tool\n4<|im_end|>\n<|im_start|>assistant\n");
 }
@@ -68,7 +68,7 @@ TEST(chat_llama3) {
            "<|start_header_id|>assistant<|end_header_id|>\n\nI am an assistant<|eot_id|>"
            "<|start_header_id|>user<|end_header_id|>\n\nAnother question<|eot_id|>"
            "<|start_header_id|>assistant<|end_header_id|>\n\n");
-    const chat_msg tool[] = {{"tool", "{\"x\": 1}"}};
+    const chat_msg tool[] = {{"tool", "{\"x\": 1}", NULL}};
     expect(f, tool, 1, false, "<|start_header_id|>ipython<|end_header_id|>\n\n{\"x\": 1}<|eot_id|>");
 }
 
@@ -84,14 +84,14 @@ TEST(chat_llama2) {
            "<s>[INST] Who are you [/INST] I am an assistant </s>"
            "<s>[INST] Another question [/INST]");
     /* strip() of the joined text; a system message alone */
-    const chat_msg pad[] = {{"system", "S"}, {"user", "  hi  "}};
+    const chat_msg pad[] = {{"system", "S", NULL}, {"user", "  hi  ", NULL}};
     expect(f, pad, 2, true, "[INST] <<SYS>>\nS\n<</SYS>>\n\n  hi [/INST]");
-    const chat_msg sys_only[] = {{"system", "S"}};
+    const chat_msg sys_only[] = {{"system", "S", NULL}};
     expect(f, sys_only, 1, true, "[INST] <<SYS>>\nS\n<</SYS>> [/INST]");
     /* the model's own BOS/EOS text */
     buf b;
     buf_init(&b, 0);
-    const chat_msg two[] = {{"user", "a"}, {"assistant", "b"}, {"user", "c"}};
+    const chat_msg two[] = {{"user", "a", NULL}, {"assistant", "b", NULL}, {"user", "c", NULL}};
     CHECK_INT(chat_render(f, two, 3, true, "<BOS>", "<EOS>", &b, NULL, 0), 0);
     CHECK_STR(b.data, "[INST] a [/INST] b <EOS><BOS>[INST] c [/INST]");
     buf_free(&b);
@@ -142,7 +142,7 @@ TEST(chat_fallback_plain) {
     expect(f, one_user, 1, true, "User: Hello\nAssistant:");
     expect(f, one_user, 1, false, "User: Hello\n");
     expect(f, sys_user, 2, true, "System: You are a helpful assistant\nUser: Hello\nAssistant:");
-    const chat_msg two[] = {{"user", "a"}, {"assistant", "b"}, {"user", "c"}};
+    const chat_msg two[] = {{"user", "a", NULL}, {"assistant", "b", NULL}, {"user", "c", NULL}};
     expect(f, two, 3, true, "User: a\nAssistant: b\nUser: c\nAssistant:");
     int n = 0;
     const char *const *stops = chat_stop_strings(f, &n);
@@ -159,19 +159,20 @@ TEST(chat_rejects_bad_roles) {
     buf_init(&b, 0);
     buf_puts(&b, "keep");
     char err[160];
-    const chat_msg bad[] = {{"user", "hi"}, {"wizard", "x"}};
+    const chat_msg bad[] = {{"user", "hi", NULL}, {"wizard", "x", NULL}};
     for (int f = 0; f < CHAT_FAMILY__COUNT; f++) {
         CHECK_INT(chat_render((chat_family)f, bad, 2, true, NULL, NULL, &b, err, sizeof err),
                   -SMP_E_VALIDATION);
         CHECK(strstr(err, "messages[1]") && strstr(err, "wizard"));
     }
-    const chat_msg nullrole[] = {{NULL, "x"}};
+    const chat_msg nullrole[] = {{NULL, "x", NULL}};
     CHECK_INT(chat_render(CHAT_FAMILY_CHATML, nullrole, 1, true, NULL, NULL, &b, err, sizeof err),
               -SMP_E_VALIDATION);
     /* tool where the family has no place for it; out is left unchanged */
-    const chat_msg tool[] = {{"user", "hi"}, {"tool", "x"}};
-    chat_family no_tool[] = {CHAT_FAMILY_LLAMA2, CHAT_FAMILY_MISTRAL, CHAT_FAMILY_GEMMA, CHAT_FAMILY_PHI3};
-    for (int i = 0; i < 4; i++) {
+    const chat_msg tool[] = {{"user", "hi", NULL}, {"tool", "x", NULL}};
+    /* (MISTRAL writes a tool message as is: tools.c makes it [TOOL_RESULTS] ...) */
+    chat_family no_tool[] = {CHAT_FAMILY_LLAMA2, CHAT_FAMILY_GEMMA, CHAT_FAMILY_PHI3};
+    for (int i = 0; i < 3; i++) {
         CHECK_INT(chat_render(no_tool[i], tool, 2, true, NULL, NULL, &b, err, sizeof err),
                   -SMP_E_VALIDATION);
         CHECK(strstr(err, "'tool'") && strstr(err, chat_family_name(no_tool[i])));

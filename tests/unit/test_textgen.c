@@ -17,9 +17,10 @@ static const char *const shaping[] = {
     "json_object", "json_schema", "grammar",                                     /* structured output */
     "logprobs", "top_logprobs", "logit_bias",                                    /* what the answer shows */
     "num_ctx",                                                                   /* the window */
+    "tools", "tool_choice", "tool_choice_name", "parallel_tool_calls",           /* tool calling */
 };
 
-typedef enum { K_STR, K_BOOL, K_INT, K_NUM, K_SEED, K_IDS, K_MSGS, K_STOP, K_JSON, K_BIAS } key_kind;
+typedef enum { K_STR, K_BOOL, K_INT, K_NUM, K_SEED, K_IDS, K_MSGS, K_STOP, K_JSON, K_BIAS, K_TOOLS } key_kind;
 
 static const struct {
     const char *name;
@@ -36,6 +37,9 @@ static const unsigned char img_a[] = "image-a", img_b[] = "image-b";
 static const unsigned char *const imgs_a[] = {img_a}, *const imgs_b[] = {img_b};
 static const size_t img_lens[] = {sizeof img_a};
 static const int32_t ctx[] = {1, 2, 3};
+static const backend_tool_call calls_a[] = {{"call_1", "add", "{\"a\":1}"}}, calls_b[] = {{"call_1", "add", "{\"a\":2}"}};
+static const backend_tool tools_a[] = {{"add", "adds", NULL, false}, {"mul", NULL, NULL, false}};
+static const backend_tool tools_b[] = {{"add", "adds", NULL, false}, {"mul", NULL, NULL, true}};
 static const backend_logit_bias bias_a[] = {{5, -100}, {7, 2.5f}}, bias_b[] = {{5, -100}, {8, 2.5f}};
 
 /* Two schemas that differ in one keyword (made once, kept for the process). */
@@ -50,6 +54,8 @@ static json_t *schema(int which) {
 static backend_gen_req base(backend_msg *msgs) {
     msgs[0] = (backend_msg){.role = "system", .content = "be brief"};
     msgs[1] = (backend_msg){.role = "user", .content = "hi", .n_images = 1, .images = imgs_a, .image_lens = img_lens};
+    msgs[2] = (backend_msg){.role = "assistant", .content = "", .tool_calls = calls_a, .n_tool_calls = 1};
+    msgs[3] = (backend_msg){.role = "tool", .content = "3", .tool_call_id = "call_1", .tool_name = "add"};
     backend_gen_req q = {
         .model = "m",
         .prompt = "p",
@@ -57,7 +63,7 @@ static backend_gen_req base(backend_msg *msgs) {
         .context = ctx,
         .n_context = 2,
         .messages = msgs,
-        .n_messages = 2,
+        .n_messages = 4,
         .temperature = 0.7,
         .top_p = 0.9,
         .top_k = 40,
@@ -76,6 +82,11 @@ static backend_gen_req base(backend_msg *msgs) {
         .top_logprobs = 3,
         .logit_bias = bias_a,
         .n_logit_bias = 2,
+        .tools = tools_a,
+        .n_tools = 2,
+        .tool_choice = BACKEND_TOOLS_NAMED,
+        .tool_choice_name = "add",
+        .parallel_tool_calls = true,
     };
     q.stop[0] = "end";
     return q;
@@ -96,7 +107,7 @@ TEST(textgen_key_table_lists_every_shaping_field) {
 }
 
 TEST(textgen_key_changes_with_every_field) {
-    backend_msg msgs[2], msgs2[2];
+    backend_msg msgs[4], msgs2[4];
     const backend_gen_req q0 = base(msgs);
     char k0[CACHE_KEY_MAX], k1[CACHE_KEY_MAX], k2[CACHE_KEY_MAX];
     key_of(TG_SIMPLETON_GENERATE, &q0, k0);
@@ -154,6 +165,11 @@ TEST(textgen_key_changes_with_every_field) {
                 else if (var == 1) msgs2[1].role = "assistant";
                 else msgs2[1].images = imgs_b; /* same length, other bytes */
                 break;
+            case K_TOOLS:
+                if (var == 0) q.tools = tools_b; /* only strict differs */
+                else if (var == 1) q.n_tools = 1;
+                else q.n_tools = 0;
+                break;
             }
             key_of(TG_SIMPLETON_GENERATE, &q, k2);
             if (!strcmp(k0, k2)) fprintf(stderr, "  changing '%s' (variation %d) kept the key\n", rows[r].name, var);
@@ -169,10 +185,21 @@ TEST(textgen_key_changes_with_every_field) {
     q.n_messages = 1;
     key_of(TG_SIMPLETON_GENERATE, &q, k2);
     CHECK(strcmp(k0, k2) != 0);
+    /* Tool calls and results: other arguments, another call id, another name. */
+    const char *what[] = {"arguments", "tool_call_id", "tool_name"};
+    for (int w = 0; w < 3; w++) {
+        q = base(msgs2);
+        if (w == 0) msgs2[2].tool_calls = calls_b;
+        else if (w == 1) msgs2[3].tool_call_id = "call_2";
+        else msgs2[3].tool_name = "mul";
+        key_of(TG_SIMPLETON_GENERATE, &q, k2);
+        if (!strcmp(k0, k2)) fprintf(stderr, "  changing the %s kept the key\n", what[w]);
+        CHECK(strcmp(k0, k2) != 0);
+    }
 }
 
 TEST(textgen_key_ignores_the_order_of_logit_bias) {
-    backend_msg msgs[2];
+    backend_msg msgs[4];
     backend_gen_req q = base(msgs);
     const backend_logit_bias turned[] = {bias_a[1], bias_a[0]};
     char a[CACHE_KEY_MAX], b[CACHE_KEY_MAX];
@@ -183,7 +210,7 @@ TEST(textgen_key_ignores_the_order_of_logit_bias) {
 }
 
 TEST(textgen_key_differs_per_route_and_type) {
-    backend_msg msgs[2];
+    backend_msg msgs[4];
     const backend_gen_req q = base(msgs);
     char a[CACHE_KEY_MAX], b[CACHE_KEY_MAX], c[CACHE_KEY_MAX];
     key_of(TG_SIMPLETON_GENERATE, &q, a);
