@@ -6,8 +6,10 @@
  * parse state (gen_ctx) on the caller's stack.
  *
  * Requests (Ollama REST API):
- *   generate  POST /api/generate {model, prompt, system?, context?, raw?, stream:true, options}
- *   chat      POST /api/chat     {model, messages:[{role, content, images?:[base64]}], stream:true, options}
+ *   generate  POST /api/generate {model, prompt, system?, context?, raw?, stream:true, options,
+ *             logprobs?, top_logprobs?}
+ *   chat      POST /api/chat     {model, messages:[{role, content, images?:[base64]}], stream:true, options,
+ *             tools?, logprobs?, top_logprobs?}
  *   options   temperature (always), top_p (0 < p < 1), top_k (> 0), min_p (> 0),
  *             repeat_penalty (> 0 and != 1), presence_penalty / frequency_penalty
  *             (!= 0), seed (has_seed; its low 63 bits), num_predict (max_tokens > 0), stop.
@@ -17,20 +19,52 @@
  *   models    GET /api/tags -> {models:[{name, size, modified_at, digest, details:{family}}]}
  *   health    GET /api/version -> {version}
  *
+ * Tools and log probabilities, and what cannot be forwarded:
+ *   tools           [{type:"function", function:{name, description?, parameters}}]
+ *                   (parameters {"type":"object","properties":{}} when the tool has
+ *                   none). A tool with strict:true is refused (501 naming
+ *                   tools[].function.strict): Ollama does not hold a call's
+ *                   arguments to the schema.
+ *   tool_choice     Ollama has none. auto: the tools are sent; none: no tools are
+ *                   sent (the model cannot call what it does not see); required
+ *                   or a named function: refused (501 naming tool_choice).
+ *   parallel_tool_calls  false with tools is refused (501): Ollama may answer
+ *                   with several calls and has no switch for it; quietly keeping
+ *                   only the first call would hide what the model did.
+ *   history         an assistant message's calls become tool_calls:
+ *                   [{function:{name, arguments: OBJECT}}] (the JSON text is
+ *                   parsed: Ollama wants an object; text that is not an object is
+ *                   refused with 400); a tool message becomes {role:"tool",
+ *                   content, tool_name}.
+ *   logprobs        logprobs:true and top_logprobs:N at the top level.
+ *   logit_bias      Ollama has no such setting: refused (501 naming logit_bias).
+ *
  * Generation is always streamed from upstream, even when the caller wants the
  * whole answer, so cancellation works mid-answer. The stream is NDJSON: one
  * object per line, the piece in "response" (generate) or "message.content"
  * (chat); the last line has done:true with context, counts, durations (ns)
  * and done_reason. A line {"error": "..."} is an upstream failure. Pieces are
  * JSON strings, which jansson only accepts as whole UTF-8, so a piece never
- * ends inside a character. */
+ * ends inside a character.
+ *
+ * Answers: a line's logprobs ([{token, logprob, bytes, top_logprobs}], the
+ * result's own shape) go to on_logprobs before its piece goes to on_token,
+ * and into the result. message.tool_calls [{id?, function:{index?, name,
+ * arguments: object}}] come whole, each in one line: a call becomes a result
+ * call (arguments as compact JSON text, an id made up when Ollama sends
+ * none) and, while streaming, three on_tool events (id and name, the whole
+ * arguments, done). A call without a name is skipped with a warning in the
+ * log; arguments that are a string are taken as they are. With calls the
+ * done_reason is "tool_calls". */
 #include <stdio.h>
 #include <string.h>
 
 #include "backend/ollama.h"
+#include "backend/remote.h"
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/errors.h"
+#include "core/log.h"
 #include "core/util.h"
 #include "core/valid.h"
 
@@ -89,12 +123,85 @@ static json_t *message_json(const char *role, const char *content, const backend
         }
         json_object_set_new(o, "images", imgs);
     }
+    if (m && m->tool_name) json_object_set_new(o, "tool_name", json_string(m->tool_name));
     return o;
 }
 
-/* NULL when out of memory. */
-static json_t *gen_body(const backend_gen_req *r, bool chat, bool stream) {
+/* An assistant message's calls as Ollama takes them: arguments an object,
+ * parsed from the JSON text. 0, -SMP_E_BAD_REQUEST (err names the message
+ * and call) or -SMP_E_NOMEM. */
+static int history_calls(json_t *msg, const backend_msg *m, int at, char *err, size_t errlen) {
+    json_t *calls = json_array();
+    json_object_set_new(msg, "tool_calls", calls);
+    for (int k = 0; k < m->n_tool_calls; k++) {
+        const backend_tool_call *c = &m->tool_calls[k];
+        const char *text = c->arguments && *c->arguments ? c->arguments : "{}";
+        json_t *args = json_loads(text, 0, NULL);
+        if (!json_is_object(args)) {
+            json_decref(args);
+            snprintf(err, errlen, "messages[%d].tool_calls[%d].function.arguments: not a JSON object, which Ollama "
+                     "needs (got %.60s)", at, k, text);
+            return -SMP_E_BAD_REQUEST;
+        }
+        json_t *call = json_pack("{s:{s:s,s:o}}", "function", "name", c->name ? c->name : "", "arguments", args);
+        if (!call || json_array_append_new(calls, call) != 0) return -SMP_E_NOMEM;
+    }
+    return 0;
+}
+
+/* What Ollama cannot do: 0, or the code with err naming the field. */
+static int refused(const backend_gen_req *r, char *err, size_t errlen) {
+    if (r->grammar) {
+        snprintf(err, errlen, "grammar: Ollama takes no GBNF grammar (model '%s' is served by Ollama); send a JSON "
+                 "schema as response_format instead", r->model);
+        return -SMP_E_BAD_REQUEST;
+    }
+    if (r->n_logit_bias > 0) {
+        snprintf(err, errlen, "logit_bias cannot be forwarded: Ollama has no logit bias (model '%s' is served by "
+                 "Ollama)", r->model);
+        return -SMP_E_NOT_IMPLEMENTED;
+    }
+    if (r->tool_choice == BACKEND_TOOLS_REQUIRED || r->tool_choice == BACKEND_TOOLS_NAMED) {
+        snprintf(err, errlen, "tool_choice '%s' cannot be forwarded: Ollama has no tool_choice (model '%s' is "
+                 "served by Ollama); use 'auto' or 'none'",
+                 r->tool_choice == BACKEND_TOOLS_REQUIRED ? "required" : r->tool_choice_name ? r->tool_choice_name : "",
+                 r->model);
+        return -SMP_E_NOT_IMPLEMENTED;
+    }
+    if (r->n_tools == 0 || r->tool_choice == BACKEND_TOOLS_NONE) return 0;
+    if (!r->parallel_tool_calls) {
+        snprintf(err, errlen, "parallel_tool_calls false cannot be forwarded: Ollama may answer with several "
+                 "calls and has no setting to stop it (model '%s' is served by Ollama)", r->model);
+        return -SMP_E_NOT_IMPLEMENTED;
+    }
+    for (int i = 0; i < r->n_tools; i++) {
+        if (r->tools[i].strict) {
+            snprintf(err, errlen, "tools[%d].function.strict cannot be forwarded: Ollama does not hold a call's "
+                     "arguments to its schema (model '%s' is served by Ollama)", i, r->model);
+            return -SMP_E_NOT_IMPLEMENTED;
+        }
+    }
+    return 0;
+}
+
+/* Ollama wants parameters on every tool: an empty object schema stands in
+ * for a tool that takes any (or no) arguments. */
+static json_t *tools_json(const backend_gen_req *r) {
+    json_t *tools = remote_tools_json(r, false);
+    size_t i;
+    json_t *t;
+    json_array_foreach(tools, i, t) {
+        json_t *fn = json_object_get(t, "function");
+        if (!json_object_get(fn, "parameters"))
+            json_object_set_new(fn, "parameters", json_pack("{s:s,s:{}}", "type", "object", "properties"));
+    }
+    return tools;
+}
+
+/* The request body in *out. 0, or an error code with err set. */
+static int gen_body(const backend_gen_req *r, bool chat, bool stream, json_t **out, char *err, size_t errlen) {
     json_t *o = json_object();
+    *out = o;
     json_object_set_new(o, "model", json_string(r->model));
     if (chat) {
         json_t *msgs = json_array();
@@ -103,9 +210,18 @@ static json_t *gen_body(const backend_gen_req *r, bool chat, bool stream) {
                                             !strcmp(r->messages[0].role, "system")))
             json_array_append_new(msgs, message_json("system", r->system, NULL));
         for (int i = 0; i < r->n_messages; i++) {
-            json_t *m = message_json(r->messages[i].role, r->messages[i].content, &r->messages[i]);
-            if (!m) goto fail;
-            json_array_append_new(msgs, m);
+            const backend_msg *bm = &r->messages[i];
+            json_t *m = message_json(bm->role, bm->content, bm);
+            if (!m || json_array_append_new(msgs, m) != 0) return -SMP_E_NOMEM;
+            if (bm->n_tool_calls > 0) {
+                int rc = history_calls(m, bm, i, err, errlen);
+                if (rc) return rc;
+            }
+        }
+        if (r->n_tools > 0 && r->tool_choice != BACKEND_TOOLS_NONE) {
+            json_t *tools = tools_json(r);
+            if (!tools) return -SMP_E_NOMEM;
+            json_object_set_new(o, "tools", tools);
         }
     } else {
         json_object_set_new(o, "prompt", json_string(r->prompt ? r->prompt : ""));
@@ -124,17 +240,21 @@ static json_t *gen_body(const backend_gen_req *r, bool chat, bool stream) {
     json_object_set_new(o, "options", options_json(r));
     if (r->json_schema) json_object_set(o, "format", (json_t *)r->json_schema);
     else if (r->json_object) json_object_set_new(o, "format", json_string("json"));
-    return o;
-fail:
-    json_decref(o);
-    return NULL;
+    if (r->logprobs) {
+        json_object_set_new(o, "logprobs", json_true());
+        if (r->top_logprobs > 0) json_object_set_new(o, "top_logprobs", json_integer(r->top_logprobs));
+    }
+    return 0;
 }
 
 /* ---- the stream ---- */
 
 typedef struct {
     bool chat;
+    const backend_gen_req *req;
     backend_token_fn on_token;
+    remote_tool_fn on_tool;         /* req's, while streaming; else NULL */
+    remote_logprobs_fn on_logprobs; /* the same */
     void *ud;
     buf text;
     int pieces;
@@ -158,6 +278,12 @@ static int invalid(gen_ctx *g, const char *what, const char *line, size_t len) {
     return -1;
 }
 
+static int out_of_memory(gen_ctx *g) {
+    snprintf(g->err, g->errlen, "ollama: out of memory");
+    g->code = -SMP_E_NOMEM;
+    return -1;
+}
+
 static int final_line(gen_ctx *g, json_t *j, const char *line, size_t len) {
     backend_gen_result *o = g->out;
     o->prompt_tokens = (int)num_u64(json_object_get(j, "prompt_eval_count"));
@@ -166,18 +292,13 @@ static int final_line(gen_ctx *g, json_t *j, const char *line, size_t len) {
     o->load_ns = num_u64(json_object_get(j, "load_duration"));
     o->prompt_ns = num_u64(json_object_get(j, "prompt_eval_duration"));
     o->eval_ns = num_u64(json_object_get(j, "eval_duration"));
-    const char *reason = json_string_value(json_object_get(j, "done_reason"));
-    o->done_reason = reason && !strcmp(reason, "length") ? "length" : "stop";
+    o->done_reason = remote_done_reason(o, json_string_value(json_object_get(j, "done_reason")));
     json_t *ctx = json_object_get(j, "context");
     size_t n = json_array_size(ctx);
     if (n > 0) {
         if (n > MAX_CONTEXT_IDS) return invalid(g, "context too long", line, len);
         o->context = smp_malloc(n * sizeof *o->context);
-        if (!o->context) {
-            snprintf(g->err, g->errlen, "ollama: out of memory");
-            g->code = -SMP_E_NOMEM;
-            return -1;
-        }
+        if (!o->context) return out_of_memory(g);
         for (size_t i = 0; i < n; i++) {
             json_t *v = json_array_get(ctx, i);
             if (!json_is_integer(v) || json_integer_value(v) < INT32_MIN || json_integer_value(v) > INT32_MAX)
@@ -187,6 +308,41 @@ static int final_line(gen_ctx *g, json_t *j, const char *line, size_t len) {
         o->n_context = (int)n;
     }
     g->done = true;
+    return 0;
+}
+
+/* A line's message.tool_calls: each call is whole. 0, 1 (on_tool said
+ * stop) or -1 (g->code set). */
+static int line_calls(gen_ctx *g, json_t *calls, const char *line, size_t len) {
+    if (!calls || json_is_null(calls)) return 0;
+    if (!json_is_array(calls)) return invalid(g, "\"tool_calls\" is not a list", line, len);
+    size_t i;
+    json_t *c;
+    json_array_foreach(calls, i, c) {
+        json_t *fn = json_object_get(c, "function");
+        const char *name = json_string_value(json_object_get(fn, "name"));
+        if (!name || !*name) {
+            log_warn("ollama: model '%s' answered with a tool call that has no name; it is left out (in: %.80s)",
+                     g->req->model, line);
+            continue;
+        }
+        json_t *args = json_object_get(fn, "arguments");
+        buf text;
+        buf_init(&text, 0);
+        int rc = 0;
+        if (json_is_string(args)) rc = buf_append(&text, json_string_value(args), json_string_length(args));
+        else if (args && !json_is_null(args)) rc = valid_dump(args, JSON_COMPACT, &text);
+        if (rc == 0) rc = buf_append(&text, "", 0);
+        if (rc == 0)
+            rc = remote_whole_call(g->on_tool, g->ud, g->out, json_string_value(json_object_get(c, "id")), name,
+                                   text.data);
+        buf_free(&text);
+        if (rc < 0) return out_of_memory(g);
+        if (rc > 0) {
+            g->cancelled = true;
+            return 1;
+        }
+    }
     return 0;
 }
 
@@ -211,17 +367,28 @@ static int gen_line(void *ud, const char *line, size_t len) {
         rc = -1;
         goto out;
     }
-    json_t *piece = g->chat ? json_object_get(json_object_get(j, "message"), "content") : json_object_get(j, "response");
+    json_t *msg = json_object_get(j, "message");
+    json_t *piece = g->chat ? json_object_get(msg, "content") : json_object_get(j, "response");
     if (piece && !json_is_string(piece)) {
         rc = invalid(g, "the text is not a string", line, len);
         goto out;
     }
+    json_t *lp = json_object_get(j, "logprobs");
+    if (g->req->logprobs && json_is_array(lp)) {
+        rc = remote_take_logprobs(g->on_logprobs, g->ud, remote_logprob_entries(lp), g->out);
+        if (rc < 0) {
+            rc = out_of_memory(g);
+            goto out;
+        }
+        if (rc > 0) {
+            g->cancelled = true;
+            goto out;
+        }
+    }
     size_t plen = json_string_length(piece);
     if (plen > 0) {
         if (buf_append(&g->text, json_string_value(piece), plen) != 0) {
-            snprintf(g->err, g->errlen, "ollama: out of memory");
-            g->code = -SMP_E_NOMEM;
-            rc = -1;
+            rc = out_of_memory(g);
             goto out;
         }
         g->pieces++;
@@ -231,6 +398,7 @@ static int gen_line(void *ud, const char *line, size_t len) {
             goto out;
         }
     }
+    if (g->chat && (rc = line_calls(g, json_object_get(msg, "tool_calls"), line, len)) != 0) goto out;
     if (json_is_true(json_object_get(j, "done"))) rc = final_line(g, j, line, len);
 out:
     json_decref(j);
@@ -241,26 +409,22 @@ static int ollama_generate(backend *b, const backend_gen_req *req, backend_token
                            backend_gen_result *out, char *err, size_t errlen) {
     ollama *s = b->state;
     memset(out, 0, sizeof *out);
-    if (req->grammar) {
-        snprintf(err, errlen, "grammar: Ollama takes no GBNF grammar (model '%s' is served by Ollama); send a JSON "
-                 "schema as response_format instead", req->model);
-        return -SMP_E_BAD_REQUEST;
-    }
+    int rc = refused(req, err, errlen);
+    if (rc) return rc;
     bool chat = req->messages != NULL;
-    gen_ctx g = {.chat = chat, .on_token = on_token, .ud = ud, .err = err, .errlen = errlen, .out = out};
+    gen_ctx g = {.chat = chat, .req = req, .on_token = on_token, .on_tool = on_token ? req->on_tool : NULL,
+                 .on_logprobs = on_token ? req->on_logprobs : NULL, .ud = ud, .err = err, .errlen = errlen, .out = out};
     buf_init(&g.text, 0);
     buf body;
+    buf_init(&body, 0);
     httpc_resp resp = {0};
     uint64_t t0 = util_now_ns();
-    json_t *j = gen_body(req, chat, on_token != NULL);
-    buf_init(&body, 0);
-    int rc = valid_dump(j, JSON_COMPACT, &body);
+    json_t *j;
+    rc = gen_body(req, chat, on_token != NULL, &j, err, errlen);
+    if (rc == 0 && valid_dump(j, JSON_COMPACT, &body) != 0) rc = -SMP_E_NOMEM;
     json_decref(j);
-    if (rc != 0) {
-        snprintf(err, errlen, "ollama: out of memory");
-        rc = -SMP_E_NOMEM;
-        goto fail;
-    }
+    if (rc == -SMP_E_NOMEM) snprintf(err, errlen, "ollama: out of memory");
+    if (rc) goto fail;
     httpc_req hr = {.path = chat ? "/api/chat" : "/api/generate", .body = body.data, .body_len = body.len,
                     .timeout_ms = s->t.generate_ms, .on_line = gen_line, .ud = &g,
                     .cancelled = req->cancelled, .cancel_ud = req->cancel_ud};

@@ -35,6 +35,13 @@
 // OpenAI routes refuse an Authorization header other than "Bearer sk-test"
 // with 401 (no header is accepted).
 //
+// Scripted answers: POST /__script {parts: ["...", ...], contentType?} makes
+// the next generation request (any POST route but the hooks) answer 200 with
+// exactly these parts, written one by one a few ms apart (so a client sees
+// them in separate reads), whatever it asked; the script is then used up.
+// Tests use it for answers the deterministic modes cannot give (tool calls,
+// log probabilities, malformed pieces).
+//
 // Test hooks: GET /__last returns the last non-hook request as
 // {method, path, headers, body (parsed JSON, or text), remotePort};
 // GET /__stats returns {requests, connections}.
@@ -46,6 +53,17 @@ let last = null;
 let requests = 0;
 let connections = 0;
 let metaFault = null;
+let script = null;
+
+async function playScript(res, sc) {
+  res.writeHead(200, { 'Content-Type': sc.contentType || 'application/json' });
+  for (const p of sc.parts || []) {
+    if (res.destroyed) return;
+    res.write(p);
+    await sleep(3);
+  }
+  res.end();
+}
 
 function reverse(s) {
   return [...s].reverse().join('');
@@ -402,6 +420,10 @@ const server = http.createServer(async (req, res) => {
   }
   if (path === '/__last') return json(res, 200, last);
   if (path === '/__stats') return json(res, 200, { requests, connections });
+  if (path === '/__script') {
+    script = body && typeof body === 'object' ? body : null;
+    return json(res, 200, { ok: true });
+  }
   if (path === '/__config') {
     metaFault = (body && body.metaFault) || null;
     return json(res, 200, { metaFault });
@@ -409,6 +431,11 @@ const server = http.createServer(async (req, res) => {
   requests++;
   last = { method: req.method, path, headers: req.headers, body, remotePort: req.socket.remotePort };
   const b = body && typeof body === 'object' ? body : {};
+  if (script && req.method === 'POST') {
+    const sc = script;
+    script = null;
+    return playScript(res, sc);
+  }
   try {
     if (req.method === 'GET' && path === '/api/version') return metaAnswer(res, { version: '0.0.0-fake' });
     if (req.method === 'GET' && path === '/api/tags') return metaAnswer(res, TAGS);

@@ -1099,6 +1099,9 @@ TEST(backend_image_mime_and_kind) {
     CHECK_STR(httpc_model_kind("llava:7b", "llama"), "llm");
 }
 
+static void exercise_tools(backend *b, bool openai);
+static const fake_proc *exercise_fake;
+
 /* Every path frees what it allocates: curl (through curl_global_init_mem)
  * and jansson are both routed through smp_malloc here, so the live byte
  * count must come back to where it was. */
@@ -1139,6 +1142,7 @@ static void exercise(backend *ol, backend *oa) {
         b->ops->has_model(b, "fake-llm");
         b->ops->health(b, &j);
         json_decref(j);
+        exercise_tools(b, k == 1);
     }
     smp_free(c);
 }
@@ -1148,6 +1152,7 @@ TEST(backend_remote_frees_everything) {
     fake_proc f = {0};
     REQUIRE(fake_start(&f) == 0);
     REQUIRE(httpc_global_init() == 0);
+    exercise_fake = &f;
     backend *ol = new_ollama(f.url), *oa = new_openai(f.url, "sk-test");
     REQUIRE(ol && oa);
     httpc_timeouts t = {2000, 60, 400, 400, 400}; /* hangs end after 60 ms of silence */
@@ -1167,4 +1172,767 @@ TEST(backend_remote_frees_everything) {
     oa->ops->destroy(oa);
     CHECK_INT(smp_alloc_live_bytes(), before);
     fake_stop(&f);
+}
+
+/* ---- tools and log probabilities ---- */
+
+/* Scripted answers (the fake's POST /__script): each part is JSON written
+ * with ' for " (readable in C; no part needs a real apostrophe), sent as an
+ * SSE event, an NDJSON line or (WHOLE) as it is. "[DONE]" stays as it is. */
+typedef enum { SCRIPT_SSE, SCRIPT_NDJSON, SCRIPT_WHOLE } script_kind;
+
+static void fake_script(const fake_proc *f, script_kind kind, const char *const *parts) {
+    json_t *list = json_array();
+    for (int i = 0; parts[i]; i++) {
+        char text[2048];
+        snprintf(text, sizeof text, kind == SCRIPT_SSE ? "data: %s\n\n" : kind == SCRIPT_NDJSON ? "%s\n" : "%s",
+                 parts[i]);
+        for (char *p = text; *p; p++)
+            if (*p == '\'') *p = '"';
+        json_array_append_new(list, json_string(text));
+    }
+    json_t *body = json_pack("{s:o,s:s}", "parts", list, "contentType",
+                             kind == SCRIPT_SSE ? "text/event-stream" : "application/x-ndjson");
+    /* jansson's allocator may be smp_malloc here (the frees-everything test). */
+    json_malloc_t jm;
+    json_free_t jf;
+    json_get_alloc_funcs(&jm, &jf);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(fake_call(f, "/__script", text));
+    jf(text);
+    json_decref(body);
+}
+#define SCRIPT(f, kind, ...) fake_script((f), (kind), (const char *const[]){__VA_ARGS__, NULL})
+
+/* Everything the callbacks saw, in order, joined by '|': "tok:<piece>",
+ * "lp:<token>,<token>" (one on_logprobs call), "call<i>:<id>:<name>",
+ * "args<i>:<piece>", "done<i>". */
+typedef struct {
+    char all[4096];
+    int stop_at_tool;  /* on_tool returns 1 at this event (1-based; 0: never) */
+    int tool_events;
+} trace;
+
+static void tr_add(trace *t, const char *s, size_t n) {
+    size_t at = strlen(t->all);
+    snprintf(t->all + at, sizeof t->all - at, "%s%.*s", at ? "|" : "", (int)n, s);
+}
+
+static int tr_tok(void *ud, const char *p, size_t len) {
+    char s[512];
+    snprintf(s, sizeof s, "tok:%.*s", (int)len, p);
+    tr_add(ud, s, strlen(s));
+    return 0;
+}
+
+static int tr_tool(void *ud, const backend_tool_event *e) {
+    trace *t = ud;
+    char s[512];
+    if (e->id || e->name) snprintf(s, sizeof s, "call%d:%s:%s", e->index, e->id ? e->id : "-", e->name ? e->name : "-");
+    else if (e->done) snprintf(s, sizeof s, "done%d", e->index);
+    else snprintf(s, sizeof s, "args%d:%.*s", e->index, (int)e->args_len, e->args);
+    tr_add(t, s, strlen(s));
+    return t->stop_at_tool && ++t->tool_events >= t->stop_at_tool;
+}
+
+static int tr_lp(void *ud, const json_t *entries) {
+    char s[512] = "lp:";
+    size_t i;
+    json_t *e;
+    json_array_foreach(entries, i, e) {
+        size_t at = strlen(s);
+        snprintf(s + at, sizeof s - at, "%s%s", i ? "," : "", json_string_value(json_object_get(e, "token")));
+    }
+    tr_add(ud, s, strlen(s));
+    return 0;
+}
+
+/* A chat request with every callback on t (t NULL: no streaming at all). */
+static backend_gen_req traced_chat(const char *model, const backend_msg *msgs, int n, trace *t) {
+    backend_gen_req r = {.model = model, .messages = msgs, .n_messages = n, .top_p = 1, .repeat_penalty = 1,
+                         .parallel_tool_calls = true};
+    if (t) {
+        r.on_tool = tr_tool;
+        r.on_logprobs = tr_lp;
+    }
+    return r;
+}
+
+static int run(backend *b, backend_gen_req *r, trace *t, backend_gen_result *res, char *err, size_t errlen) {
+    int rc = b->ops->generate(b, r, t ? tr_tok : NULL, t, res, err, errlen);
+    if (rc < 0) fprintf(stderr, "  generate: %d %s\n", rc, err);
+    return rc;
+}
+
+/* A compact dump of j, for one-line comparisons (static buffer). */
+static const char *dump(const json_t *j) {
+    static char s[4096];
+    char *d = j ? json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_ENCODE_ANY | JSON_REAL_PRECISION(10)) : NULL;
+    snprintf(s, sizeof s, "%s", d ? d : "(null)");
+    free(d);
+    return s;
+}
+
+static json_t *weather_params(void) {
+    return json_pack("{s:s,s:{s:{s:s}},s:[s]}", "type", "object", "properties", "city", "type", "string",
+                     "required", "city");
+}
+
+static const backend_tool_call hist_calls[] = {
+    {.id = "call_a", .name = "get_weather", .arguments = "{\"city\":\"Oslo\"}"},
+    {.id = "call_b", .name = "get_time", .arguments = ""},
+};
+
+TEST(backend_openai_forwards_tools_history_and_sampling_fields) {
+    fake_proc f = {0};
+    REQUIRE(fake_start(&f) == 0);
+    backend *b = new_openai(f.url, NULL);
+    REQUIRE(b);
+    json_t *params = weather_params();
+    backend_tool tools[] = {
+        {.name = "get_weather", .description = "Weather now", .parameters = params, .strict = true},
+        {.name = "get_time"},
+    };
+    backend_msg msgs[] = {
+        {.role = "user", .content = "Weather and time in Oslo?"},
+        {.role = "assistant", .content = "", .tool_calls = hist_calls, .n_tool_calls = 2},
+        {.role = "tool", .content = "12 C", .tool_call_id = "call_a", .tool_name = "get_weather"},
+        {.role = "tool", .content = "10:00", .tool_call_id = "call_b", .tool_name = "get_time"},
+    };
+    backend_logit_bias bias[] = {{15, -100}, {7, 2.5f}};
+    struct {
+        backend_tool_choice choice;
+        const char *name;
+        const char *want;
+    } choices[] = {
+        {BACKEND_TOOLS_AUTO, NULL, "\"auto\""},
+        {BACKEND_TOOLS_NONE, NULL, "\"none\""},
+        {BACKEND_TOOLS_REQUIRED, NULL, "\"required\""},
+        {BACKEND_TOOLS_NAMED, "get_time", "{\"type\":\"function\",\"function\":{\"name\":\"get_time\"}}"},
+    };
+    for (size_t i = 0; i < sizeof choices / sizeof choices[0]; i++) {
+        backend_gen_req r = traced_chat("fake-gpt", msgs, 4, NULL);
+        r.tools = tools;
+        r.n_tools = 2;
+        r.tool_choice = choices[i].choice;
+        r.tool_choice_name = choices[i].name;
+        r.parallel_tool_calls = i % 2 == 0;
+        r.logprobs = true;
+        r.top_logprobs = 3;
+        r.logit_bias = bias;
+        r.n_logit_bias = 2;
+        backend_gen_result res;
+        char err[512] = "";
+        CHECK_INT(run(b, &r, NULL, &res, err, sizeof err), 0);
+        CHECK_STR(res.text, "00:01"); /* the fake reverses the last message */
+        backend_gen_result_free(&res);
+        json_t *last = last_request(&f);
+        CHECK_STR(dump(jpath(last, "body.tool_choice")), choices[i].want);
+        CHECK(json_is_boolean(jpath(last, "body.parallel_tool_calls")) &&
+              json_is_true(jpath(last, "body.parallel_tool_calls")) == (i % 2 == 0));
+        if (i == 0) {
+            CHECK_STR(dump(jpath(last, "body.tools")),
+                      "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"description\":\"Weather now\","
+                      "\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}},"
+                      "\"required\":[\"city\"]},\"strict\":true}},"
+                      "{\"type\":\"function\",\"function\":{\"name\":\"get_time\"}}]");
+            CHECK_STR(dump(jpath(last, "body.messages.1")),
+                      "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":["
+                      "{\"id\":\"call_a\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\","
+                      "\"arguments\":\"{\\\"city\\\":\\\"Oslo\\\"}\"}},"
+                      "{\"id\":\"call_b\",\"type\":\"function\",\"function\":{\"name\":\"get_time\",\"arguments\":\"{}\"}}]}");
+            CHECK_STR(dump(jpath(last, "body.messages.2")),
+                      "{\"role\":\"tool\",\"content\":\"12 C\",\"tool_call_id\":\"call_a\"}");
+            CHECK_STR(jstr(last, "body.messages.3.tool_call_id"), "call_b");
+            CHECK(json_is_true(jpath(last, "body.logprobs")));
+            CHECK_INT(jint(last, "body.top_logprobs"), 3);
+            CHECK_STR(dump(jpath(last, "body.logit_bias")), "{\"7\":2.5,\"15\":-100}"); /* node orders the keys */
+        }
+        json_decref(last);
+    }
+
+    /* No tools: no tool fields at all; an assistant message with text keeps it. */
+    backend_msg plain[] = {{.role = "assistant", .content = "Checking.", .tool_calls = hist_calls, .n_tool_calls = 1},
+                           {.role = "tool", .content = "x", .tool_call_id = "call_a"}};
+    backend_gen_req r = traced_chat("fake-gpt", plain, 2, NULL);
+    backend_gen_result res;
+    char err[512] = "";
+    CHECK_INT(run(b, &r, NULL, &res, err, sizeof err), 0);
+    backend_gen_result_free(&res);
+    json_t *last = last_request(&f);
+    CHECK(!jpath(last, "body.tools") && !jpath(last, "body.tool_choice") && !jpath(last, "body.parallel_tool_calls"));
+    CHECK(!jpath(last, "body.logprobs") && !jpath(last, "body.logit_bias"));
+    CHECK_STR(jstr(last, "body.messages.0.content"), "Checking.");
+    json_decref(last);
+
+    /* Completions: logprobs is the number of alternatives; logit_bias too. */
+    backend_gen_req g = {.model = "fake-gpt", .prompt = "abc", .top_p = 1, .logprobs = true, .top_logprobs = 2,
+                         .logit_bias = bias, .n_logit_bias = 1};
+    CHECK_INT(run(b, &g, NULL, &res, err, sizeof err), 0);
+    backend_gen_result_free(&res);
+    last = last_request(&f);
+    CHECK_STR(jstr(last, "path"), "/v1/completions");
+    CHECK_STR(dump(jpath(last, "body.logprobs")), "2");
+    CHECK_STR(dump(jpath(last, "body.logit_bias")), "{\"15\":-100}");
+    json_decref(last);
+    json_decref(params);
+    b->ops->destroy(b);
+    fake_stop(&f);
+}
+
+/* A conversation from a dialect without call ids (Ollama's) sent to an
+ * OpenAI-compatible server: the calls get stable ids and each tool message
+ * the id of the call it answers. */
+TEST(backend_openai_history_without_ids) {
+    fake_proc f = {0};
+    REQUIRE(fake_start(&f) == 0);
+    backend *b = new_openai(f.url, NULL);
+    REQUIRE(b);
+    backend_tool_call calls[] = {
+        {.name = "get_weather", .arguments = "{\"city\":\"Oslo\"}"},
+        {.name = "get_time", .arguments = "{}"},
+        {.name = "get_weather", .arguments = "{\"city\":\"Rome\"}"},
+    };
+    backend_msg msgs[] = {
+        {.role = "user", .content = "q"},
+        {.role = "assistant", .content = "", .tool_calls = calls, .n_tool_calls = 3},
+        {.role = "tool", .content = "10:00", .tool_name = "get_time"},
+        {.role = "tool", .content = "12 C", .tool_name = "get_weather"},
+        {.role = "tool", .content = "20 C", .tool_name = "get_weather"},
+        {.role = "tool", .content = "?"},
+    };
+    backend_gen_req r = traced_chat("fake-gpt", msgs, 5, NULL);
+    backend_gen_result res;
+    char err[512] = "";
+    CHECK_INT(run(b, &r, NULL, &res, err, sizeof err), 0);
+    backend_gen_result_free(&res);
+    json_t *last = last_request(&f);
+    CHECK_STR(jstr(last, "body.messages.1.tool_calls.0.id"), "call_1_0");
+    CHECK_STR(jstr(last, "body.messages.1.tool_calls.2.id"), "call_1_2");
+    CHECK_STR(jstr(last, "body.messages.2.tool_call_id"), "call_1_1");
+    CHECK_STR(jstr(last, "body.messages.3.tool_call_id"), "call_1_0");
+    CHECK_STR(jstr(last, "body.messages.4.tool_call_id"), "call_1_2");
+    json_decref(last);
+    /* A fourth result, with every call answered, answers nothing: 400. */
+    r.n_messages = 6;
+    CHECK_INT(b->ops->generate(b, &r, NULL, NULL, &res, err, sizeof err), -SMP_E_BAD_REQUEST);
+    CHECK(starts_with(err, "messages[5]: a tool result that answers no earlier tool call"));
+    /* Results that name no function take the calls in order. */
+    backend_msg nameless[] = {
+        {.role = "assistant", .content = "", .tool_calls = calls, .n_tool_calls = 2},
+        {.role = "tool", .content = "a"},
+        {.role = "tool", .content = "b"},
+    };
+    r.messages = nameless;
+    r.n_messages = 3;
+    CHECK_INT(run(b, &r, NULL, &res, err, sizeof err), 0);
+    backend_gen_result_free(&res);
+    last = last_request(&f);
+    CHECK_STR(jstr(last, "body.messages.1.tool_call_id"), "call_0_0");
+    CHECK_STR(jstr(last, "body.messages.2.tool_call_id"), "call_0_1");
+    json_decref(last);
+    /* A tool result before any call cannot be placed: 400, not a guess. */
+    r.messages = &msgs[2];
+    r.n_messages = 1;
+    CHECK_INT(b->ops->generate(b, &r, NULL, NULL, &res, err, sizeof err), -SMP_E_BAD_REQUEST);
+    CHECK(starts_with(err, "messages[0]: a tool result that answers no earlier tool call"));
+    b->ops->destroy(b);
+    fake_stop(&f);
+}
+
+static const backend_msg ask = {.role = "user", .content = "Weather and time in Oslo?"};
+
+/* Two calls streamed as OpenAI does: index 0 with its arguments in three
+ * pieces, then index 1; text before them; usage and [DONE] after. */
+static void script_openai_calls(const fake_proc *f) {
+    SCRIPT(f, SCRIPT_SSE,
+           "{'choices':[{'index':0,'delta':{'role':'assistant','content':''},'finish_reason':null}]}",
+           "{'choices':[{'index':0,'delta':{'content':'Let me check.'},'finish_reason':null}]}",
+           "{'choices':[{'index':0,'delta':{'tool_calls':[{'index':0,'id':'call_w','type':'function',"
+           "'function':{'name':'get_weather','arguments':''}}]},'finish_reason':null}]}",
+           "{'choices':[{'index':0,'delta':{'tool_calls':[{'index':0,'function':{'arguments':'{\\'ci'}}]}}]}",
+           "{'choices':[{'index':0,'delta':{'tool_calls':[{'index':0,'function':{'arguments':'ty\\':\\'Os'}}]}}]}",
+           "{'choices':[{'index':0,'delta':{'tool_calls':[{'index':0,'function':{'arguments':'lo\\'}'}}]}}]}",
+           "{'choices':[{'index':0,'delta':{'tool_calls':[{'index':1,'id':'call_t','type':'function',"
+           "'function':{'name':'get_time','arguments':'{}'}}]}}]}",
+           "{'choices':[{'index':0,'delta':{},'finish_reason':'tool_calls'}]}",
+           "{'choices':[],'usage':{'prompt_tokens':30,'completion_tokens':12}}", "[DONE]");
+}
+
+static void check_two_calls(const backend_gen_result *res) {
+    CHECK_INT(res->n_tool_calls, 2);
+    if (res->n_tool_calls != 2) return;
+    CHECK_STR(res->tool_calls[0].id, "call_w");
+    CHECK_STR(res->tool_calls[0].name, "get_weather");
+    CHECK_STR(res->tool_calls[0].arguments, "{\"city\":\"Oslo\"}");
+    CHECK_STR(res->tool_calls[1].id, "call_t");
+    CHECK_STR(res->tool_calls[1].name, "get_time");
+    CHECK_STR(res->tool_calls[1].arguments, "{}");
+    CHECK_STR(res->done_reason, "tool_calls");
+}
+
+TEST(backend_openai_streamed_tool_calls) {
+    fake_proc f = {0};
+    REQUIRE(fake_start(&f) == 0);
+    backend *b = new_openai(f.url, NULL);
+    REQUIRE(b);
+    script_openai_calls(&f);
+    trace t = {0};
+    backend_gen_req r = traced_chat("fake-gpt", &ask, 1, &t);
+    backend_gen_result res;
+    char err[512] = "";
+    CHECK_INT(run(b, &r, &t, &res, err, sizeof err), 0);
+    CHECK_STR(t.all, "tok:Let me check.|call0:call_w:get_weather|args0:{\"ci|args0:ty\":\"Os|args0:lo\"}|done0|"
+                     "call1:call_t:get_time|args1:{}|done1");
+    CHECK_STR(res.text, "Let me check.");
+    CHECK_INT(res.completion_tokens, 12);
+    check_two_calls(&res);
+    backend_gen_result_free(&res);
+
+    /* Streamed without a tool callback: the calls still reach the result. */
+    script_openai_calls(&f);
+    r.on_tool = NULL;
+    CHECK_INT(b->ops->generate(b, &r, on_tok, &(collect){0}, &res, err, sizeof err), 0);
+    check_two_calls(&res);
+    backend_gen_result_free(&res);
+
+    /* on_tool asking to stop cancels, keeping the text so far. */
+    script_openai_calls(&f);
+    trace t2 = {.stop_at_tool = 2};
+    r = traced_chat("fake-gpt", &ask, 1, &t2);
+    CHECK_INT(b->ops->generate(b, &r, tr_tok, &t2, &res, err, sizeof err), BACKEND_CANCELLED);
+    CHECK_STR(res.done_reason, "cancelled");
+    CHECK_STR(res.text, "Let me check.");
+    CHECK_INT(res.n_tool_calls, 0);
+    backend_gen_result_free(&res);
+    b->ops->destroy(b);
+    fake_stop(&f);
+}
+
+TEST(backend_openai_whole_answer_with_tool_calls) {
+    fake_proc f = {0};
+    REQUIRE(fake_start(&f) == 0);
+    backend *b = new_openai(f.url, NULL);
+    REQUIRE(b);
+    /* arguments as a string (OpenAI) and as an object (some servers). */
+    SCRIPT(&f, SCRIPT_WHOLE,
+           "{'choices':[{'index':0,'message':{'role':'assistant','content':null,'tool_calls':["
+           "{'id':'call_w','type':'function','function':{'name':'get_weather','arguments':'{\\'city\\':\\'Oslo\\'}'}},"
+           "{'id':'call_t','type':'function','function':{'name':'get_time','arguments':{}}}]},"
+           "'finish_reason':'tool_calls'}],'usage':{'prompt_tokens':30,'completion_tokens':12}}");
+    backend_gen_req r = traced_chat("fake-gpt", &ask, 1, NULL);
+    backend_gen_result res;
+    char err[512] = "";
+    CHECK_INT(run(b, &r, NULL, &res, err, sizeof err), 0);
+    CHECK_STR(res.text, "");
+    check_two_calls(&res);
+    backend_gen_result_free(&res);
+    json_t *last = last_request(&f);
+    CHECK(json_is_false(jpath(last, "body.stream")));
+    json_decref(last);
+    b->ops->destroy(b);
+    fake_stop(&f);
+}
+
+/* What a server gets wrong in its calls is passed on or left out, never a
+ * crash: arguments that are not JSON stay as written, a call without a name
+ * is dropped, an index that goes back or a tool_calls that is not a list is
+ * an invalid response. */
+TEST(backend_openai_malformed_tool_calls) {
+    fake_proc f = {0};
+    REQUIRE(fake_start(&f) == 0);
+    backend *b = new_openai(f.url, NULL);
+    REQUIRE(b);
+    SCRIPT(&f, SCRIPT_SSE,
+           "{'choices':[{'index':0,'delta':{'tool_calls':[{'index':0,'function':{'arguments':'{\\'a\\':'}}]}}]}",
+           "{'choices':[{'index':0,'delta':{'tool_calls':[{'index':1,'id':'call_x','function':{'name':'f',"
+           "'arguments':'{\\'city\\': Oslo'}}]}}]}",
+           "{'choices':[{'index':0,'delta':{},'finish_reason':'tool_calls'}]}", "[DONE]");
+    trace t = {0};
+    backend_gen_req r = traced_chat("fake-gpt", &ask, 1, &t);
+    backend_gen_result res;
+    char err[512] = "";
+    CHECK_INT(run(b, &r, &t, &res, err, sizeof err), 0);
+    CHECK_STR(t.all, "call0:call_x:f|args0:{\"city\": Oslo|done0");
+    REQUIRE(res.n_tool_calls == 1);
+    CHECK_STR(res.tool_calls[0].arguments, "{\"city\": Oslo");
+    CHECK_STR(res.done_reason, "tool_calls");
+    backend_gen_result_free(&res);
+
+    /* Only nameless calls: no calls, so the reason is plain "stop". */
+    SCRIPT(&f, SCRIPT_WHOLE,
+           "{'choices':[{'message':{'content':'hm','tool_calls':[{'function':{'arguments':'{}'}}]},"
+           "'finish_reason':'tool_calls'}]}");
+    CHECK_INT(run(b, &r, NULL, &res, err, sizeof err), 0);
+    CHECK_INT(res.n_tool_calls, 0);
+    CHECK_STR(res.done_reason, "stop");
+    CHECK_STR(res.text, "hm");
+    backend_gen_result_free(&res);
+
+    SCRIPT(&f, SCRIPT_SSE,
+           "{'choices':[{'delta':{'tool_calls':[{'index':1,'id':'a','function':{'name':'f','arguments':''}}]}}]}",
+           "{'choices':[{'delta':{'tool_calls':[{'index':0,'function':{'arguments':'{}'}}]}}]}", "[DONE]");
+    CHECK_INT(b->ops->generate(b, &r, tr_tok, &t, &res, err, sizeof err), -SMP_E_BACKEND);
+    CHECK(starts_with(err, "Backend error: openai sent an invalid response: a tool call's index went back"));
+    CHECK(res.n_tool_calls == 0 && res.text == NULL);
+    SCRIPT(&f, SCRIPT_WHOLE, "{'choices':[{'message':{'content':'','tool_calls':{'x':1}},'finish_reason':'stop'}]}");
+    CHECK_INT(b->ops->generate(b, &r, NULL, NULL, &res, err, sizeof err), -SMP_E_BACKEND);
+    CHECK(starts_with(err, "Backend error: openai sent an invalid response: \"tool_calls\" is not a list"));
+    b->ops->destroy(b);
+    fake_stop(&f);
+}
+
+TEST(backend_openai_logprobs_chat_and_completions) {
+    fake_proc f = {0};
+    REQUIRE(fake_start(&f) == 0);
+    backend *b = new_openai(f.url, NULL);
+    REQUIRE(b);
+    /* Chat, streamed: the entries of a chunk come before its text; bytes
+     * missing from a server are the token's UTF-8 bytes. */
+    SCRIPT(&f, SCRIPT_SSE,
+           "{'choices':[{'index':0,'delta':{'content':'Hé'},'logprobs':{'content':["
+           "{'token':'H','logprob':-0.5,'bytes':[72],'top_logprobs':[{'token':'H','logprob':-0.5,'bytes':[72]},"
+           "{'token':'Y','logprob':-1.5,'bytes':[89]}]},{'token':'é','logprob':-0.25}]}}]}",
+           "{'choices':[{'index':0,'delta':{'content':'!'},'logprobs':{'content':[{'token':'!','logprob':null,"
+           "'bytes':null,'top_logprobs':[]}]},'finish_reason':'stop'}]}",
+           "[DONE]");
+    trace t = {0};
+    backend_gen_req r = traced_chat("fake-gpt", &ask, 1, &t);
+    r.logprobs = true;
+    r.top_logprobs = 2;
+    backend_gen_result res;
+    char err[512] = "";
+    CHECK_INT(run(b, &r, &t, &res, err, sizeof err), 0);
+    CHECK_STR(t.all, "lp:H,é|tok:Hé|lp:!|tok:!");
+    CHECK_STR(dump(res.logprobs),
+              "[{\"token\":\"H\",\"logprob\":-0.5,\"bytes\":[72],\"top_logprobs\":["
+              "{\"token\":\"H\",\"logprob\":-0.5,\"bytes\":[72]},{\"token\":\"Y\",\"logprob\":-1.5,\"bytes\":[89]}]},"
+              "{\"token\":\"\\u00E9\",\"logprob\":-0.25,\"bytes\":[195,169],\"top_logprobs\":[]},"
+              "{\"token\":\"!\",\"logprob\":-9999.0,\"bytes\":[33],\"top_logprobs\":[]}]");
+    backend_gen_result_free(&res);
+
+    /* The same answer whole. */
+    SCRIPT(&f, SCRIPT_WHOLE,
+           "{'choices':[{'index':0,'message':{'content':'Hi'},'logprobs':{'content':["
+           "{'token':'Hi','logprob':-0.1,'bytes':[72,105],'top_logprobs':[]}]},'finish_reason':'stop'}]}");
+    CHECK_INT(run(b, &r, NULL, &res, err, sizeof err), 0);
+    CHECK_STR(dump(res.logprobs), "[{\"token\":\"Hi\",\"logprob\":-0.1,\"bytes\":[72,105],\"top_logprobs\":[]}]");
+    backend_gen_result_free(&res);
+
+    /* Not asked for: whatever the server sends is not passed on. */
+    SCRIPT(&f, SCRIPT_WHOLE,
+           "{'choices':[{'index':0,'message':{'content':'Hi'},'logprobs':{'content':["
+           "{'token':'Hi','logprob':-0.1}]},'finish_reason':'stop'}]}");
+    r.logprobs = false;
+    CHECK_INT(run(b, &r, NULL, &res, err, sizeof err), 0);
+    CHECK(res.logprobs == NULL);
+    backend_gen_result_free(&res);
+
+    /* Completions' legacy format, streamed: alternatives sorted, most likely first. */
+    SCRIPT(&f, SCRIPT_SSE,
+           "{'choices':[{'index':0,'text':'ab','logprobs':{'tokens':['a','b'],'token_logprobs':[-0.1,-0.2],"
+           "'top_logprobs':[{'x':-3,'a':-0.1},{'b':-0.2}],'text_offset':[0,1]},'finish_reason':null}]}",
+           "{'choices':[{'index':0,'text':'','finish_reason':'stop'}]}", "[DONE]");
+    trace t2 = {0};
+    backend_gen_req g = {.model = "fake-gpt", .prompt = "x", .top_p = 1, .logprobs = true, .top_logprobs = 2,
+                         .on_logprobs = tr_lp};
+    CHECK_INT(run(b, &g, &t2, &res, err, sizeof err), 0);
+    CHECK_STR(t2.all, "lp:a,b|tok:ab");
+    CHECK_STR(dump(res.logprobs),
+              "[{\"token\":\"a\",\"logprob\":-0.1,\"bytes\":[97],\"top_logprobs\":["
+              "{\"token\":\"a\",\"logprob\":-0.1,\"bytes\":[97]},"
+              "{\"token\":\"x\",\"logprob\":-3.0,\"bytes\":[120]}]},"
+              "{\"token\":\"b\",\"logprob\":-0.2,\"bytes\":[98],\"top_logprobs\":["
+              "{\"token\":\"b\",\"logprob\":-0.2,\"bytes\":[98]}]}]");
+    backend_gen_result_free(&res);
+    b->ops->destroy(b);
+    fake_stop(&f);
+}
+
+TEST(backend_ollama_forwards_tools_history_and_logprobs) {
+    fake_proc f = {0};
+    REQUIRE(fake_start(&f) == 0);
+    backend *b = new_ollama(f.url);
+    REQUIRE(b);
+    json_t *params = weather_params();
+    backend_tool tools[] = {{.name = "get_weather", .description = "Weather now", .parameters = params},
+                            {.name = "get_time"}};
+    backend_msg msgs[] = {
+        {.role = "user", .content = "Weather and time in Oslo?"},
+        {.role = "assistant", .content = "", .tool_calls = hist_calls, .n_tool_calls = 2},
+        {.role = "tool", .content = "12 C", .tool_call_id = "call_a", .tool_name = "get_weather"},
+        {.role = "tool", .content = "10:00", .tool_name = "get_time"},
+    };
+    backend_gen_req r = traced_chat("fake-llm", msgs, 4, NULL);
+    r.tools = tools;
+    r.n_tools = 2;
+    r.logprobs = true;
+    r.top_logprobs = 3;
+    backend_gen_result res;
+    char err[512] = "";
+    CHECK_INT(run(b, &r, NULL, &res, err, sizeof err), 0);
+    CHECK_STR(res.text, "00:01");
+    backend_gen_result_free(&res);
+    json_t *last = last_request(&f);
+    CHECK_STR(dump(jpath(last, "body.tools")),
+              "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"description\":\"Weather now\","
+              "\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}},"
+              "\"required\":[\"city\"]}}},"
+              "{\"type\":\"function\",\"function\":{\"name\":\"get_time\",\"parameters\":{\"type\":\"object\","
+              "\"properties\":{}}}}]");
+    /* The arguments' JSON text travels as an object. */
+    CHECK_STR(dump(jpath(last, "body.messages.1")),
+              "{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":["
+              "{\"function\":{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Oslo\"}}},"
+              "{\"function\":{\"name\":\"get_time\",\"arguments\":{}}}]}");
+    CHECK_STR(dump(jpath(last, "body.messages.2")), "{\"role\":\"tool\",\"content\":\"12 C\",\"tool_name\":\"get_weather\"}");
+    CHECK_STR(jstr(last, "body.messages.3.tool_name"), "get_time");
+    CHECK(!jpath(last, "body.tool_choice") && !jpath(last, "body.parallel_tool_calls"));
+    CHECK(json_is_true(jpath(last, "body.logprobs")));
+    CHECK_INT(jint(last, "body.top_logprobs"), 3);
+    json_decref(last);
+
+    /* tool_choice none: the model does not see the tools. */
+    r.tool_choice = BACKEND_TOOLS_NONE;
+    r.logprobs = false;
+    CHECK_INT(run(b, &r, NULL, &res, err, sizeof err), 0);
+    backend_gen_result_free(&res);
+    last = last_request(&f);
+    CHECK(!jpath(last, "body.tools") && !jpath(last, "body.logprobs") && !jpath(last, "body.top_logprobs"));
+    CHECK(json_is_object(jpath(last, "body.messages.1.tool_calls.0.function.arguments")));
+    json_decref(last);
+
+    /* Generate takes logprobs too. */
+    backend_gen_req g = {.model = "fake-llm", .prompt = "abc", .top_p = 1, .logprobs = true};
+    CHECK_INT(run(b, &g, NULL, &res, err, sizeof err), 0);
+    backend_gen_result_free(&res);
+    last = last_request(&f);
+    CHECK_STR(jstr(last, "path"), "/api/generate");
+    CHECK(json_is_true(jpath(last, "body.logprobs")) && !jpath(last, "body.top_logprobs"));
+    json_decref(last);
+    json_decref(params);
+    b->ops->destroy(b);
+    fake_stop(&f);
+}
+
+/* What Ollama cannot do is refused before anything is sent, naming the field. */
+TEST(backend_ollama_refusals) {
+    fake_proc f = {0};
+    REQUIRE(fake_start(&f) == 0);
+    backend *b = new_ollama(f.url);
+    REQUIRE(b);
+    backend_tool tools[] = {{.name = "get_weather"}, {.name = "get_time", .strict = true}};
+    backend_logit_bias bias[] = {{15, -100}};
+    backend_tool_call bad_args[] = {{.id = "c", .name = "get_weather", .arguments = "[1,2]"}};
+    backend_msg bad_hist[] = {{.role = "user", .content = "q"},
+                              {.role = "assistant", .content = "", .tool_calls = bad_args, .n_tool_calls = 1}};
+    struct {
+        backend_tool_choice choice;
+        const char *name;
+        bool parallel;
+        int n_tools;
+        int n_bias;
+        const backend_msg *msgs;
+        int code;
+        const char *msg;
+    } cases[] = {
+        {BACKEND_TOOLS_REQUIRED, NULL, true, 1, 0, NULL, -SMP_E_NOT_IMPLEMENTED,
+         "tool_choice 'required' cannot be forwarded: Ollama has no tool_choice"},
+        {BACKEND_TOOLS_NAMED, "get_weather", true, 1, 0, NULL, -SMP_E_NOT_IMPLEMENTED,
+         "tool_choice 'get_weather' cannot be forwarded: Ollama has no tool_choice"},
+        {BACKEND_TOOLS_AUTO, NULL, false, 1, 0, NULL, -SMP_E_NOT_IMPLEMENTED,
+         "parallel_tool_calls false cannot be forwarded: Ollama may answer with several calls"},
+        {BACKEND_TOOLS_AUTO, NULL, true, 2, 0, NULL, -SMP_E_NOT_IMPLEMENTED,
+         "tools[1].function.strict cannot be forwarded"},
+        {BACKEND_TOOLS_AUTO, NULL, true, 0, 1, NULL, -SMP_E_NOT_IMPLEMENTED,
+         "logit_bias cannot be forwarded: Ollama has no logit bias"},
+        {BACKEND_TOOLS_AUTO, NULL, true, 0, 0, bad_hist, -SMP_E_BAD_REQUEST,
+         "messages[1].tool_calls[0].function.arguments: not a JSON object"},
+        /* parallel_tool_calls false without tools, or with tool_choice none, asks nothing. */
+        {BACKEND_TOOLS_AUTO, NULL, false, 0, 0, NULL, 0, NULL},
+        {BACKEND_TOOLS_NONE, NULL, false, 2, 0, NULL, 0, NULL},
+    };
+    json_t *before = fake_call(&f, "/__stats", NULL);
+    int sent = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        backend_gen_req r = traced_chat("fake-llm", cases[i].msgs ? cases[i].msgs : &ask, cases[i].msgs ? 2 : 1, NULL);
+        r.tools = tools;
+        r.n_tools = cases[i].n_tools;
+        r.tool_choice = cases[i].choice;
+        r.tool_choice_name = cases[i].name;
+        r.parallel_tool_calls = cases[i].parallel;
+        r.logit_bias = bias;
+        r.n_logit_bias = cases[i].n_bias;
+        backend_gen_result res;
+        char err[512] = "";
+        int rc = b->ops->generate(b, &r, NULL, NULL, &res, err, sizeof err);
+        CHECK_INT(rc, cases[i].code);
+        if (cases[i].msg && !starts_with(err, cases[i].msg)) fprintf(stderr, "  case %zu: %s\n", i, err);
+        if (cases[i].msg) CHECK(starts_with(err, cases[i].msg));
+        if (rc == -SMP_E_NOT_IMPLEMENTED) CHECK(strstr(err, "(model 'fake-llm' is served by Ollama)") != NULL);
+        CHECK(res.text == NULL || rc == 0);
+        if (rc == 0) sent++;
+        backend_gen_result_free(&res);
+    }
+    json_t *after = fake_call(&f, "/__stats", NULL);
+    CHECK_INT(jint(after, "requests") - jint(before, "requests"), sent); /* refused: nothing sent */
+    json_decref(before);
+    json_decref(after);
+    b->ops->destroy(b);
+    fake_stop(&f);
+}
+
+/* Ollama sends each call whole: one line per call, arguments an object. */
+static void script_ollama_calls(const fake_proc *f) {
+    SCRIPT(f, SCRIPT_NDJSON,
+           "{'model':'m','message':{'role':'assistant','content':'Let me check.'},'done':false}",
+           "{'model':'m','message':{'role':'assistant','content':'','tool_calls':[{'function':{'index':0,"
+           "'name':'get_weather','arguments':{'city':'Oslo'}}}]},'done':false}",
+           "{'model':'m','message':{'role':'assistant','content':'','tool_calls':[{'id':'call_t','function':{"
+           "'index':1,'name':'get_time','arguments':{}}}]},'done':false}",
+           "{'model':'m','message':{'role':'assistant','content':''},'done':true,'done_reason':'stop',"
+           "'prompt_eval_count':30,'eval_count':12}");
+}
+
+static void check_ollama_calls(const backend_gen_result *res) {
+    REQUIRE(res->n_tool_calls == 2);
+    CHECK(starts_with(res->tool_calls[0].id, "call_") && strlen(res->tool_calls[0].id) == 29); /* made up */
+    CHECK_STR(res->tool_calls[0].name, "get_weather");
+    CHECK_STR(res->tool_calls[0].arguments, "{\"city\":\"Oslo\"}");
+    CHECK_STR(res->tool_calls[1].id, "call_t");
+    CHECK_STR(res->tool_calls[1].arguments, "{}");
+    CHECK_STR(res->done_reason, "tool_calls");
+}
+
+TEST(backend_ollama_tool_calls_in_the_answer) {
+    fake_proc f = {0};
+    REQUIRE(fake_start(&f) == 0);
+    backend *b = new_ollama(f.url);
+    REQUIRE(b);
+    script_ollama_calls(&f);
+    trace t = {0};
+    backend_gen_req r = traced_chat("fake-llm", &ask, 1, &t);
+    backend_gen_result res;
+    char err[512] = "";
+    CHECK_INT(run(b, &r, &t, &res, err, sizeof err), 0);
+    CHECK_STR(res.text, "Let me check.");
+    CHECK_INT(res.completion_tokens, 12);
+    check_ollama_calls(&res);
+    char want[512];
+    snprintf(want, sizeof want,
+             "tok:Let me check.|call0:%s:get_weather|args0:{\"city\":\"Oslo\"}|done0|call1:call_t:get_time|args1:{}|done1",
+             res.n_tool_calls > 0 ? res.tool_calls[0].id : "?");
+    CHECK_STR(t.all, want);
+    backend_gen_result_free(&res);
+
+    /* Whole (stream: false): the calls are on the one line. */
+    SCRIPT(&f, SCRIPT_WHOLE,
+           "{'model':'m','message':{'role':'assistant','content':'','tool_calls':[{'function':{"
+           "'name':'get_weather','arguments':{'city':'Oslo'}}},{'id':'call_t','function':{'name':'get_time',"
+           "'arguments':{}}}]},'done':true,'done_reason':'stop'}");
+    r = traced_chat("fake-llm", &ask, 1, NULL);
+    CHECK_INT(run(b, &r, NULL, &res, err, sizeof err), 0);
+    check_ollama_calls(&res);
+    backend_gen_result_free(&res);
+
+    /* Malformed: a call with no name is left out (a log line says so);
+     * arguments sent as a string are kept as they are; a tool_calls that is
+     * not a list is an invalid response. */
+    SCRIPT(&f, SCRIPT_NDJSON,
+           "{'message':{'content':'','tool_calls':[{'function':{'arguments':{'a':1}}},"
+           "{'function':{'name':'f','arguments':'{\\'a\\': oops'}}]},'done':false}",
+           "{'message':{'content':''},'done':true,'done_reason':'stop'}");
+    trace t2 = {0};
+    r = traced_chat("fake-llm", &ask, 1, &t2);
+    CHECK_INT(run(b, &r, &t2, &res, err, sizeof err), 0);
+    REQUIRE(res.n_tool_calls == 1);
+    CHECK_STR(res.tool_calls[0].name, "f");
+    CHECK_STR(res.tool_calls[0].arguments, "{\"a\": oops");
+    CHECK(strstr(t2.all, "|args0:{\"a\": oops|done0") != NULL);
+    backend_gen_result_free(&res);
+    SCRIPT(&f, SCRIPT_NDJSON, "{'message':{'content':'','tool_calls':'get_weather'},'done':true}");
+    CHECK_INT(b->ops->generate(b, &r, NULL, NULL, &res, err, sizeof err), -SMP_E_BACKEND);
+    CHECK(starts_with(err, "Backend error: ollama sent an invalid response: \"tool_calls\" is not a list"));
+    CHECK(res.text == NULL && res.n_tool_calls == 0);
+
+    /* on_tool asking to stop cancels. */
+    script_ollama_calls(&f);
+    trace t3 = {.stop_at_tool = 1};
+    r = traced_chat("fake-llm", &ask, 1, &t3);
+    CHECK_INT(b->ops->generate(b, &r, tr_tok, &t3, &res, err, sizeof err), BACKEND_CANCELLED);
+    CHECK_STR(res.done_reason, "cancelled");
+    backend_gen_result_free(&res);
+    b->ops->destroy(b);
+    fake_stop(&f);
+}
+
+TEST(backend_ollama_logprobs_in_the_answer) {
+    fake_proc f = {0};
+    REQUIRE(fake_start(&f) == 0);
+    backend *b = new_ollama(f.url);
+    REQUIRE(b);
+    SCRIPT(&f, SCRIPT_NDJSON,
+           "{'response':'The','done':false,'logprobs':[{'token':'The','logprob':-0.5,'bytes':[84,104,101],"
+           "'top_logprobs':[{'token':'The','logprob':-0.5,'bytes':[84,104,101]},{'token':'A','logprob':-1.25}]}]}",
+           "{'response':' sky','done':false,'logprobs':[{'token':' sky','logprob':-0.25}]}",
+           "{'response':'','done':true,'done_reason':'stop','eval_count':2}");
+    trace t = {0};
+    backend_gen_req g = {.model = "fake-llm", .prompt = "x", .top_p = 1, .logprobs = true, .top_logprobs = 2,
+                         .on_logprobs = tr_lp};
+    backend_gen_result res;
+    char err[512] = "";
+    CHECK_INT(run(b, &g, &t, &res, err, sizeof err), 0);
+    CHECK_STR(t.all, "lp:The|tok:The|lp: sky|tok: sky");
+    CHECK_STR(res.text, "The sky");
+    CHECK_STR(dump(res.logprobs),
+              "[{\"token\":\"The\",\"logprob\":-0.5,\"bytes\":[84,104,101],\"top_logprobs\":["
+              "{\"token\":\"The\",\"logprob\":-0.5,\"bytes\":[84,104,101]},"
+              "{\"token\":\"A\",\"logprob\":-1.25,\"bytes\":[65]}]},"
+              "{\"token\":\" sky\",\"logprob\":-0.25,\"bytes\":[32,115,107,121],\"top_logprobs\":[]}]");
+    backend_gen_result_free(&res);
+
+    /* Chat, whole: the same entries in the result. */
+    SCRIPT(&f, SCRIPT_WHOLE,
+           "{'message':{'role':'assistant','content':'Hi'},'done':true,'done_reason':'stop',"
+           "'logprobs':[{'token':'Hi','logprob':-0.1,'bytes':[72,105],'top_logprobs':[]}]}");
+    backend_gen_req r = traced_chat("fake-llm", &ask, 1, NULL);
+    r.logprobs = true;
+    CHECK_INT(run(b, &r, NULL, &res, err, sizeof err), 0);
+    CHECK_STR(dump(res.logprobs), "[{\"token\":\"Hi\",\"logprob\":-0.1,\"bytes\":[72,105],\"top_logprobs\":[]}]");
+    CHECK_STR(res.done_reason, "stop");
+    backend_gen_result_free(&res);
+    b->ops->destroy(b);
+    fake_stop(&f);
+}
+
+/* The tool and log-probability paths for backend_remote_frees_everything:
+ * streamed calls and entries, a whole answer, a malformed one, a refusal. */
+static void exercise_tools(backend *b, bool openai) {
+    const fake_proc *f = exercise_fake;
+    trace *t = smp_calloc(1, sizeof *t);
+    backend_gen_result res;
+    char err[512];
+    backend_tool tools[] = {{.name = "get_weather"}};
+    backend_msg msgs[] = {{.role = "user", .content = "q"},
+                          {.role = "assistant", .content = "", .tool_calls = hist_calls, .n_tool_calls = 2},
+                          {.role = "tool", .content = "x", .tool_name = "get_time"}};
+    backend_gen_req r = traced_chat("fake-llm", msgs, 3, t);
+    r.tools = tools;
+    r.n_tools = 1;
+    r.logprobs = true;
+    if (openai) script_openai_calls(f);
+    else script_ollama_calls(f);
+    b->ops->generate(b, &r, tr_tok, t, &res, err, sizeof err);
+    backend_gen_result_free(&res);
+    if (openai) SCRIPT(f, SCRIPT_SSE, "{'choices':[{'delta':{'content':'a'},'logprobs':{'content':[{'token':'a',"
+                       "'logprob':-1}]}}]}", "{'choices':[{'delta':{'tool_calls':[{'index':0,'function':{"
+                       "'arguments':'{'}}]},'finish_reason':'stop'}]}", "[DONE]");
+    else SCRIPT(f, SCRIPT_NDJSON, "{'response':'a','logprobs':[{'token':'a','logprob':-1}],'message':{"
+                "'tool_calls':[{'function':{}}]},'done':true}");
+    b->ops->generate(b, &r, tr_tok, t, &res, err, sizeof err);
+    backend_gen_result_free(&res);
+    r.tool_choice = BACKEND_TOOLS_REQUIRED;
+    b->ops->generate(b, &r, NULL, NULL, &res, err, sizeof err);
+    backend_gen_result_free(&res);
+    smp_free(t);
 }
