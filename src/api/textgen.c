@@ -393,7 +393,7 @@ int textgen_parse_tools(valid *v, textjob *j, json_t *b, bool openai) {
 static int parse_msg_tools(valid *v, textjob *j, json_t *m, int idx, backend_msg *out, bool openai) {
     char f[80];
     json_t *calls = json_object_get(m, "tool_calls");
-    if (calls && !json_is_null(calls)) {
+    if (calls && !json_is_null(calls) && !(json_is_array(calls) && json_array_size(calls) == 0)) {
         snprintf(f, sizeof f, "messages.%d.tool_calls", idx);
         if (!json_is_array(calls) || json_array_size(calls) > API_MAX_TOOLS ||
             strcmp(out->role ? out->role : "", "assistant")) {

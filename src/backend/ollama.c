@@ -12,7 +12,7 @@
  *             tools?, logprobs?, top_logprobs?}
  *   options   temperature (always), top_p (0 < p < 1), top_k (> 0), min_p (> 0),
  *             repeat_penalty (> 0 and != 1), presence_penalty / frequency_penalty
- *             (!= 0), seed (has_seed; its low 63 bits), num_predict (max_tokens > 0), stop.
+ *             (!= 0), seed (has_seed; its low 63 bits), num_predict (max_tokens > 0), num_ctx (> 0), stop.
  *             Values that mean "off" are not sent, so the model's own defaults
  *             apply as they did with the service Simpleton replaces.
  *   embed     POST /api/embed {model, input:[...]} -> {embeddings:[[...]], prompt_eval_count}
@@ -88,6 +88,7 @@ static json_t *options_json(const backend_gen_req *r) {
     if (r->frequency_penalty != 0) json_object_set_new(o, "frequency_penalty", json_real(r->frequency_penalty));
     if (r->has_seed) json_object_set_new(o, "seed", json_integer((json_int_t)(r->seed & INT64_MAX)));
     if (r->max_tokens > 0) json_object_set_new(o, "num_predict", json_integer(r->max_tokens));
+    if (r->num_ctx > 0) json_object_set_new(o, "num_ctx", json_integer(r->num_ctx));
     if (r->n_stop > 0) {
         json_t *s = json_array();
         for (int i = 0; i < r->n_stop && i < BACKEND_MAX_STOP; i++)
