@@ -86,6 +86,8 @@ const CHAT_CHANGES = {
 // Structured output, log probabilities and logit_bias come from the OpenAI
 // and Ollama dialects (below); in order, each change differs from the ones
 // before it in its own field.
+const TOOL_A = { type: 'function', function: { name: 'a', parameters: { type: 'object', properties: { x: { type: 'integer' } } } } };
+const TOOL_B = { type: 'function', function: { name: 'b' } };
 const FORMAT_CHANGES = {
   logprobs: [{ logprobs: true }],
   top_logprobs: [{ logprobs: true, top_logprobs: 2 }],
@@ -96,6 +98,12 @@ const FORMAT_CHANGES = {
     { response_format: { type: 'json_schema', json_schema: { name: 'a', schema: { type: 'object' } } } },
     { response_format: { type: 'json_schema', json_schema: { name: 'a', schema: { type: 'object', properties: { a: { type: 'integer' } } } } } },
   ],
+  // Tool calling: the tools shown, the choice, and parallel calls.
+  tools: [{ tools: [TOOL_A] }, { tools: [TOOL_A, TOOL_B] },
+    { tools: [{ ...TOOL_A, function: { ...TOOL_A.function, description: 'other' } }] }],
+  tool_choice: [{ tools: [TOOL_A], tool_choice: 'none' }, { tools: [TOOL_A], tool_choice: 'required' }],
+  tool_choice_name: [{ tools: [TOOL_A, TOOL_B], tool_choice: { type: 'function', function: { name: 'b' } } }],
+  parallel_tool_calls: [{ tools: [TOOL_A], parallel_tool_calls: false }],
 };
 // Ollama's options that have no field in the other dialects (asked on /api/generate).
 const OPTIONS_CHANGES = {
