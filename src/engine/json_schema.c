@@ -40,6 +40,7 @@ typedef struct {
 typedef struct {
     buf out;
     const json_t *root;
+    const char *root_path; /* the root's name in errors: "schema", "tools.0.function.parameters" */
     int n_rules;
     refent *refs;
     int n_refs, cap_refs;
@@ -126,6 +127,18 @@ static bool in_list(const char *const *list, const char *k) {
     for (; *list; list++)
         if (!strcmp(*list, k)) return true;
     return false;
+}
+
+/* The first keyword of schema s that is neither supported nor an annotation. */
+static const char *unknown_keyword(const json_t *s) {
+    const char *key;
+    const json_t *v;
+    json_object_foreach((json_t *)s, key, v) {
+        if (!in_list(annotations, key) && !in_list(kw_general, key) && !in_list(kw_object, key) &&
+            !in_list(kw_array, key) && !in_list(kw_string, key) && !in_list(kw_number, key))
+            return key;
+    }
+    return NULL;
 }
 
 static bool has_any(const json_t *s, const char *const *list) {
@@ -271,7 +284,8 @@ static void number_body(jsc *c, buf *b, const json_t *s, bool integer, const cha
             return;
         }
         if ((has_mn && mn != floor(mn)) || (has_mx && mx != floor(mx))) {
-            fail(c, path, "a number's minimum and maximum must be whole numbers to be enforced");
+            fail(c, path, "'%s' on a number must be a whole number to be enforced",
+                 has_mn && mn != floor(mn) ? "minimum" : "maximum");
             return;
         }
         if (has_mn) lo = mn;
@@ -457,7 +471,10 @@ static bool rx_char(rx *r, uint32_t *cp, cpset *into) {
         else if (e == 't') *cp = '\t';
         else if (e == 'r') *cp = '\r';
         else if (strchr(".\\/-^$*+?()[]{}|\"'", e) && e) *cp = (uint32_t)e;
-        else {
+        else if (e >= '1' && e <= '9') {
+            rx_fail(r, "pattern: backreferences are not supported");
+            return false;
+        } else {
             char msg[80];
             snprintf(msg, sizeof msg, "pattern: '\\%c' is not supported", e);
             rx_fail(r, msg);
@@ -719,9 +736,9 @@ static int ref_rule(jsc *c, const char *ref, const char *path) {
     /* The rule is named before its body is written: recursion refers to it. */
     int id = new_rule(c);
     c->refs[c->n_refs++] = (refent){key, id};
-    char where[300];
-    snprintf(where, sizeof where, "schema%s", ref + 1);
-    for (char *q = where; *q; q++)
+    char where[600]; /* the target's path: the pointer's steps after the root's name */
+    snprintf(where, sizeof where, "%s%s", c->root_path, ref + 1);
+    for (char *q = where + strnlen(where, strlen(c->root_path)); *q; q++)
         if (*q == '/') *q = '.';
     int body = gen(c, target, where);
     if (body < 0) return -1;
@@ -895,16 +912,12 @@ static int gen(jsc *c, const json_t *s, const char *path) {
     if (json_is_false(s)) return fail(c, path, "the schema false allows no value"), -1;
     if (!json_is_object(s)) return fail(c, path, "a schema must be an object or a boolean"), -1;
     if (c->depth >= JSON_SCHEMA_MAX_DEPTH) return fail(c, path, "the schema nests too deeply"), -1;
-    const char *key;
+    /* check_keywords refused this already, unless a $ref led outside the subschemas it walks. */
+    const char *key = unknown_keyword(s);
+    if (key) return fail(c, path, "keyword '%s' is not supported", key), -1;
     const json_t *v;
     bool constraints = false; /* anything beside annotations */
-    json_object_foreach((json_t *)s, key, v) {
-        if (in_list(annotations, key)) continue;
-        constraints = true;
-        if (!in_list(kw_general, key) && !in_list(kw_object, key) && !in_list(kw_array, key) &&
-            !in_list(kw_string, key) && !in_list(kw_number, key))
-            return fail(c, path, "keyword '%s' is not supported", key), -1;
-    }
+    json_object_foreach((json_t *)s, key, v) constraints |= !in_list(annotations, key);
     const json_t *ref = json_object_get(s, "$ref"), *any = json_object_get(s, "anyOf");
     const json_t *cst = json_object_get(s, "const"), *en = json_object_get(s, "enum");
     const json_t *type = json_object_get(s, "type");
@@ -984,6 +997,41 @@ static int gen(jsc *c, const json_t *s, const char *path) {
     return c->rc || c->nomem ? -1 : id;
 }
 
+/* Every subschema of the document, whether generation reaches it or not (a
+ * $defs entry nothing refers to, items beside type "object", properties
+ * beside enum): a keyword that is not supported is refused wherever it
+ * stands, so none is silently ignored. Supported keywords' values are checked
+ * where generation uses them. Paths are the ones gen writes. */
+static void check_keywords(jsc *c, const json_t *s, const char *path, int depth) {
+    if (c->rc || !json_is_object(s)) return;
+    if (depth > JSON_SCHEMA_MAX_DEPTH) return fail(c, path, "the schema nests too deeply");
+    const char *bad = unknown_keyword(s);
+    if (bad) return fail(c, path, "keyword '%s' is not supported", bad);
+    static const char *const maps[] = {"properties", "$defs", "definitions"};
+    static const char *const lists[] = {"anyOf", "items"}; /* (tuple items are refused where used) */
+    static const char *const single[] = {"items", "additionalProperties"};
+    char sub[600];
+    const char *key;
+    const json_t *v;
+    size_t i;
+    for (size_t m = 0; m < sizeof maps / sizeof *maps; m++) {
+        const json_t *map = json_object_get(s, maps[m]);
+        json_object_foreach((json_t *)map, key, v) {
+            snprintf(sub, sizeof sub, "%s.%s.%s", path, maps[m], key);
+            check_keywords(c, v, sub, depth + 1);
+        }
+    }
+    for (size_t m = 0; m < sizeof lists / sizeof *lists; m++)
+        json_array_foreach(json_object_get(s, lists[m]), i, v) {
+            snprintf(sub, sizeof sub, "%s.%s[%zu]", path, lists[m], i);
+            check_keywords(c, v, sub, depth + 1);
+        }
+    for (size_t m = 0; m < sizeof single / sizeof *single; m++) {
+        snprintf(sub, sizeof sub, "%s.%s", path, single[m]);
+        check_keywords(c, json_object_get(s, single[m]), sub, depth + 1);
+    }
+}
+
 static int finish(jsc *c, char **gbnf) {
     for (size_t i = 0; i < sizeof prim_rules / sizeof *prim_rules; i++)
         if (c->need & (1u << i)) put(c, &c->out, "%s", prim_rules[i]);
@@ -1001,9 +1049,10 @@ static int finish(jsc *c, char **gbnf) {
 
 int json_schema_to_gbnf(const json_t *schema, char **gbnf, char *err, size_t errlen) {
     *gbnf = NULL;
-    jsc c = {.root = schema, .err = err, .errlen = errlen};
+    jsc c = {.root = schema, .root_path = "schema", .err = err, .errlen = errlen};
     buf_init(&c.out, 0);
-    int top = gen(&c, schema, "schema");
+    check_keywords(&c, schema, c.root_path, 0);
+    int top = gen(&c, schema, c.root_path);
     if (top >= 0) put(&c, &c.out, "root ::= s%d\n", top);
     return finish(&c, gbnf);
 }
@@ -1018,6 +1067,8 @@ int json_schema_rules(const json_t *const *schemas, int n, const char *const *pa
         for (int k = 0; k < c.n_refs; k++) smp_free(c.refs[k].key);
         c.n_refs = 0;
         c.root = schemas[i];
+        c.root_path = paths[i];
+        check_keywords(&c, schemas[i], paths[i], 0);
         int top = gen(&c, schemas[i], paths[i]);
         if (top >= 0) put(&c, &c.out, "schema%d ::= s%d\n", i, top);
     }

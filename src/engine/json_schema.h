@@ -28,7 +28,12 @@
  *   title, description, default, examples, $schema, $id, $comment,
  *   deprecated, readOnly, writeOnly   annotations, no effect
  * Any other keyword is an error naming it and its place:
- *   "schema.properties.age: keyword 'multipleOf' is not supported".
+ *   "schema.properties.age: keyword 'multipleOf' is not supported",
+ * wherever it stands, even where generation never looks (a $defs entry
+ * nothing refers to, items beside type "object"); the values of supported
+ * keywords are checked where they are used. A $ref target's place is its
+ * pointer under the root's name ("schema.$defs.node", or for a tool
+ * "tools.0.function.parameters.$defs.node").
  *
  * Regex subset for pattern: literal characters, escapes \. \\ \/ \- and the
  * other metacharacters, \d \w \s \D \W \S \n \t \r, classes [a-z0-9_] and

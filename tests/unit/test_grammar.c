@@ -1,8 +1,10 @@
 /* test_grammar.c - GBNF grammars, the matcher, token masks over real
  * vocabularies (SentencePiece, byte-level BPE, WordPiece), the JSON Schema
- * compiler (with a random-schema property test and a validator for the
- * supported subset), constrained generation with stories260K, and the mask's
- * speed. */
+ * compiler (property tests: random schemas walked under their grammars and
+ * checked by a validator for the supported subset; unsupported keywords
+ * injected anywhere are refused by name and place, annotations change
+ * nothing), constrained generation with stories260K (also random schemas
+ * under random sampling settings), and the mask's speed. */
 #include <math.h>
 #include <regex.h>
 #include <stdio.h>
@@ -20,6 +22,7 @@
 #include "engine/json_schema.h"
 #include "engine/model.h"
 #include "engine/tokenizer.h"
+#include "engine/tools.h"
 #include "test.h"
 
 static grammar *compile(const char *src) {
@@ -421,7 +424,18 @@ TEST(grammar_json_schema_accepts_and_refuses) {
     CHECK_STR(schema_error("{\"type\":\"string\",\"pattern\":\"\\\\bword\"}"),
               "schema.pattern: pattern: '\\b' is not supported");
     CHECK_STR(schema_error("{\"type\":\"number\",\"minimum\":0.5}"),
-              "schema: a number's minimum and maximum must be whole numbers to be enforced");
+              "schema: 'minimum' on a number must be a whole number to be enforced");
+    CHECK_STR(schema_error("{\"type\":\"string\",\"pattern\":\"(a)\\\\1\"}"),
+              "schema.pattern: pattern: backreferences are not supported");
+    /* Unknown keywords where generation never looks are refused all the same. */
+    CHECK_STR(schema_error("{\"type\":\"string\",\"$defs\":{\"unused\":{\"not\":{}}}}"),
+              "schema.$defs.unused: keyword 'not' is not supported");
+    CHECK_STR(schema_error("{\"type\":\"object\",\"items\":{\"type\":\"string\",\"uniqueItems\":true}}"),
+              "schema.items: keyword 'uniqueItems' is not supported");
+    CHECK_STR(schema_error("{\"enum\":[1],\"properties\":{\"a\":{\"allOf\":[]}}}"),
+              "schema.properties.a: keyword 'allOf' is not supported");
+    CHECK_STR(schema_error("{\"type\":\"integer\",\"default\":{\"not\":1},\"examples\":[{\"oneOf\":[]}]}"),
+              "(accepted)");
     CHECK_STR(schema_error("{\"$ref\":\"#/$defs/missing\"}"), "schema: $ref '#/$defs/missing' points at nothing");
     CHECK_STR(schema_error("{\"$ref\":\"https://example.com/s.json\"}"),
               "schema: $ref 'https://example.com/s.json' is not supported (only local '#/...' references are)");
@@ -754,6 +768,216 @@ static void property_walks(const char *vocab, int n_schemas) {
 TEST(grammar_property_random_schemas_spm) { property_walks("llama-spm", 300); }
 TEST(grammar_property_random_schemas_bpe) { property_walks("gpt-2", 40); }
 
+/* ---- property test: what cannot be enforced is refused, wherever it is ---- */
+
+/* A supported tree from random_schema; half of them get $defs at the root:
+ * "used" (reached through a $ref) and "spare" (reached by nothing). */
+static json_t *random_tree(void) {
+    json_t *s = random_schema(0);
+    if (rnd(2)) return s;
+    return json_pack("{s:[o,{s:s}],s:{s:o,s:o}}", "anyOf", s, "$ref", "#/$defs/used", "$defs", "used",
+                     random_schema(1), "spare", random_schema(1));
+}
+
+/* Every subschema that is an object, with its path as errors name it. */
+typedef struct {
+    json_t *node;
+    char path[256];
+    bool used; /* reached while generating (not inside $defs.spare) */
+} spot;
+
+typedef struct {
+    spot at[160];
+    int n;
+} spots;
+
+static void collect(spots *sp, json_t *s, const char *path, bool used) {
+    if (!json_is_object(s) || sp->n == (int)(sizeof sp->at / sizeof *sp->at)) return;
+    spot *x = &sp->at[sp->n++];
+    x->node = s;
+    x->used = used;
+    snprintf(x->path, sizeof x->path, "%s", path);
+    char sub[300];
+    const char *k;
+    json_t *v;
+    size_t i;
+    json_object_foreach(json_object_get(s, "properties"), k, v) {
+        snprintf(sub, sizeof sub, "%s.properties.%s", path, k);
+        collect(sp, v, sub, used);
+    }
+    json_array_foreach(json_object_get(s, "anyOf"), i, v) {
+        snprintf(sub, sizeof sub, "%s.anyOf[%zu]", path, i);
+        collect(sp, v, sub, used);
+    }
+    json_object_foreach(json_object_get(s, "$defs"), k, v) {
+        snprintf(sub, sizeof sub, "%s.$defs.%s", path, k);
+        collect(sp, v, sub, used && strcmp(k, "spare"));
+    }
+    snprintf(sub, sizeof sub, "%s.items", path);
+    collect(sp, json_object_get(s, "items"), sub, used);
+    snprintf(sub, sizeof sub, "%s.additionalProperties", path);
+    collect(sp, json_object_get(s, "additionalProperties"), sub, used);
+}
+
+/* Keywords added to any subschema: "<path>: keyword '<name>' is not supported". */
+static const char *const unsupported[][2] = {
+    {"{\"multipleOf\":2}", "multipleOf"},
+    {"{\"not\":{\"type\":\"null\"}}", "not"},
+    {"{\"allOf\":[{}]}", "allOf"},
+    {"{\"oneOf\":[{\"type\":\"string\"}]}", "oneOf"},
+    {"{\"if\":{\"type\":\"string\"},\"then\":{\"maxLength\":2},\"else\":{}}", "if"},
+    {"{\"then\":{\"maxLength\":2}}", "then"},
+    {"{\"patternProperties\":{\"^x\":{}}}", "patternProperties"},
+    {"{\"propertyNames\":{\"maxLength\":3}}", "propertyNames"},
+    {"{\"uniqueItems\":true}", "uniqueItems"},
+    {"{\"contains\":{\"type\":\"integer\"}}", "contains"},
+    {"{\"minProperties\":1}", "minProperties"},
+    {"{\"maxProperties\":3}", "maxProperties"},
+    {"{\"dependentRequired\":{\"a\":[\"b\"]}}", "dependentRequired"},
+    {"{\"dependentSchemas\":{\"a\":{}}}", "dependentSchemas"},
+    {"{\"unevaluatedProperties\":false}", "unevaluatedProperties"},
+    {"{\"unevaluatedItems\":false}", "unevaluatedItems"},
+    {"{\"prefixItems\":[{}]}", "prefixItems"},
+    {"{\"additionalItems\":false}", "additionalItems"},
+    {"{\"contentEncoding\":\"base64\"}", "contentEncoding"},
+    {"{\"$dynamicRef\":\"#node\"}", "$dynamicRef"},
+};
+
+/* Subschemas that replace a reached one: the error starts "<path><at>: " and
+ * says `says`. */
+static const struct {
+    const char *schema, *at, *says;
+} unenforceable[] = {
+    {"{\"type\":\"string\",\"pattern\":\"^(?=a)b$\"}", ".pattern", "lookaround"},
+    {"{\"type\":\"string\",\"pattern\":\"x(?<!a)b\"}", ".pattern", "lookaround"},
+    {"{\"type\":\"string\",\"pattern\":\"(a)\\\\1\"}", ".pattern", "backreferences"},
+    {"{\"type\":\"string\",\"pattern\":\"^a+?$\"}", ".pattern", "lazy"},
+    {"{\"type\":\"string\",\"format\":\"hostname\"}", "", "format 'hostname'"},
+    {"{\"type\":\"string\",\"format\":\"ipv4\"}", "", "format 'ipv4'"},
+    {"{\"$ref\":\"https://example.com/s.json\"}", "", "$ref 'https://example.com/s.json'"},
+    {"{\"$ref\":\"other.json#/$defs/x\"}", "", "$ref 'other.json#/$defs/x'"},
+    {"{\"type\":\"number\",\"minimum\":0.5}", "", "'minimum'"},
+    {"{\"type\":\"number\",\"maximum\":2.25}", "", "'maximum'"},
+    {"{\"type\":\"number\",\"exclusiveMinimum\":0}", "", "'exclusiveMinimum'"},
+};
+
+/* Annotations, with values that would be refused as schemas. */
+static const char *const annotation_kw[] = {
+    "{\"title\":\"T\"}", "{\"description\":\"about it\"}", "{\"default\":{\"not\":{},\"oneOf\":1}}",
+    "{\"default\":[1,\"x\"]}", "{\"examples\":[{\"uniqueItems\":true},3]}", "{\"$comment\":\"why\"}",
+    "{\"deprecated\":true}", "{\"readOnly\":true}", "{\"writeOnly\":false}",
+};
+
+static void add_annotations(json_t *s) {
+    spots sp = {.n = 0};
+    collect(&sp, s, "schema", true);
+    for (int i = 1 + (int)rnd(3); i > 0; i--) {
+        json_t *a = json_loads(annotation_kw[rnd(sizeof annotation_kw / sizeof *annotation_kw)], 0, NULL);
+        json_object_update(sp.at[rnd((uint32_t)sp.n)].node, a);
+        json_decref(a);
+    }
+}
+
+static char *gbnf_of(const json_t *s, char *err, size_t errlen) {
+    char *g = NULL;
+    err[0] = 0;
+    return json_schema_to_gbnf(s, &g, err, errlen) ? NULL : g;
+}
+
+/* The refusal for b through the tool path (tools.1.function.parameters...),
+ * beside a supported tool; compared with the direct error `want`. */
+static void check_tool_refusal(json_t *good, json_t *b, const char *want) {
+    tool_def tools[] = {{"fine", NULL, good}, {"broken", NULL, b}};
+    grammar *g = NULL;
+    char err[400], expect[440];
+    snprintf(expect, sizeof expect, "tools.1.function.parameters%s", want + strlen("schema"));
+    int rc = tools_grammar(TOOL_STYLE_HERMES, tools, 2, NULL, true, &g, err, sizeof err);
+    if (rc != -SMP_E_VALIDATION || strcmp(err, expect)) {
+        fprintf(stderr, "  tools: rc %d: %s\n    expected: %s\n", rc, rc ? err : "(accepted)", expect);
+        test_failures++;
+    }
+    grammar_free(g);
+}
+
+TEST(grammar_property_unsupported_keywords_refused) {
+    int refused = 0, n = 300;
+    for (int k = 0; k < n; k++) {
+        json_t *s = random_tree();
+        char err[400];
+        char *g0 = gbnf_of(s, err, sizeof err);
+        if (!g0) {
+            fprintf(stderr, "  supported schema refused: %s\n", err);
+            test_failures++;
+            json_decref(s);
+            continue;
+        }
+        /* Annotations anywhere change nothing at all: the same grammar. */
+        json_t *a = json_deep_copy(s);
+        add_annotations(a);
+        char *g1 = gbnf_of(a, err, sizeof err);
+        if (!g1 || strcmp(g0, g1)) {
+            char *txt = json_dumps(a, JSON_COMPACT);
+            fprintf(stderr, "  annotations changed the grammar (%s): %s\n", g1 ? "accepted" : err, txt);
+            free(txt);
+            test_failures++;
+        }
+        /* One thing that cannot be enforced, at a random place: the error
+         * starts with `prefix` and goes on with `says` (exactly, for a keyword). */
+        json_t *b = json_deep_copy(s);
+        spots sp = {.n = 0};
+        collect(&sp, b, "schema", true);
+        spot *at = &sp.at[rnd((uint32_t)sp.n)];
+        char prefix[300], kw[80];
+        const char *says = kw;
+        bool keyword = rnd(3) != 0;
+        json_t *inj;
+        if (keyword) {
+            size_t i = rnd(sizeof unsupported / sizeof *unsupported);
+            inj = json_loads(unsupported[i][0], 0, NULL);
+            snprintf(prefix, sizeof prefix, "%s: ", at->path);
+            snprintf(kw, sizeof kw, "keyword '%s' is not supported", unsupported[i][1]);
+        } else { /* values are checked where generation reaches them */
+            while (!at->used) at = &sp.at[rnd((uint32_t)sp.n)];
+            size_t i = rnd(sizeof unenforceable / sizeof *unenforceable);
+            inj = json_loads(unenforceable[i].schema, 0, NULL);
+            json_object_clear(at->node);
+            snprintf(prefix, sizeof prefix, "%s%s: ", at->path, unenforceable[i].at);
+            says = unenforceable[i].says;
+        }
+        REQUIRE(inj);
+        json_object_update(at->node, inj);
+        json_decref(inj);
+        for (int pass = 0; pass < 2; pass++) { /* as it is, then with annotations added */
+            grammar *gr = NULL;
+            err[0] = 0;
+            int rc = json_schema_compile(b, &gr, err, sizeof err);
+            size_t np = strlen(prefix);
+            bool ok = rc == -SMP_E_VALIDATION && !strncmp(err, prefix, np) &&
+                      (keyword ? !strcmp(err + np, says) : strstr(err + np, says) != NULL);
+            if (!ok) {
+                char *txt = json_dumps(b, JSON_COMPACT);
+                fprintf(stderr, "  rc %d: %s\n    expected: %s%s%s\n    schema: %s\n", rc, rc ? err : "(accepted)",
+                        prefix, keyword ? "" : "...", says, txt);
+                free(txt);
+                test_failures++;
+            } else {
+                refused++;
+                if (pass == 0 && k % 3 == 0) check_tool_refusal(s, b, err);
+            }
+            grammar_free(gr);
+            add_annotations(b);
+        }
+        smp_free(g0);
+        smp_free(g1);
+        json_decref(a);
+        json_decref(b);
+        json_decref(s);
+    }
+    fprintf(stderr, "  %d schemas, %d refusals as expected (of %d)\n", n, refused, 2 * n);
+    CHECK_INT(refused, 2 * n);
+    json_schema_cache_clear();
+}
+
 /* ---- distance: the fewest bytes that finish the input ---- */
 
 /* The distance after feeding s (SIZE_MAX - 1 when s is refused). */
@@ -1038,6 +1262,74 @@ TEST(grammar_gen_run_budget_closes_the_document) {
     grammar_free(gs);
     grammar_free(go);
     json_decref(schema);
+    json_schema_cache_clear();
+    stories_free(&st);
+}
+
+/* Random schemas under random sampling settings on a real model: whatever
+ * the temperature, truncation, penalty and seed, and with budgets from 40
+ * tokens, every answer parses, follows its schema and ends with "stop". */
+TEST(grammar_gen_run_random_schemas_and_sampling) {
+    char err[256];
+    stories st;
+    REQUIRE(stories_load(&st));
+    grammar_vocab *v = NULL;
+    REQUIRE(grammar_vocab_new(st.tok, &v) == 0);
+    int32_t *prompt = NULL;
+    size_t np = 0;
+    REQUIRE(tok_encode(st.tok, "Once upon a time", 16, true, false, &prompt, &np) == 0);
+    int runs = 0, bad = 0, tokens = 0, stretched = 0;
+    uint64_t t0 = util_now_ns();
+    for (int k = 0; k < 100; k++) {
+        json_t *s = random_schema(0);
+        grammar *g = NULL;
+        grammar_matcher *m = NULL;
+        if (json_schema_compile(s, &g, err, sizeof err) || grammar_matcher_new(g, &m, err, sizeof err)) {
+            fprintf(stderr, "  schema refused: %s\n", err);
+            test_failures++;
+            grammar_free(g);
+            json_decref(s);
+            continue;
+        }
+        gen_params p = {.sampling = sampler_params_default(), .max_tokens = 40 + (int)rnd(81), .grammar = g,
+                        .grammar_vocab = v};
+        p.sampling.temperature = (float)rnd(201) / 100;
+        p.sampling.top_k = (int32_t)rnd(101);
+        p.sampling.top_p = 0.1f + (float)rnd(91) / 100;
+        p.sampling.min_p = (float)rnd(31) / 100;
+        p.sampling.repeat_penalty = 1 + (float)rnd(51) / 100;
+        p.sampling.seed = 1 + rnd(1u << 30);
+        /* The promise holds for budgets of at least the shortest document's bytes. */
+        size_t shortest = grammar_matcher_distance(m);
+        grammar_matcher_free(m);
+        if ((size_t)p.max_tokens < shortest) p.max_tokens = (int)shortest, stretched++;
+        gen_result r;
+        REQUIRE(gen_run(st.ctx, st.tok, prompt, (int)np, &p, &r, err, sizeof err) == 0);
+        const char *text = r.text.data ? r.text.data : "";
+        json_t *doc = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        if (!doc || !valid(s, s, doc) || strcmp(r.done_reason, "stop")) {
+            char *txt = json_dumps(s, JSON_COMPACT);
+            fprintf(stderr, "  %s after %d of %d tokens (temperature %.2f, top_k %d, top_p %.2f, min_p %.2f, "
+                            "repeat_penalty %.2f, seed %llu): %s\n    schema: %s\n",
+                    r.done_reason, r.n_gen, p.max_tokens, p.sampling.temperature, p.sampling.top_k,
+                    p.sampling.top_p, p.sampling.min_p, p.sampling.repeat_penalty,
+                    (unsigned long long)p.sampling.seed, text, txt);
+            free(txt);
+            bad++;
+        }
+        runs++;
+        tokens += r.n_gen;
+        json_decref(doc);
+        gen_result_free(&r);
+        grammar_free(g);
+        json_decref(s);
+    }
+    fprintf(stderr, "  %d runs (%d budgets raised to the shortest document), %d tokens, %d bad, %.0f ms\n", runs,
+            stretched, tokens, bad, (double)(util_now_ns() - t0) / 1e6);
+    CHECK_INT(runs, 100);
+    CHECK_INT(bad, 0);
+    smp_free(prompt);
+    grammar_vocab_free(v);
     json_schema_cache_clear();
     stories_free(&st);
 }
