@@ -265,9 +265,11 @@ int textgen_parse_messages_tools(valid *v, textjob *j, json_t *b, bool openai) {
     return check_tool_results(v, j);
 }
 
-static bool tool_name_ok(const char *s) {
-    size_t n = strlen(s);
-    if (n == 0 || n > 64) return false;
+/* name: a JSON string (it may hold NUL bytes: they are refused too). */
+static bool tool_name_ok(json_t *name) {
+    const char *s = json_string_value(name);
+    size_t n = json_string_length(name);
+    if (n == 0 || n > 64 || strlen(s) != n) return false;
     for (; *s; s++)
         if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' ||
               *s == '-'))
@@ -315,7 +317,7 @@ static int parse_tool_list(valid *v, textjob *j, json_t *tools, bool openai) {
         const char *name = json_string_value(json_object_get(fn, "name"));
         json_t *desc = json_object_get(fn, "description"), *params = json_object_get(fn, "parameters");
         snprintf(f, sizeof f, "tools.%zu.function.name", i);
-        if (!name || !tool_name_ok(name)) {
+        if (!name || !tool_name_ok(json_object_get(fn, "name"))) {
             valid_add(v, f, name ? "string_pattern_mismatch" : "missing",
                       "A function name is 1 to 64 of a-z, A-Z, 0-9, underscore and dash");
             return -1;
@@ -418,7 +420,7 @@ static int parse_msg_tools(valid *v, textjob *j, json_t *m, int idx, backend_msg
             const char *text;
             if (json_is_string(args) && openai) {
                 text = json_string_value(args);
-            } else if (json_is_object(args) || (!args && !openai)) {
+            } else if (!openai && (json_is_object(args) || !args)) {
                 char *d = args ? json_dumps(args, JSON_COMPACT) : NULL;
                 text = d ? textjob_adopt(j, d) : "{}";
                 if (!text) return -1;
@@ -429,7 +431,10 @@ static int parse_msg_tools(valid *v, textjob *j, json_t *m, int idx, backend_msg
             }
             char made[40];
             if (!id) {
-                backend_call_id(made, sizeof made);
+                /* Ollama's calls have no ids: one from the call's place, the
+                 * same each time the conversation is sent (a random one
+                 * would keep the answer from ever being a cache hit). */
+                snprintf(made, sizeof made, "call_%d_%zu", idx, i);
                 id = textjob_adopt(j, smp_strdup(made));
                 if (!id) return -1;
             }
@@ -456,30 +461,45 @@ static int parse_msg_tools(valid *v, textjob *j, json_t *m, int idx, backend_msg
     return 1;
 }
 
+/* A tool message answers the nearest call before it with its tool_call_id
+ * (OpenAI) or of its tool_name (Ollama); the other of the two is filled in
+ * from that call. One pass: the latest call of each id and each name so far
+ * is kept by key (message * (API_MAX_TOOLS + 1) + call), so a history of
+ * thousands of calls and results costs no more than reading it. */
 static int check_tool_results(valid *v, textjob *j) {
     backend_gen_req *q = &j->req;
-    for (int i = 0; i < q->n_messages; i++) {
+    json_t *by_id = json_object(), *by_name = json_object();
+    int rc = 1;
+    if (!by_id || !by_name) {
+        valid_add(v, "messages", "memory", "Out of memory reading the tool calls");
+        rc = -1;
+    }
+    for (int i = 0; rc > 0 && i < q->n_messages; i++) {
         backend_msg *m = &j->msgs[i];
-        if (strcmp(m->role, "tool") || (!m->tool_call_id && !m->tool_name)) continue;
-        bool found = false;
-        for (int k = i - 1; k >= 0 && !found; k--)
-            for (int c = 0; c < j->msgs[k].n_tool_calls && !found; c++) {
-                const backend_tool_call *call = &j->msgs[k].tool_calls[c];
-                if (m->tool_call_id ? !strcmp(call->id, m->tool_call_id) : !strcmp(call->name, m->tool_name)) {
-                    found = true;
-                    if (!m->tool_name) m->tool_name = call->name;
-                    if (!m->tool_call_id) m->tool_call_id = call->id;
-                }
+        if (!strcmp(m->role, "tool") && (m->tool_call_id || m->tool_name)) {
+            json_t *at = m->tool_call_id ? json_object_get(by_id, m->tool_call_id) : json_object_get(by_name, m->tool_name);
+            if (!at) {
+                char f[64];
+                snprintf(f, sizeof f, "messages.%d.%s", i, m->tool_call_id ? "tool_call_id" : "tool_name");
+                valid_add(v, f, "unknown_call", "No assistant message before it made a call %s '%.64s'",
+                          m->tool_call_id ? "with id" : "of", m->tool_call_id ? m->tool_call_id : m->tool_name);
+                rc = -1;
+                break;
             }
-        if (!found) {
-            char f[64];
-            snprintf(f, sizeof f, "messages.%d.%s", i, m->tool_call_id ? "tool_call_id" : "tool_name");
-            valid_add(v, f, "unknown_call", "No assistant message before it made a call %s '%.64s'",
-                      m->tool_call_id ? "with id" : "of", m->tool_call_id ? m->tool_call_id : m->tool_name);
-            return -1;
+            json_int_t k = json_integer_value(at);
+            const backend_tool_call *call = &j->msgs[k / (API_MAX_TOOLS + 1)].tool_calls[k % (API_MAX_TOOLS + 1)];
+            if (!m->tool_name) m->tool_name = call->name;
+            if (!m->tool_call_id) m->tool_call_id = call->id;
+        }
+        for (int c = 0; c < m->n_tool_calls; c++) {
+            json_int_t k = (json_int_t)i * (API_MAX_TOOLS + 1) + c;
+            json_object_set_new(by_id, m->tool_calls[c].id, json_integer(k));
+            json_object_set_new(by_name, m->tool_calls[c].name, json_integer(k));
         }
     }
-    return 1;
+    json_decref(by_id);
+    json_decref(by_name);
+    return rc;
 }
 
 int textgen_parse_logprobs(valid *v, json_t *obj, backend_gen_req *req) {
@@ -887,6 +907,28 @@ static const char *endpoint_label(textjob_kind k) {
 }
 
 
+/* A backend refuses a request field as "field: why", the field as the
+ * request has it ("tool_choice", "tools.1.function.strict",
+ * "options.num_ctx"): an OpenAI client also gets it in error.param, as for
+ * the API layer's own refusals. Other messages go out as they are. */
+static void send_backend_error(textjob *j, int rc, const char *msg) {
+    size_t n = strspn(msg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.");
+    size_t top = strcspn(msg, "."); /* the field's first part, a member of the body */
+    char field[96] = "";
+    bool named = n > 0 && n < sizeof field && !strncmp(msg + n, ": ", 2);
+    if (named) snprintf(field, sizeof field, "%.*s", (int)(top < n ? top : n), msg);
+    bool refusal = rc == -SMP_E_BAD_REQUEST || rc == -SMP_E_NOT_IMPLEMENTED;
+    if (!is_openai(j) || !refusal || !named || !json_object_get(j->body, field)) {
+        textgen_send_backend_error(j->r, rc, msg);
+        return;
+    }
+    snprintf(field, sizeof field, "%.*s", (int)n, msg);
+    valid v;
+    valid_init(&v);
+    valid_add(&v, field, "unsupported", "%s", msg + n + 2);
+    http_validation_done(j->r, &v);
+}
+
 static void run_job(void *arg) {
     textjob *j = arg;
     http_req *r = j->r;
@@ -902,7 +944,7 @@ static void run_job(void *arg) {
     metrics_llm_request(j->model, endpoint_label(j->kind));
     if (rc < 0) {
         if (j->started) stream_error(j, rc, err);
-        else textgen_send_backend_error(r, rc, err);
+        else send_backend_error(j, rc, err);
         goto out;
     }
     metrics_llm_tokens(j->model, "prompt", res.prompt_tokens);

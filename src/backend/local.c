@@ -713,14 +713,14 @@ static int collect_calls(const backend_gen_req *req, stream_ctx *sc, backend_gen
         smp_free(args);
         if (rc) return rc;
     }
-    if (out->n_tool_calls > 0) {
-        while (content > 0 && strchr(" \t\r\n", out->text[content - 1])) content--;
-        out->text[content] = '\0';
-        out->text_len = content;
-        /* The answer is its calls; only a call cut short keeps "length". */
-        if (!strcmp(out->done_reason, "stop") || (!strcmp(out->done_reason, "length") && !cut))
-            out->done_reason = "tool_calls";
-    }
+    /* The call section is never content, as it never was while streaming:
+     * a call the budget cut short is dropped, not shown as text. */
+    while (content > 0 && strchr(" \t\r\n", out->text[content - 1])) content--;
+    if (out->text) out->text[content] = '\0';
+    out->text_len = content;
+    /* The answer is its calls; only a call cut short keeps "length". */
+    if (out->n_tool_calls > 0 && (!strcmp(out->done_reason, "stop") || (!strcmp(out->done_reason, "length") && !cut)))
+        out->done_reason = "tool_calls";
     return 0;
 }
 
@@ -859,8 +859,8 @@ static int local_generate(backend *b, const backend_gen_req *req, backend_token_
     gen_result gr;
     char gerr[256];
     if (sc.tw.on && (req->json_schema || req->json_object || req->grammar)) {
-        snprintf(err, errlen, "local: tools together with response_format, format or grammar are not supported by "
-                              "the built-in engine (send one or the other)");
+        snprintf(err, errlen, "tools: the built-in engine cannot hold an answer to tools and to response_format, "
+                              "format or grammar at once (send one or the other)");
         rc = -SMP_E_NOT_IMPLEMENTED;
         goto done;
     }

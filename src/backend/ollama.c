@@ -19,11 +19,12 @@
  *   models    GET /api/tags -> {models:[{name, size, modified_at, digest, details:{family}}]}
  *   health    GET /api/version -> {version}
  *
- * Tools and log probabilities, and what cannot be forwarded:
+ * Tools and log probabilities, and what cannot be forwarded (a refusal's
+ * message starts "field: ", the field as the request has it):
  *   tools           [{type:"function", function:{name, description?, parameters}}]
  *                   (parameters {"type":"object","properties":{}} when the tool has
  *                   none). A tool with strict:true is refused (501 naming
- *                   tools[].function.strict): Ollama does not hold a call's
+ *                   tools.N.function.strict): Ollama does not hold a call's
  *                   arguments to the schema.
  *   tool_choice     Ollama has none. auto: the tools are sent; none: no tools are
  *                   sent (the model cannot call what it does not see); required
@@ -140,7 +141,7 @@ static int history_calls(json_t *msg, const backend_msg *m, int at, char *err, s
         json_t *args = json_loads(text, 0, NULL);
         if (!json_is_object(args)) {
             json_decref(args);
-            snprintf(err, errlen, "messages[%d].tool_calls[%d].function.arguments: not a JSON object, which Ollama "
+            snprintf(err, errlen, "messages.%d.tool_calls.%d.function.arguments: not a JSON object, which Ollama "
                      "needs (got %.60s)", at, k, text);
             return -SMP_E_BAD_REQUEST;
         }
@@ -158,12 +159,12 @@ static int refused(const backend_gen_req *r, char *err, size_t errlen) {
         return -SMP_E_BAD_REQUEST;
     }
     if (r->n_logit_bias > 0) {
-        snprintf(err, errlen, "logit_bias cannot be forwarded: Ollama has no logit bias (model '%s' is served by "
+        snprintf(err, errlen, "logit_bias: cannot be forwarded, Ollama has no logit bias (model '%s' is served by "
                  "Ollama)", r->model);
         return -SMP_E_NOT_IMPLEMENTED;
     }
     if (r->tool_choice == BACKEND_TOOLS_REQUIRED || r->tool_choice == BACKEND_TOOLS_NAMED) {
-        snprintf(err, errlen, "tool_choice '%s' cannot be forwarded: Ollama has no tool_choice (model '%s' is "
+        snprintf(err, errlen, "tool_choice: '%s' cannot be forwarded, Ollama has no tool_choice (model '%s' is "
                  "served by Ollama); use 'auto' or 'none'",
                  r->tool_choice == BACKEND_TOOLS_REQUIRED ? "required" : r->tool_choice_name ? r->tool_choice_name : "",
                  r->model);
@@ -171,13 +172,13 @@ static int refused(const backend_gen_req *r, char *err, size_t errlen) {
     }
     if (r->n_tools == 0 || r->tool_choice == BACKEND_TOOLS_NONE) return 0;
     if (!r->parallel_tool_calls) {
-        snprintf(err, errlen, "parallel_tool_calls false cannot be forwarded: Ollama may answer with several "
+        snprintf(err, errlen, "parallel_tool_calls: false cannot be forwarded, Ollama may answer with several "
                  "calls and has no setting to stop it (model '%s' is served by Ollama)", r->model);
         return -SMP_E_NOT_IMPLEMENTED;
     }
     for (int i = 0; i < r->n_tools; i++) {
         if (r->tools[i].strict) {
-            snprintf(err, errlen, "tools[%d].function.strict cannot be forwarded: Ollama does not hold a call's "
+            snprintf(err, errlen, "tools.%d.function.strict: cannot be forwarded, Ollama does not hold a call's "
                      "arguments to its schema (model '%s' is served by Ollama)", i, r->model);
             return -SMP_E_NOT_IMPLEMENTED;
         }

@@ -1737,17 +1737,17 @@ TEST(backend_ollama_refusals) {
         const char *msg;
     } cases[] = {
         {BACKEND_TOOLS_REQUIRED, NULL, true, 1, 0, NULL, -SMP_E_NOT_IMPLEMENTED,
-         "tool_choice 'required' cannot be forwarded: Ollama has no tool_choice"},
+         "tool_choice: 'required' cannot be forwarded, Ollama has no tool_choice"},
         {BACKEND_TOOLS_NAMED, "get_weather", true, 1, 0, NULL, -SMP_E_NOT_IMPLEMENTED,
-         "tool_choice 'get_weather' cannot be forwarded: Ollama has no tool_choice"},
+         "tool_choice: 'get_weather' cannot be forwarded, Ollama has no tool_choice"},
         {BACKEND_TOOLS_AUTO, NULL, false, 1, 0, NULL, -SMP_E_NOT_IMPLEMENTED,
-         "parallel_tool_calls false cannot be forwarded: Ollama may answer with several calls"},
+         "parallel_tool_calls: false cannot be forwarded, Ollama may answer with several calls"},
         {BACKEND_TOOLS_AUTO, NULL, true, 2, 0, NULL, -SMP_E_NOT_IMPLEMENTED,
-         "tools[1].function.strict cannot be forwarded"},
+         "tools.1.function.strict: cannot be forwarded"},
         {BACKEND_TOOLS_AUTO, NULL, true, 0, 1, NULL, -SMP_E_NOT_IMPLEMENTED,
-         "logit_bias cannot be forwarded: Ollama has no logit bias"},
+         "logit_bias: cannot be forwarded, Ollama has no logit bias"},
         {BACKEND_TOOLS_AUTO, NULL, true, 0, 0, bad_hist, -SMP_E_BAD_REQUEST,
-         "messages[1].tool_calls[0].function.arguments: not a JSON object"},
+         "messages.1.tool_calls.0.function.arguments: not a JSON object"},
         /* parallel_tool_calls false without tools, or with tool_choice none, asks nothing. */
         {BACKEND_TOOLS_AUTO, NULL, false, 0, 0, NULL, 0, NULL},
         {BACKEND_TOOLS_NONE, NULL, false, 2, 0, NULL, 0, NULL},
