@@ -36,7 +36,6 @@ struct textjob {
     char cache_key[CACHE_KEY_MAX];
     char id[48];
     long created;
-    char created_at[40];
     /* Ollama streams each tool call whole: the one being received. */
     buf call_args;
     char call_name[80];
@@ -68,7 +67,6 @@ static textjob *textjob_new(http_req *r, textjob_kind kind, json_t *body) {
     j->req.top_p = 1.0;
     j->req.repeat_penalty = 1.0;
     j->created = (long)time(NULL);
-    util_iso8601(util_wall_seconds(), j->created_at, sizeof j->created_at);
     char hex[33];
     util_unique_hex(12, hex);
     snprintf(j->id, sizeof j->id, "%s%s", kind == TG_OPENAI_COMPLETION ? "cmpl-" : "chatcmpl-", hex);
@@ -839,7 +837,9 @@ static json_t *stats_json(textjob *j, const backend_gen_result *res, const char 
     default:
         break;
     }
-    o = json_pack("{s:s,s:s,s:b,s:s}", "model", j->model, "created_at", j->created_at, "done", 1, "done_reason",
+    char done_at[40]; /* when it finished: after every streamed frame's time */
+    util_iso8601(util_wall_seconds(), done_at, sizeof done_at);
+    o = json_pack("{s:s,s:s,s:b,s:s}", "model", j->model, "created_at", done_at, "done", 1, "done_reason",
                   finish_reason(j, res));
     if (is_chat(j)) {
         json_t *msg = json_pack("{s:s,s:s}", "role", "assistant", "content", final_frame ? "" : text);

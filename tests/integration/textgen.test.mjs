@@ -132,3 +132,15 @@ test('streams cut at the shutdown deadline end with their dialect\'s error frame
     fake.stop();
   }
 });
+
+test('an Ollama stream\'s frames are stamped in order: the final frame is not older than the pieces', async () => {
+  for (const [route, body] of [['/api/generate', { prompt: 'Once upon a time' }],
+    ['/api/chat', { messages: [{ role: 'user', content: 'Hi' }] }]]) {
+    const r = await req(s, 'POST', route, { json: { model: 'stories260K', ...body, options: { num_predict: 12 } } });
+    assert.equal(r.status, 200, r.text);
+    const stamps = r.text.trim().split('\n').map((l) => JSON.parse(l).created_at);
+    assert.ok(stamps.length > 2, r.text);
+    for (let i = 1; i < stamps.length; i++)
+      assert.ok(stamps[i] >= stamps[i - 1], `${route}: frame ${i} at ${stamps[i]} after ${stamps[i - 1]}`);
+  }
+});
