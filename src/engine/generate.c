@@ -1,6 +1,9 @@
-/* generate.c - see generate.h. Where the time goes: model_ctx_eval (the
- * prompt batch, then one token per step); sampling and detokenizing are
- * microseconds per token. */
+/* generate.c - see generate.h. Main structure: struct gen_seq, one
+ * sequence's state (FEED -> SAMPLE -> FEED ... -> DONE) with its sampler,
+ * stop matcher, grammar matcher, detokenizer stream and the growing
+ * gen_result; gen_run is a loop over it with one session. Where the time
+ * goes: running the model (the prompt, then one token per step); a step's
+ * sampling, copying the logits and detokenizing are microseconds. */
 #define _GNU_SOURCE /* memmem */
 #include "generate.h"
 
@@ -138,13 +141,42 @@ static size_t budget_reach(const grammar_matcher *gm, int left) {
     return d <= (size_t)left ? (size_t)left - 1 : SIZE_MAX;
 }
 
-int gen_run(model_ctx *ctx, const tokenizer *tok, const int32_t *prompt, int n_prompt, const gen_params *p,
-            gen_result *out, char *err, size_t errlen) {
-    memset(out, 0, sizeof *out);
-    buf_init(&out->text, 0);
-    const model *m = model_ctx_model(ctx);
-    int n_ctx = model_ctx_n_ctx(ctx);
-    int32_t n_vocab = model_n_vocab(m);
+/* ---- one sequence ---- */
+
+/* The input is always tokens[pos..n_tokens): the prompt's rest, then the
+ * token sampled last. */
+typedef enum {
+    SEQ_FEED,   /* input waits to be run */
+    SEQ_SAMPLE, /* the input was run: gen_seq_step wants its logits */
+    SEQ_DONE,   /* reason is set; gen_seq_finish is next */
+} seq_state;
+
+struct gen_seq {
+    seq_state state;
+    gen_params p; /* the caller's; pointers borrowed */
+    const tokenizer *tok;
+    int32_t n_vocab;
+    int cap;     /* most tokens to generate */
+    int pos;     /* positions whose KV is in place */
+    gen_result r; /* grows until gen_seq_finish hands it over */
+    sampler *smp;
+    stop_matcher *sm;
+    grammar_matcher *gm;
+    grammar_vocab *own_vocab;
+    const grammar_vocab *gv;
+    float *work; /* the step's logits, scratch for bias, sampler and mask */
+    tok_stream ts;
+    size_t emitted;   /* bytes of r.text sent through on_text */
+    int lp_cap, lp_sent;
+    bool waiting;     /* the grammar waits for its trigger */
+    bool closing;     /* the budget rule turned a token away */
+    bool stopped;     /* a stop string ended it: nothing to flush */
+    bool started;
+    uint64_t t0, t1;  /* the first input taken; the prompt's logits given */
+    const char *reason;
+};
+
+static int seq_check(int32_t n_vocab, int n_ctx, int n_prompt, const gen_params *p, char *err, size_t errlen) {
     if (n_prompt <= 0) {
         snprintf(err, errlen, "the prompt is empty (no tokens)");
         return -SMP_E_VALIDATION;
@@ -161,162 +193,239 @@ int gen_run(model_ctx *ctx, const tokenizer *tok, const int32_t *prompt, int n_p
             return -SMP_E_VALIDATION;
         }
     }
-    int cap = p->max_tokens > 0 && p->max_tokens < n_ctx - n_prompt ? p->max_tokens : n_ctx - n_prompt;
-    float *logits = smp_malloc((size_t)n_vocab * sizeof *logits);
-    out->tokens = smp_malloc((size_t)(n_prompt + cap) * sizeof *out->tokens);
-    sampler *s = sampler_new(&p->sampling, n_vocab);
-    stop_matcher *sm = NULL;
-    grammar_matcher *gm = NULL;
-    grammar_vocab *own_vocab = NULL;
-    const grammar_vocab *gv = p->grammar_vocab;
-    float *saved = NULL; /* the logits before sampling, for a masked second draw */
-    float *raw = NULL;   /* the model's logits at this step, for log probabilities */
-    int lp_cap = 0, lp_sent = 0;
-    int rc = -SMP_E_NOMEM;
-    if (!logits || !out->tokens || !s) goto fail;
-    bool waiting = p->grammar && p->grammar_trigger; /* the grammar starts at its trigger */
-    if (p->logprobs && !(raw = smp_malloc((size_t)n_vocab * sizeof *raw))) goto fail;
+    return 0;
+}
+
+int gen_seq_new(const tokenizer *tok, int32_t n_vocab, int n_ctx, const int32_t *prompt, int n_prompt,
+                const gen_params *p, gen_seq **out, char *err, size_t errlen) {
+    *out = NULL;
+    int rc = seq_check(n_vocab, n_ctx, n_prompt, p, err, errlen);
+    if (rc != 0) return rc;
+    gen_seq *s = smp_calloc(1, sizeof *s);
+    if (!s) goto nomem;
+    s->p = *p;
+    s->tok = tok;
+    s->n_vocab = n_vocab;
+    s->cap = p->max_tokens > 0 && p->max_tokens < n_ctx - n_prompt ? p->max_tokens : n_ctx - n_prompt;
+    s->pos = p->n_reuse < 0 ? 0 : p->n_reuse < n_prompt ? p->n_reuse : n_prompt - 1;
+    buf_init(&s->r.text, 0);
+    s->r.tokens = smp_malloc((size_t)(n_prompt + s->cap) * sizeof *s->r.tokens);
+    s->work = smp_malloc((size_t)n_vocab * sizeof *s->work);
+    s->smp = sampler_new(&p->sampling, n_vocab);
+    if (!s->r.tokens || !s->work || !s->smp) goto nomem;
+    s->waiting = p->grammar && p->grammar_trigger;
+    s->gv = p->grammar_vocab;
     if (p->grammar) {
-        if (!waiting && (rc = grammar_matcher_new(p->grammar, &gm, err, errlen)) != 0) goto fail;
-        rc = -SMP_E_NOMEM;
-        if (!gv && grammar_vocab_new(tok, &own_vocab) != 0) goto fail;
-        if (!gv) gv = own_vocab;
-        if (!(saved = smp_malloc((size_t)n_vocab * sizeof *saved))) goto fail;
+        if (!s->waiting && (rc = grammar_matcher_new(p->grammar, &s->gm, err, errlen)) != 0) goto fail;
+        if (!s->gv && grammar_vocab_new(tok, &s->own_vocab) != 0) goto nomem;
+        if (!s->gv) s->gv = s->own_vocab;
     }
-    rc = stop_matcher_new(p->stop, p->n_stop, &sm);
-    if (rc != 0) {
+    if ((rc = stop_matcher_new(p->stop, p->n_stop, &s->sm)) != 0) {
         snprintf(err, errlen, "too many or too long stop strings (at most %d of %d bytes)", STOP_MAX_STRINGS,
                  STOP_MAX_LEN);
         goto fail;
     }
-    out->seed = sampler_seed(s);
-    memcpy(out->tokens, prompt, (size_t)n_prompt * sizeof *prompt);
-    out->n_tokens = out->n_prompt = n_prompt;
+    memcpy(s->r.tokens, prompt, (size_t)n_prompt * sizeof *prompt);
+    s->r.n_tokens = s->r.n_prompt = n_prompt;
+    s->r.n_cached = s->pos;
+    s->r.seed = sampler_seed(s->smp);
+    for (int i = 0; i < n_prompt; i++) sampler_accept(s->smp, prompt[i]);
+    tok_stream_init(&s->ts, tok, 0);
+    s->reason = "length";
+    s->state = SEQ_FEED;
+    *out = s;
+    return 0;
+nomem:
+    rc = -SMP_E_NOMEM;
+    snprintf(err, errlen, "out of memory starting a generation");
+fail:
+    gen_seq_free(s);
+    return rc;
+}
 
-    uint64_t t0 = util_now_ns();
-    model_ctx_reset(ctx);
-    rc = model_ctx_eval_until(ctx, prompt, n_prompt, logits, false, p->cancelled, p->ud);
-    if (rc == MODEL_CANCELLED) {
-        /* Stopped during the prompt: no answer, nothing to sample from. */
-        out->prompt_ns = util_now_ns() - t0;
-        out->done_reason = "cancelled";
-        rc = 0;
-        goto fail;
-    }
-    if (rc != 0) {
-        snprintf(err, errlen, "%s", model_ctx_error(ctx));
-        goto fail;
-    }
-    uint64_t t1 = util_now_ns();
-    out->prompt_ns = t1 - t0;
-    for (int i = 0; i < n_prompt; i++) sampler_accept(s, prompt[i]);
+void gen_seq_free(gen_seq *s) {
+    if (!s) return;
+    gen_result_free(&s->r);
+    sampler_free(s->smp);
+    stop_matcher_free(s->sm);
+    grammar_matcher_free(s->gm);
+    grammar_vocab_free(s->own_vocab);
+    smp_free(s->work);
+    smp_free(s);
+}
 
-    tok_stream ts;
-    tok_stream_init(&ts, tok, 0);
-    size_t emitted = 0;
-    const char *reason = "length";
-    bool stopped = false, closing = false;
-    while (out->n_gen < cap) {
-        if (p->cancelled && p->cancelled(p->ud)) {
-            reason = "cancelled";
+int gen_seq_next_input(gen_seq *s, const int32_t **tokens) {
+    if (!s->started) {
+        s->started = true;
+        s->t0 = util_now_ns();
+    }
+    if (s->state != SEQ_FEED) {
+        *tokens = NULL;
+        return 0;
+    }
+    *tokens = s->r.tokens + s->pos;
+    return s->r.n_tokens - s->pos;
+}
+
+bool gen_seq_fed(gen_seq *s, int n) {
+    SMP_ASSERT(s->state == SEQ_FEED && n >= 1);
+    SMP_ASSERT(s->pos + n <= s->r.n_tokens);
+    s->pos += n;
+    if (s->pos < s->r.n_tokens) return false;
+    s->state = SEQ_SAMPLE;
+    return true;
+}
+
+int gen_seq_pos(const gen_seq *s) { return s->pos; }
+bool gen_seq_done(const gen_seq *s) { return s->state == SEQ_DONE; }
+
+static int seq_end(gen_seq *s, const char *reason) {
+    s->reason = reason;
+    s->state = SEQ_DONE;
+    return 0;
+}
+
+void gen_seq_cancel(gen_seq *s) {
+    if (s->state != SEQ_DONE) seq_end(s, "cancelled");
+}
+
+/* The step's logits with the bias added, into the scratch copy (the
+ * sampler and the mask change them in place). */
+static float *seq_biased(gen_seq *s, const float *logits) {
+    memcpy(s->work, logits, (size_t)s->n_vocab * sizeof *logits);
+    for (int i = 0; i < s->p.n_bias; i++) s->work[s->p.bias[i].id] += s->p.bias[i].bias;
+    return s->work;
+}
+
+/* Draw a token from the logits under the bias, the sampler and the grammar
+ * with its budget (see gen_params.grammar). */
+static int seq_draw(gen_seq *s, const float *logits, int32_t *out, char *err, size_t errlen) {
+    size_t reach = s->gm ? budget_reach(s->gm, s->cap - s->r.n_gen) : SIZE_MAX;
+    int32_t id = sampler_sample(s->smp, seq_biased(s, logits));
+    if (s->gm && !grammar_matcher_allows_within(s->gm, s->gv, id, reach)) {
+        /* Refused: draw again from the biased logits, masked. */
+        if (reach != SIZE_MAX && grammar_matcher_allows(s->gm, s->gv, id)) s->closing = true;
+        int allowed = grammar_mask_within(s->gm, s->gv, seq_biased(s, logits), reach);
+        if (allowed == 0 && reach != SIZE_MAX) /* no token fits (no single-byte tokens): as before */
+            allowed = grammar_mask(s->gm, s->gv, seq_biased(s, logits));
+        if (allowed <= 0) {
+            if (allowed == 0) snprintf(err, errlen, "no token of the vocabulary can continue the grammar");
+            return allowed < 0 ? allowed : -SMP_E_INTERNAL;
+        }
+        id = sampler_sample(s->smp, s->work);
+    }
+    *out = id;
+    return 0;
+}
+
+int gen_seq_step(gen_seq *s, const float *logits, char *err, size_t errlen) {
+    SMP_ASSERT(s->state == SEQ_SAMPLE);
+    const gen_params *p = &s->p;
+    gen_result *out = &s->r;
+    if (!s->t1) {
+        s->t1 = util_now_ns();
+        out->prompt_ns = s->t1 - s->t0;
+    }
+    if (p->cancelled && p->cancelled(p->ud)) return seq_end(s, "cancelled");
+    /* Log probabilities come from the logits as the model gave them:
+     * before bias, penalties, temperature and the grammar. */
+    gen_logprob lp = {.text_end = END_UNKNOWN};
+    double lse = 0.0;
+    if (p->logprobs) lse = sampler_log_softmax_top(logits, s->n_vocab, p->top_logprobs, lp.top, &lp.n_top);
+    int32_t id;
+    int rc = seq_draw(s, logits, &id, err, errlen);
+    if (rc != 0) return rc;
+    if (tok_is_eog(s->tok, id)) return seq_end(s, "stop");
+    if (s->gm && !grammar_matcher_accept_token(s->gm, s->gv, id)) {
+        snprintf(err, errlen, "the sampler chose a token the grammar refuses");
+        return -SMP_E_INTERNAL;
+    }
+    sampler_accept(s->smp, id);
+    out->tokens[out->n_tokens++] = id;
+    if (out->n_gen++ == 0) out->first_token_ns = util_now_ns() - s->t0;
+    if (p->logprobs) {
+        lp.id = id;
+        lp.logprob = isnan(logits[id]) ? -INFINITY : (float)(logits[id] - lse);
+        if (lp_add(out, &s->lp_cap, &lp) != 0) goto nomem;
+    }
+    if (tok_stream_push(&s->ts, id, &out->text) != 0) goto nomem;
+    if (!tok_stream_pending(&s->ts)) lp_settle(out, out->text.len);
+    stop_result st = stop_matcher_update(s->sm, out->text.data ? out->text.data : "", out->text.len);
+    if (st.which >= 0) {
+        out->text.len = st.cut;
+        if (out->text.data) out->text.data[st.cut] = '\0';
+        lp_cut(out, st.cut);
+        s->stopped = true;
+        return seq_end(s, emit(p, out, &s->emitted, &s->lp_sent, st.cut) ? "cancelled" : "stop");
+    }
+    if (emit(p, out, &s->emitted, &s->lp_sent, out->text.len - st.hold)) return seq_end(s, "cancelled");
+    if (s->waiting && (rc = arm_on_trigger(p, &out->text, &s->waiting, &s->gm, err, errlen)) != 0) return rc;
+    if (s->gm && grammar_matcher_is_complete(s->gm)) return seq_end(s, "stop"); /* only the end is left */
+    if (out->n_gen == s->cap) return seq_end(s, "length"); /* no need to run the last token */
+    s->state = SEQ_FEED;
+    return 1;
+nomem:
+    snprintf(err, errlen, "out of memory");
+    return -SMP_E_NOMEM;
+}
+
+void gen_seq_finish(gen_seq *s, gen_result *out) {
+    SMP_ASSERT(s->state == SEQ_DONE);
+    gen_result *r = &s->r;
+    /* Out of tokens, but the budget steered the answer to a complete document. */
+    if (s->closing && !strcmp(s->reason, "length") && grammar_matcher_can_end(s->gm)) s->reason = "stop";
+    if (s->t1 && !s->stopped) {
+        tok_stream_flush(&s->ts, &r->text);
+        lp_settle(r, r->text.len);
+        emit(&s->p, r, &s->emitted, &s->lp_sent, r->text.len);
+    }
+    uint64_t now = util_now_ns();
+    if (s->t1) r->gen_ns = now - s->t1;
+    else r->prompt_ns = s->started ? now - s->t0 : 0; /* ended during the prompt */
+    r->done_reason = s->reason;
+    *out = *r;
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- one generation on one session ---- */
+
+int gen_run(model_ctx *ctx, const tokenizer *tok, const int32_t *prompt, int n_prompt, const gen_params *p,
+            gen_result *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    buf_init(&out->text, 0);
+    int32_t n_vocab = model_n_vocab(model_ctx_model(ctx));
+    gen_params q = *p;
+    if (q.n_reuse > model_ctx_n_past(ctx)) q.n_reuse = model_ctx_n_past(ctx);
+    gen_seq *s = NULL;
+    float *logits = smp_malloc((size_t)n_vocab * sizeof *logits);
+    if (!logits) return -SMP_E_NOMEM;
+    int rc = gen_seq_new(tok, n_vocab, model_ctx_n_ctx(ctx), prompt, n_prompt, &q, &s, err, errlen);
+    if (rc != 0) goto fail;
+    if (gen_seq_pos(s) > 0) model_ctx_truncate(ctx, gen_seq_pos(s));
+    else model_ctx_reset(ctx);
+    bool in_prompt = true;
+    while (!gen_seq_done(s)) {
+        const int32_t *in;
+        int n = gen_seq_next_input(s, &in);
+        /* A long prompt stops within a batch of a cancellation. */
+        rc = in_prompt ? model_ctx_eval_until(ctx, in, n, logits, false, p->cancelled, p->ud)
+                       : model_ctx_eval(ctx, in, n, logits, false);
+        in_prompt = false;
+        if (rc == MODEL_CANCELLED) { /* during the prompt: no answer, nothing to sample from */
+            gen_seq_cancel(s);
             break;
         }
-        /* Log probabilities come from the logits as the model gave them:
-         * before bias, penalties, temperature and the grammar. */
-        gen_logprob lp = {.text_end = END_UNKNOWN};
-        double lse = 0.0;
-        if (p->logprobs) {
-            lse = sampler_log_softmax_top(logits, n_vocab, p->top_logprobs, lp.top, &lp.n_top);
-            memcpy(raw, logits, (size_t)n_vocab * sizeof *logits);
-        }
-        for (int i = 0; i < p->n_bias; i++) logits[p->bias[i].id] += p->bias[i].bias;
-        if (gm) memcpy(saved, logits, (size_t)n_vocab * sizeof *logits);
-        size_t reach = gm ? budget_reach(gm, cap - out->n_gen) : SIZE_MAX;
-        int32_t id = sampler_sample(s, logits);
-        if (gm && !grammar_matcher_allows_within(gm, gv, id, reach)) {
-            if (reach != SIZE_MAX && grammar_matcher_allows(gm, gv, id)) closing = true;
-            memcpy(logits, saved, (size_t)n_vocab * sizeof *logits);
-            int allowed = grammar_mask_within(gm, gv, logits, reach);
-            if (allowed == 0 && reach != SIZE_MAX) { /* no token fits (no single-byte tokens): as before */
-                memcpy(logits, saved, (size_t)n_vocab * sizeof *logits);
-                allowed = grammar_mask(gm, gv, logits);
-            }
-            if (allowed <= 0) {
-                rc = allowed < 0 ? allowed : -SMP_E_INTERNAL;
-                if (allowed == 0) snprintf(err, errlen, "no token of the vocabulary can continue the grammar");
-                goto fail;
-            }
-            id = sampler_sample(s, logits);
-        }
-        if (tok_is_eog(tok, id)) {
-            reason = "stop";
-            break;
-        }
-        if (gm && !grammar_matcher_accept_token(gm, gv, id)) {
-            rc = -SMP_E_INTERNAL;
-            snprintf(err, errlen, "the sampler chose a token the grammar refuses");
-            goto fail;
-        }
-        sampler_accept(s, id);
-        out->tokens[out->n_tokens++] = id;
-        if (out->n_gen++ == 0) out->first_token_ns = util_now_ns() - t0;
-        if (p->logprobs) {
-            lp.id = id;
-            lp.logprob = isnan(raw[id]) ? -INFINITY : (float)(raw[id] - lse);
-            if (lp_add(out, &lp_cap, &lp) != 0) {
-                rc = -SMP_E_NOMEM;
-                goto fail;
-            }
-        }
-        if (tok_stream_push(&ts, id, &out->text) != 0) {
-            rc = -SMP_E_NOMEM;
-            goto fail;
-        }
-        if (!tok_stream_pending(&ts)) lp_settle(out, out->text.len);
-        stop_result st = stop_matcher_update(sm, out->text.data ? out->text.data : "", out->text.len);
-        if (st.which >= 0) {
-            out->text.len = st.cut;
-            if (out->text.data) out->text.data[st.cut] = '\0';
-            lp_cut(out, st.cut);
-            if (emit(p, out, &emitted, &lp_sent, st.cut)) reason = "cancelled";
-            else reason = "stop";
-            stopped = true;
-            break;
-        }
-        if (emit(p, out, &emitted, &lp_sent, out->text.len - st.hold)) {
-            reason = "cancelled";
-            break;
-        }
-        if (waiting && (rc = arm_on_trigger(p, &out->text, &waiting, &gm, err, errlen)) != 0) goto fail;
-        if (gm && grammar_matcher_is_complete(gm)) { /* only the end is left */
-            reason = "stop";
-            break;
-        }
-        if (out->n_gen == cap) break; /* no need to run the last token */
-        rc = model_ctx_eval(ctx, &id, 1, logits, false);
         if (rc != 0) {
             snprintf(err, errlen, "%s", model_ctx_error(ctx));
             goto fail;
         }
+        gen_seq_fed(s, n);
+        if ((rc = gen_seq_step(s, logits, err, errlen)) < 0) goto fail;
     }
-    /* Out of tokens, but the budget steered the answer to a complete document. */
-    if (closing && !strcmp(reason, "length") && grammar_matcher_can_end(gm)) reason = "stop";
-    if (!stopped) {
-        tok_stream_flush(&ts, &out->text);
-        lp_settle(out, out->text.len);
-        emit(p, out, &emitted, &lp_sent, out->text.len);
-    }
-    out->gen_ns = util_now_ns() - t1;
-    out->done_reason = reason;
+    gen_seq_finish(s, out);
     rc = 0;
 fail:
+    gen_seq_free(s);
     smp_free(logits);
-    sampler_free(s);
-    stop_matcher_free(sm);
-    grammar_matcher_free(gm);
-    grammar_vocab_free(own_vocab);
-    smp_free(saved);
-    smp_free(raw);
-    if (rc != 0) gen_result_free(out);
     return rc;
 }

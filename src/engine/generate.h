@@ -1,6 +1,12 @@
 /* generate.h - the generation loop shared by the CLI and the local backend:
  * prompt in one batch, then sample / stream / stop, one token at a time.
  *
+ * Two layers. gen_seq is one sequence's state without the model: it says
+ * which tokens to run next (the prompt, perhaps in pieces, then the token it
+ * sampled last) and takes the logits they produced, so a scheduler can run
+ * many sequences in one forward pass. gen_run drives one gen_seq on one
+ * session, start to end.
+ *
  * Text is streamed through on_text as soon as it is final: complete UTF-8
  * characters only, and never bytes that could still turn out to be the start
  * of a stop string. Generation ends at an end-of-generation token ("stop"), a
@@ -90,6 +96,11 @@ typedef struct {
     bool logprobs;
     int top_logprobs;
     int (*on_logprobs)(void *ud, const gen_logprob *lp, int n);
+    /* Prefix reuse: the first n_reuse prompt tokens are already in the KV
+     * cache (the caller knows what the session holds; gen_run keeps at most
+     * what the session has). At least one token is run to get logits, so a
+     * prompt cached whole reuses n_prompt - 1. 0: run the whole prompt. */
+    int n_reuse;
 } gen_params;
 
 typedef struct {
@@ -97,7 +108,8 @@ typedef struct {
     int32_t *tokens;              /* prompt + generated ids (owned) */
     int n_tokens;
     int n_prompt, n_gen;
-    uint64_t prompt_ns;           /* prompt processing */
+    int n_cached;                 /* leading prompt tokens reused, not run (gen_params.n_reuse) */
+    uint64_t prompt_ns;           /* processing the prompt tokens that were run */
     uint64_t gen_ns;              /* decoding (after the prompt) */
     uint64_t first_token_ns;      /* from the start to the first generated token */
     uint64_t seed;                /* the sampler's seed (drawn if none was given) */
@@ -106,8 +118,63 @@ typedef struct {
     int n_logprobs;
 } gen_result;
 
-/* Run on a session (reset first). Errors: -SMP_E_VALIDATION when the prompt
- * does not fit the context (err names both sizes), -SMP_E_NOMEM, or what
+/* ---- one sequence, driven from outside ------------------------------------
+ *
+ * A scheduler's loop for one sequence s:
+ *     while (!gen_seq_done(s)) {
+ *         n = gen_seq_next_input(s, &in);      run in[0..k), k <= n, at
+ *                                              positions gen_seq_pos(s)..
+ *         if (gen_seq_fed(s, k))               the input is complete:
+ *             gen_seq_step(s, logits of in[k-1], err, errlen);
+ *     }
+ *     gen_seq_finish(s, &result); gen_seq_free(s);
+ * Only the last piece of the input needs logits: a long prompt may be run
+ * in several pieces (chunked prefill), each costing no vocabulary product.
+ * After gen_seq_finish the KV holds result.tokens[0..gen_seq_pos(s)). */
+typedef struct gen_seq gen_seq;
+
+/* A sequence for prompt[0..n_prompt) (copied) under p (the struct is copied;
+ * what it points to, other than the stop strings, is borrowed and must
+ * outlive the sequence). n_vocab: the model's; n_ctx: the positions the
+ * sequence may use, prompt and answer. p->n_reuse leading prompt tokens are
+ * taken as already run (clamped to 0..n_prompt-1). Errors, with err filled:
+ * -SMP_E_VALIDATION (an empty prompt, one that does not fit n_ctx, a bias id
+ * outside the vocabulary, bad stop strings), -SMP_E_NOMEM, or the grammar's
+ * error. */
+int gen_seq_new(const tokenizer *tok, int32_t n_vocab, int n_ctx, const int32_t *prompt, int n_prompt,
+                const gen_params *p, gen_seq **out, char *err, size_t errlen);
+void gen_seq_free(gen_seq *s);
+/* The tokens to run next (*tokens points into the sequence, valid until the
+ * next call on it): the rest of the prompt, then the token sampled last.
+ * Returns how many; 0 once done or while waiting for gen_seq_step. The
+ * first call starts the sequence's clock (prompt_ns, first_token_ns). */
+int gen_seq_next_input(gen_seq *s, const int32_t **tokens);
+/* The first n tokens of that input were run (1 <= n <= its length). True
+ * when that completed it: gen_seq_step wants the last one's logits. */
+bool gen_seq_fed(gen_seq *s, int n);
+/* Positions whose KV is in place: reused, then run. */
+int gen_seq_pos(const gen_seq *s);
+/* Give the logits (n_vocab floats, not modified) of the input's last token:
+ * polls cancellation, samples (bias, grammar, budget, log probabilities),
+ * streams the text that became final, checks stop strings. Returns 1 when
+ * there is a next token to run, 0 when the sequence is done, or a negative
+ * error (err filled; then only gen_seq_free is left to call). */
+int gen_seq_step(gen_seq *s, const float *logits, char *err, size_t errlen);
+/* End it now as "cancelled" (the client left while its prompt was run). */
+void gen_seq_cancel(gen_seq *s);
+bool gen_seq_done(const gen_seq *s);
+/* Flush the text held back (unless a stop string ended it), stamp the times
+ * and the reason, and move the answer into *out (which the caller frees with
+ * gen_result_free). Call once, when done. */
+void gen_seq_finish(gen_seq *s, gen_result *out);
+
+/* ---- a whole generation on one session ------------------------------------
+ *
+ * Run on a session: it is truncated to the reused prefix (p->n_reuse, at
+ * most what it holds; reset when 0) and the rest of the prompt is run.
+ * Afterwards it holds the KV of out->tokens[0..model_ctx_n_past(ctx)), for
+ * the next call to reuse. Errors: -SMP_E_VALIDATION when the prompt does not
+ * fit the context (err names both sizes), -SMP_E_NOMEM, or what
  * model_ctx_eval returned. On error *out is empty. */
 int gen_run(model_ctx *ctx, const tokenizer *tok, const int32_t *prompt, int n_prompt, const gen_params *p,
             gen_result *out, char *err, size_t errlen);

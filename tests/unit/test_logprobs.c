@@ -14,8 +14,7 @@
 #include "engine/model.h"
 #include "engine/tokenizer.h"
 #include "test.h"
-
-#define STORIES "../shared/models/stories260K.gguf"
+#include "stories.h"
 
 /* log(sum exp) the plain way, in double. */
 static double ref_lse(const float *l, int n) {
@@ -45,40 +44,6 @@ TEST(logprobs_softmax_top_matches_reference) {
     CHECK(top[6].logprob == -INFINITY);
     sampler_log_softmax_top(l, 7, 0, top, &n);
     CHECK_INT(n, 0);
-}
-
-typedef struct {
-    model *m;
-    model_ctx *ctx;
-    gguf *g;
-    tokenizer *tok;
-    int32_t *prompt;
-    size_t np;
-} stories;
-
-static void stories_open(stories *s) {
-    char err[256];
-    memset(s, 0, sizeof *s);
-    model_opts o = {.n_threads = 1};
-    REQUIRE(model_load(STORIES, &o, &s->m, err, sizeof err) == 0);
-    REQUIRE(model_ctx_new(s->m, 256, &s->ctx, err, sizeof err) == 0);
-    REQUIRE(gguf_open(STORIES, &s->g, err, sizeof err) == 0);
-    REQUIRE(tok_load(s->g, &s->tok, err, sizeof err) == 0);
-    REQUIRE(tok_encode(s->tok, "Once upon a time", 16, true, false, &s->prompt, &s->np) == 0);
-}
-
-static void stories_close(stories *s) {
-    smp_free(s->prompt);
-    tok_free(s->tok);
-    gguf_close(s->g);
-    model_ctx_free(s->ctx);
-    model_free(s->m);
-}
-
-static gen_params greedy(int max_tokens) {
-    gen_params p = {.sampling = sampler_params_default(), .max_tokens = max_tokens};
-    p.sampling.temperature = 0;
-    return p;
 }
 
 TEST(logprobs_gen_run_matches_a_replayed_log_softmax) {
