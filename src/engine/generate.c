@@ -318,8 +318,7 @@ static int seq_draw(gen_seq *s, const float *logits, int32_t *out, char *err, si
     return 0;
 }
 
-int gen_seq_step(gen_seq *s, const float *logits, char *err, size_t errlen) {
-    SMP_ASSERT(s->state == SEQ_SAMPLE);
+static int seq_step(gen_seq *s, const float *logits, char *err, size_t errlen) {
     const gen_params *p = &s->p;
     gen_result *out = &s->r;
     if (!s->t1) {
@@ -369,8 +368,15 @@ nomem:
     return -SMP_E_NOMEM;
 }
 
+int gen_seq_step(gen_seq *s, const float *logits, char *err, size_t errlen) {
+    SMP_ASSERT(s->state == SEQ_SAMPLE);
+    int rc = seq_step(s, logits, err, errlen);
+    if (rc < 0) seq_end(s, "error"); /* nothing more to run; only gen_seq_free is left */
+    return rc;
+}
+
 void gen_seq_finish(gen_seq *s, gen_result *out) {
-    SMP_ASSERT(s->state == SEQ_DONE);
+    SMP_ASSERT(s->state == SEQ_DONE && strcmp(s->reason, "error"));
     gen_result *r = &s->r;
     /* Out of tokens, but the budget steered the answer to a complete document. */
     if (s->closing && !strcmp(s->reason, "length") && grammar_matcher_can_end(s->gm)) s->reason = "stop";

@@ -158,7 +158,8 @@ int gen_seq_pos(const gen_seq *s);
  * polls cancellation, samples (bias, grammar, budget, log probabilities),
  * streams the text that became final, checks stop strings. Returns 1 when
  * there is a next token to run, 0 when the sequence is done, or a negative
- * error (err filled; then only gen_seq_free is left to call). */
+ * error (err filled; the sequence is then done, and only gen_seq_free is
+ * left to call). */
 int gen_seq_step(gen_seq *s, const float *logits, char *err, size_t errlen);
 /* End it now as "cancelled" (the client left while its prompt was run). */
 void gen_seq_cancel(gen_seq *s);
