@@ -805,14 +805,20 @@ static json_t *calls_json(const textjob *j, const backend_gen_result *res) {
     return a;
 }
 
+/* OpenAI's usage, with the prompt tokens a cached prefix spared. */
+static json_t *usage_json(const backend_gen_result *res) {
+    return json_pack("{s:i,s:i,s:i,s:{s:i}}", "prompt_tokens", res->prompt_tokens, "completion_tokens",
+                     res->completion_tokens, "total_tokens", res->prompt_tokens + res->completion_tokens,
+                     "prompt_tokens_details", "cached_tokens", res->cached_tokens);
+}
+
 /* The complete (non-streamed) answer, or the final stream frame's stats. */
 static json_t *stats_json(textjob *j, const backend_gen_result *res, const char *text, bool final_frame) {
     json_t *o;
     switch (j->kind) {
     case TG_OPENAI_CHAT:
     case TG_OPENAI_COMPLETION: {
-        json_t *usage = json_pack("{s:i,s:i,s:i}", "prompt_tokens", res->prompt_tokens, "completion_tokens",
-                                  res->completion_tokens, "total_tokens", res->prompt_tokens + res->completion_tokens);
+        json_t *usage = usage_json(res);
         json_t *choice;
         if (j->kind == TG_OPENAI_CHAT)
             choice = final_frame ? json_pack("{s:i,s:{},s:s}", "index", 0, "delta", "finish_reason", finish_reason(j, res))
@@ -855,7 +861,8 @@ static json_t *stats_json(textjob *j, const backend_gen_result *res, const char 
     }
     json_object_set_new(o, "total_duration", json_integer((json_int_t)res->total_ns));
     json_object_set_new(o, "load_duration", json_integer((json_int_t)res->load_ns));
-    json_object_set_new(o, "prompt_eval_count", json_integer(res->prompt_tokens));
+    /* Ollama counts the prompt tokens it evaluated: a reused prefix is not. */
+    json_object_set_new(o, "prompt_eval_count", json_integer(res->prompt_tokens - res->cached_tokens));
     json_object_set_new(o, "prompt_eval_duration", json_integer((json_int_t)res->prompt_ns));
     json_object_set_new(o, "eval_count", json_integer(res->completion_tokens));
     json_object_set_new(o, "eval_duration", json_integer((json_int_t)res->eval_ns));
@@ -873,11 +880,9 @@ static void stream_finish(textjob *j, const backend_gen_result *res) {
     write_frame(j, stats_json(j, res, "", true));
     if (j->kind == TG_OPENAI_CHAT || j->kind == TG_OPENAI_COMPLETION) {
         if (j->include_usage)
-            write_frame(j, json_pack("{s:s,s:s,s:i,s:s,s:[],s:{s:i,s:i,s:i}}", "id", j->id, "object",
+            write_frame(j, json_pack("{s:s,s:s,s:i,s:s,s:[],s:o}", "id", j->id, "object",
                                      j->kind == TG_OPENAI_CHAT ? "chat.completion.chunk" : "text_completion", "created",
-                                     (int)j->created, "model", j->model, "choices", "usage", "prompt_tokens",
-                                     res->prompt_tokens, "completion_tokens", res->completion_tokens, "total_tokens",
-                                     res->prompt_tokens + res->completion_tokens));
+                                     (int)j->created, "model", j->model, "choices", "usage", usage_json(res)));
         http_stream_write(j->r, "data: [DONE]\n\n", 14);
     }
     http_stream_end(j->r);

@@ -165,6 +165,10 @@ typedef struct {
     int32_t *context;         /* generate: prompt + answer token ids, if known (owned) */
     int n_context;
     int prompt_tokens, completion_tokens;
+    /* Of prompt_tokens, how many came from a cached prefix and were not
+     * computed again (the local engine's session reuse; an OpenAI-compatible
+     * upstream's usage.prompt_tokens_details.cached_tokens). */
+    int cached_tokens;
     uint64_t total_ns, load_ns, prompt_ns, eval_ns;
     const char *done_reason;  /* "stop" | "length" | "cancelled" | "tool_calls" (static) */
     /* The calls the answer makes (owned with their strings: see

@@ -59,6 +59,12 @@ typedef struct loaded {
     tokenizer *tok;
     model_ctx *ctx;
     grammar_vocab *gvocab; /* token bytes for constrained decoding; made on first use, by the turn's holder */
+    /* What the session's KV cache holds: these tokens at positions 0..n_kv
+     * (the last conversation's prompt and answer), so the next request that
+     * starts the same way computes only what is new. Read and written by the
+     * turn's holder. */
+    int32_t *kv_ids;
+    int n_kv;
     chat_family family;
     char bos_text[64], eos_text[64];
     int refs;            /* requests holding it */
@@ -268,6 +274,7 @@ static void loaded_free(loaded *l) {
     model_ctx_free(l->ctx);
     model_free(l->m);
     grammar_vocab_free(l->gvocab);
+    smp_free(l->kv_ids);
     tok_free(l->tok);
     smp_free(l);
 }
@@ -724,6 +731,18 @@ static int collect_calls(const backend_gen_req *req, stream_ctx *sc, backend_gen
     return 0;
 }
 
+/* After a run: the session's KV holds ids[0..n_past) (what was evaluated of
+ * the prompt and answer). Out of memory just forgets it. */
+static void remember_session(loaded *l, const int32_t *ids, int n) {
+    int keep = model_ctx_n_past(l->ctx);
+    if (keep > n) keep = n;
+    int32_t *a = keep > 0 ? smp_realloc(l->kv_ids, (size_t)keep * sizeof *a) : l->kv_ids;
+    if (!a) return;
+    l->kv_ids = a;
+    if (keep > 0) memcpy(a, ids, (size_t)keep * sizeof *a);
+    l->n_kv = keep;
+}
+
 /* The refusal of a prompt that does not fit its window, naming num_ctx when
  * the request set the window. */
 static void window_error(char *err, size_t errlen, const char *at_least, size_t tokens, int window, bool own_window) {
@@ -900,16 +919,23 @@ static int local_generate(backend *b, const backend_gen_req *req, backend_token_
         gp.grammar = g;
         gp.grammar_vocab = l->gvocab;
     }
+    /* The session still holds the previous conversation: reuse the part of
+     * it this prompt starts with (the next chat turn, a shared system prompt). */
+    while (gp.n_reuse < l->n_kv && gp.n_reuse < (int)total && l->kv_ids[gp.n_reuse] == all[gp.n_reuse]) gp.n_reuse++;
+    l->n_kv = 0; /* until the run says what the session holds */
     rc = gen_run(l->ctx, l->tok, all, (int)total, &gp, &gr, gerr, sizeof gerr);
     if (rc != 0) {
         snprintf(err, errlen, "%s", gerr);
         goto done;
     }
+    remember_session(l, gr.tokens, gr.n_tokens);
+    if (gr.n_cached) metrics_llm_tokens(req->model, "cached", gr.n_cached);
     out->text = buf_detach(&gr.text, &out->text_len);
     out->context = gr.tokens;
     out->n_context = gr.n_tokens;
     gr.tokens = NULL;
     out->prompt_tokens = gr.n_prompt;
+    out->cached_tokens = gr.n_cached;
     out->completion_tokens = gr.n_gen;
     out->prompt_ns = gr.prompt_ns;
     out->eval_ns = gr.gen_ns;
@@ -1019,6 +1045,7 @@ static int local_embed(backend *b, const backend_embed_req *req, backend_embed_r
         if ((rc = turn_take(st, l, i == 0, err, errlen)) != 0) break;
         int turn = 0;
         do {
+            l->n_kv = 0; /* embedding resets the session */
             rc = model_ctx_embed(l->ctx, ids[i], nids[i], v + (size_t)i * (size_t)d, embed_stopped, (void *)req);
             if (rc == MODEL_CANCELLED) {
                 rc = BACKEND_CANCELLED;

@@ -545,6 +545,8 @@ static int handle_json(gen_ctx *g, json_t *j, bool whole, const char *line, size
     if (json_is_object(usage)) {
         g->out->prompt_tokens = json_int(json_object_get(usage, "prompt_tokens"));
         g->out->completion_tokens = json_int(json_object_get(usage, "completion_tokens"));
+        g->out->cached_tokens = json_int(json_object_get(json_object_get(usage, "prompt_tokens_details"), "cached_tokens"));
+        if (g->out->cached_tokens > g->out->prompt_tokens) g->out->cached_tokens = g->out->prompt_tokens;
     }
     json_t *choices = json_object_get(j, "choices");
     if (choices && !json_is_array(choices)) return invalid(g, "\"choices\" is not a list", line, len);

@@ -144,3 +144,29 @@ test('an Ollama stream\'s frames are stamped in order: the final frame is not ol
       assert.ok(stamps[i] >= stamps[i - 1], `${route}: frame ${i} at ${stamps[i]} after ${stamps[i - 1]}`);
   }
 });
+
+test('prompt cache: a second chat turn computes only what is new, and answers as if it computed everything', async () => {
+  const sys = { role: 'system', content: 'You are a storyteller who tells short tales. '.repeat(12) };
+  const ask = (messages, extra = {}) => req(s, 'POST', '/v1/chat/completions',
+    { json: { model: 'stories260K', temperature: 0, max_tokens: 24, messages, ...extra } });
+  const turn1 = [sys, { role: 'user', content: 'Tell me about a cat.' }];
+  const a = await ask(turn1);
+  assert.equal(a.status, 200, a.text);
+  const turn2 = [...turn1, a.json.choices[0].message, { role: 'user', content: 'And a dog?' }];
+  const b = await ask(turn2);
+  assert.equal(b.status, 200, b.text);
+  const cached = b.json.usage.prompt_tokens_details.cached_tokens;
+  // Everything up to the end of turn 1's prompt at least was reused.
+  assert.ok(cached >= a.json.usage.prompt_tokens && cached < b.json.usage.prompt_tokens, JSON.stringify(b.json.usage));
+  // The same turn with nothing to reuse (an embedding request resets the session) answers the same.
+  assert.equal((await req(s, 'POST', '/api/embed', { json: { model: 'stories260K', input: 'x' } })).status, 200);
+  const c = await ask(turn2, { stream: true, stream_options: { include_usage: true } });
+  const frames = c.text.split('\n\n').filter((f) => f.startsWith('data: {')).map((f) => JSON.parse(f.slice(6)));
+  assert.equal(frames.map((f) => f.choices[0]?.delta?.content || '').join(''), b.json.choices[0].message.content);
+  assert.equal(frames.at(-1).usage.prompt_tokens_details.cached_tokens, 0);
+  // Another client with the same system prompt, in Ollama's dialect: only its own tokens are evaluated.
+  const o = await req(s, 'POST', '/api/chat', { json: { model: 'stories260K', stream: false,
+    options: { temperature: 0, num_predict: 4 }, messages: [sys, { role: 'user', content: 'Hi' }] } });
+  assert.equal(o.status, 200, o.text);
+  assert.ok(o.json.prompt_eval_count > 0 && o.json.prompt_eval_count < 20, `evaluated ${o.json.prompt_eval_count}`);
+});
