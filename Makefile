@@ -110,11 +110,12 @@ tests/e2e/node_modules/.package-lock.json: tests/e2e/package.json tests/e2e/pack
 e2e: simpleton tests/e2e/node_modules/.package-lock.json
 	SIMPLETON_BIN=$(abspath $(BIN)) node --test --test-concurrency=1 tests/e2e/
 
-bench: simpleton $(BUILD)/bench_rag $(BUILD)/bench_monitor $(BUILD)/bench_schema
+bench: simpleton $(BUILD)/bench_rag $(BUILD)/bench_monitor $(BUILD)/bench_schema $(BUILD)/bench_batch
 	$(BUILD)/bench_monitor
 	bench/http/run.sh
 	bench/gateway/run.sh
 	bench/engine/run.sh
+	bench/engine/batch.sh
 	bench/rag/run.sh
 	bench/vision/run.sh
 	bench/audio/run.sh
@@ -125,6 +126,9 @@ $(BUILD)/bench_rag: bench/rag/bench_rag.c $(LIB)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS) $(LDLIBS)
 
 $(BUILD)/bench_schema: bench/grammar/bench_schema.c $(LIB)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS) $(LDLIBS)
+
+$(BUILD)/bench_batch: bench/engine/bench_batch.c $(LIB)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS) $(LDLIBS)
 
 # Mutation testing in a scratch copy (the working tree is not touched).

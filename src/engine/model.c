@@ -1,32 +1,42 @@
 /* model.c - load llama / qwen2 weights from a GGUF file and run the forward
- * pass over batches of tokens.
+ * pass over batches of tokens, of one session or of several together.
  *
  * Data: struct model holds the hyper-parameters, one `mat` view per weight
  * matrix (pointer into the mapping, type, rows x cols) and small f32 copies
  * of the norm and bias vectors. struct model_ctx (a session) holds the f16 KV
- * cache and scratch rows for n_batch tokens:
+ * cache, per-thread attention rows, and (from its first own eval) a scratch
+ * for n_batch rows; struct model_batch (a workspace) holds a scratch for the
+ * rows of several sessions. A scratch of nb rows, a row being one token of
+ * one session:
  *   x    [nb][n_embd]   residual stream      xb  [nb][n_embd]  normed input
  *   q    [nb][q_dim]    queries (q_dim = n_head * head_dim), att the same
  *   k, v [nb][kv_dim]   new keys / values (kv_dim = n_head_kv * head_dim)
  *   hg, hu [nb][n_ff]   FFN gate and up      tmp [nb][n_embd]  matmul output
  *   act[3]              activations converted for up to three weight types
+ *   row_ctx, row_pos, row_tok [nb]   each row's session, position and token
+ * and per session:
  *   kc   [layer][n_ctx][kv_dim] f16   vc [layer][kv_dim][n_ctx] f16 (transposed)
  *
- * One forward pass over nt tokens (nt = 1 when decoding):
+ * One forward pass over nt rows (nt = 1 when one session decodes, B when B
+ * sessions decode together):
  *   x = embed(tokens)
  *   per layer: xb = rmsnorm(x) * attn_norm
  *              q, k, v = Wq xb (+bq), Wk xb (+bk), Wv xb (+bv)   one pool run
- *              rope(q, k); k, v -> cache at positions n_past..
- *              att = softmax(q K^T / sqrt(head_dim), causal) V      per (token, head)
+ *              rope(q, k) at each row's position; k, v -> its session's cache
+ *              att = softmax(q K^T / sqrt(head_dim), causal) V      per (row, head),
+ *                    over the row's own session's positions 0..its own
  *              x += Wo att
  *              xb = rmsnorm(x) * ffn_norm
  *              hg, hu = Wgate xb, Wup xb                           one pool run
  *              x += Wdown (silu(hg) * hu)
- *   logits = Woutput (rmsnorm(x) * output_norm)
+ *   logits = Woutput (rmsnorm(x) * output_norm)   for the rows that want them
  * Where the time goes: the matmuls. Their rows are split across the pool and
- * each weight row is read once per pass, for all nt tokens (kern_matmul_q), so
- * decoding is bound by memory bandwidth and prompts by arithmetic. Everything
- * else is O(nt * n_embd) per layer, plus attention, O(nt * n_ctx * q_dim). */
+ * each weight row is read once per pass, for all nt rows (kern_matmul_q), so
+ * decoding one session is bound by memory bandwidth and prompts by
+ * arithmetic; several sessions decoding together share that read, and on
+ * AVX2 with Q4_K weights they are soon bound by the dot-product arithmetic
+ * (bench/engine/bench_batch.c). Everything else is O(nt * n_embd) per layer,
+ * plus attention, O(nt * n_ctx * q_dim). */
 #include "engine/model.h"
 
 #include <math.h>
@@ -51,6 +61,9 @@
  * the rest of the process may want (tiny models such as stories260K never
  * reach it). */
 #define MODEL_PAR_MACS (64 * 1024)
+/* Logits of a batched pass that go to several callers' buffers are computed
+ * this many rows at a time (the output matrix is read once per group). */
+#define MODEL_OUT_ROWS 32
 
 typedef enum { ARCH_LLAMA, ARCH_QWEN2 } model_arch;
 
@@ -88,16 +101,50 @@ struct model {
     int max_bf16_cols; /* widest BF16 matrix (0: none) */
 };
 
+/* Scratch rows for one forward pass of up to `cap` rows (a row is one token
+ * of one sequence). A session makes its own for n_batch rows on its first
+ * model_ctx_eval / model_ctx_embed; a batch workspace has one for its rows. */
+typedef struct {
+    int cap, out_cap;
+    float *x, *xb, *q, *k, *v, *att, *tmp, *hg, *hu;
+    float *xr;                  /* [cap][max cols]: bf16-rounded input, BF16 models only */
+    float *rope_cos, *rope_sin; /* [cap][n_rot/2] */
+    void *act[3];
+    model_ctx **row_ctx;        /* [cap] each row's session, position and token */
+    int *row_pos;
+    int32_t *row_tok;
+    int *out_row;               /* [cap] rows whose logits are wanted, in output order */
+    float **out_dst;            /* [cap] where each of those rows' logits go */
+    float *logits;              /* [out_cap][n_vocab] when rows go to several buffers */
+} scratch;
+
+typedef enum { OUT_NONE, OUT_LAST, OUT_ALL } out_mode;
+
+/* One sequence's share of a pass: tokens[0..n) at its session's positions
+ * n_past..; OUT_LAST writes its last row's logits to out, OUT_ALL every
+ * row's ([n][n_vocab]). */
+typedef struct {
+    model_ctx *c;
+    const int32_t *tokens;
+    int n;
+    out_mode mode;
+    float *out;
+} pass_seq;
+
 struct model_ctx {
     model *m;
     int n_ctx, n_batch, n_past, n_threads;
     uint16_t *kc, *vc;
-    float *x, *xb, *q, *k, *v, *att, *tmp, *hg, *hu;
-    float *xr;                  /* [nb][max cols]: bf16-rounded input, BF16 models only */
-    float *rope_cos, *rope_sin; /* [nb][n_rot/2] */
-    void *act[3];
+    scratch s;       /* for model_ctx_eval; cap 0 until the first one */
     float *scores;   /* [n_threads][n_ctx] */
     uint16_t *v16;   /* [n_threads][kv_dim] */
+    char err[256];
+};
+
+struct model_batch {
+    model *m;
+    scratch s;
+    pass_seq *seqs;      /* [s.cap]: the entries of the pass being run */
     char err[256];
 };
 
@@ -419,7 +466,49 @@ int model_n_embd(const model *m) { return m->n_embd; }
 int model_n_layer(const model *m) { return m->n_layer; }
 int model_n_threads(const model *m) { return tp_n_threads(m->pool); }
 
-/* ---- sessions ---- */
+/* ---- scratch, sessions, batch workspaces ---- */
+
+static void scratch_free(scratch *s) {
+    void *p[] = {s->x, s->xb, s->tmp, s->q, s->att, s->k, s->v, s->hg, s->hu, s->rope_cos, s->rope_sin, s->xr,
+                 s->act[0], s->act[1], s->act[2], s->row_ctx, s->row_pos, s->row_tok, s->out_row, s->out_dst,
+                 s->logits};
+    for (size_t i = 0; i < sizeof p / sizeof *p; i++) smp_free(p[i]);
+    memset(s, 0, sizeof *s);
+}
+
+/* Buffers for passes of up to cap rows; out_cap rows of logits staged when a
+ * pass sends logits to several callers' buffers (0: never). */
+static int scratch_alloc(const model *m, scratch *s, int cap, int out_cap) {
+    size_t nb = (size_t)cap;
+    s->x = smp_malloc(nb * m->n_embd * sizeof(float));
+    s->xb = smp_malloc(nb * m->n_embd * sizeof(float));
+    s->tmp = smp_malloc(nb * m->n_embd * sizeof(float));
+    s->q = smp_malloc(nb * m->q_dim * sizeof(float));
+    s->att = smp_malloc(nb * m->q_dim * sizeof(float));
+    s->k = smp_malloc(nb * m->kv_dim * sizeof(float));
+    s->v = smp_malloc(nb * m->kv_dim * sizeof(float));
+    s->hg = smp_malloc(nb * m->n_ff * sizeof(float));
+    s->hu = smp_malloc(nb * m->n_ff * sizeof(float));
+    s->rope_cos = smp_malloc(nb * (m->n_rot / 2) * sizeof(float));
+    s->rope_sin = smp_malloc(nb * (m->n_rot / 2) * sizeof(float));
+    s->row_ctx = smp_malloc(nb * sizeof *s->row_ctx);
+    s->row_pos = smp_malloc(nb * sizeof *s->row_pos);
+    s->row_tok = smp_malloc(nb * sizeof *s->row_tok);
+    s->out_row = smp_malloc(nb * sizeof *s->out_row);
+    s->out_dst = smp_malloc(nb * sizeof *s->out_dst);
+    bool ok = s->x && s->xb && s->tmp && s->q && s->att && s->k && s->v && s->hg && s->hu && s->rope_cos &&
+              s->rope_sin && s->row_ctx && s->row_pos && s->row_tok && s->out_row && s->out_dst;
+    if (ok && m->max_bf16_cols) ok = (s->xr = smp_malloc(nb * m->max_bf16_cols * sizeof(float)));
+    for (int i = 0; i < 3 && ok && m->max_act_bytes; i++) ok = (s->act[i] = smp_malloc(nb * m->max_act_bytes));
+    if (ok && out_cap) ok = (s->logits = smp_malloc((size_t)out_cap * m->n_vocab * sizeof(float)));
+    if (!ok) {
+        scratch_free(s);
+        return -SMP_E_NOMEM;
+    }
+    s->cap = cap;
+    s->out_cap = out_cap;
+    return 0;
+}
 
 int model_ctx_new(model *m, int n_ctx, model_ctx **out, char *err, size_t errlen) {
     *out = NULL;
@@ -434,28 +523,12 @@ int model_ctx_new(model *m, int n_ctx, model_ctx **out, char *err, size_t errlen
     c->n_ctx = n_ctx;
     c->n_batch = m->n_batch < n_ctx ? m->n_batch : n_ctx;
     c->n_threads = tp_n_threads(m->pool);
-    size_t nb = (size_t)c->n_batch, kv = (size_t)m->n_layer * n_ctx * m->kv_dim;
+    size_t kv = (size_t)m->n_layer * n_ctx * m->kv_dim;
     c->kc = smp_malloc(kv * sizeof(uint16_t));
     c->vc = smp_malloc(kv * sizeof(uint16_t));
-    c->x = smp_malloc(nb * m->n_embd * sizeof(float));
-    c->xb = smp_malloc(nb * m->n_embd * sizeof(float));
-    c->tmp = smp_malloc(nb * m->n_embd * sizeof(float));
-    c->q = smp_malloc(nb * m->q_dim * sizeof(float));
-    c->att = smp_malloc(nb * m->q_dim * sizeof(float));
-    c->k = smp_malloc(nb * m->kv_dim * sizeof(float));
-    c->v = smp_malloc(nb * m->kv_dim * sizeof(float));
-    c->hg = smp_malloc(nb * m->n_ff * sizeof(float));
-    c->hu = smp_malloc(nb * m->n_ff * sizeof(float));
-    c->rope_cos = smp_malloc(nb * (m->n_rot / 2) * sizeof(float));
-    c->rope_sin = smp_malloc(nb * (m->n_rot / 2) * sizeof(float));
     c->scores = smp_malloc((size_t)c->n_threads * n_ctx * sizeof(float));
     c->v16 = smp_malloc((size_t)c->n_threads * m->kv_dim * sizeof(uint16_t));
-    if (!c->kc || !c->vc || !c->x || !c->xb || !c->tmp || !c->q || !c->att || !c->k || !c->v || !c->hg ||
-        !c->hu || !c->rope_cos || !c->rope_sin || !c->scores || !c->v16)
-        goto nomem;
-    if (m->max_bf16_cols && !(c->xr = smp_malloc(nb * m->max_bf16_cols * sizeof(float)))) goto nomem;
-    for (int i = 0; i < 3; i++)
-        if (m->max_act_bytes && !(c->act[i] = smp_malloc(nb * m->max_act_bytes))) goto nomem;
+    if (!c->kc || !c->vc || !c->scores || !c->v16) goto nomem;
     *out = c;
     return 0;
 nomem:
@@ -466,10 +539,19 @@ nomem:
 
 void model_ctx_free(model_ctx *c) {
     if (!c) return;
-    void *p[] = {c->kc, c->vc, c->x, c->xb, c->tmp, c->q, c->att, c->k, c->v, c->hg, c->hu,
-                 c->rope_cos, c->rope_sin, c->scores, c->v16, c->xr, c->act[0], c->act[1], c->act[2]};
-    for (size_t i = 0; i < sizeof p / sizeof *p; i++) smp_free(p[i]);
+    scratch_free(&c->s);
+    smp_free(c->kc);
+    smp_free(c->vc);
+    smp_free(c->scores);
+    smp_free(c->v16);
     smp_free(c);
+}
+
+/* The session's own scratch, made on first use. */
+static int ctx_scratch(model_ctx *c) {
+    if (c->s.cap || scratch_alloc(c->m, &c->s, c->n_batch, 0) == 0) return 0;
+    snprintf(c->err, sizeof c->err, "out of memory for the scratch rows of %d tokens", c->n_batch);
+    return -SMP_E_NOMEM;
 }
 
 void model_ctx_reset(model_ctx *c) {
@@ -490,6 +572,35 @@ int model_ctx_n_past(const model_ctx *c) { return c->n_past; }
 int model_ctx_n_ctx(const model_ctx *c) { return c->n_ctx; }
 const model *model_ctx_model(const model_ctx *c) { return c->m; }
 const char *model_ctx_error(const model_ctx *c) { return c->err; }
+
+int model_batch_new(model *m, int max_rows, model_batch **out, char *err, size_t errlen) {
+    *out = NULL;
+    if (max_rows < 1 || max_rows > MODEL_BATCH_MAX_ROWS) {
+        snprintf(err, errlen, "batch of %d rows is outside 1..%d", max_rows, MODEL_BATCH_MAX_ROWS);
+        return -SMP_E_VALIDATION;
+    }
+    model_batch *b = smp_calloc(1, sizeof *b);
+    int out_cap = max_rows < MODEL_OUT_ROWS ? max_rows : MODEL_OUT_ROWS;
+    if (!b || !(b->seqs = smp_malloc((size_t)max_rows * sizeof *b->seqs)) ||
+        scratch_alloc(m, &b->s, max_rows, out_cap)) {
+        model_batch_free(b);
+        snprintf(err, errlen, "out of memory for a batch of %d rows", max_rows);
+        return -SMP_E_NOMEM;
+    }
+    b->m = m;
+    *out = b;
+    return 0;
+}
+
+void model_batch_free(model_batch *b) {
+    if (!b) return;
+    scratch_free(&b->s);
+    smp_free(b->seqs);
+    smp_free(b);
+}
+
+int model_batch_max_rows(const model_batch *b) { return b->s.cap; }
+const char *model_batch_error(const model_batch *b) { return b->err; }
 
 /* ---- matmuls on the pool ---- */
 
@@ -565,7 +676,7 @@ static void bf16_task(void *arg, int t, int thread) {
 /* Y_i = W_i X for up to three weights sharing the input X [nt][cols]: X is
  * converted once per activation type, then one pool run covers every row of
  * every weight. */
-static void matmul(model_ctx *c, int nt, const float *x, int n, const mat *const *w, float *const *y,
+static void matmul(const model *m, scratch *s, int nt, const float *x, int n, const mat *const *w, float *const *y,
                    float *const *resid, const float *const *bias) {
     mm_job j = {.n = n, .nt = nt};
     int act_types[3];
@@ -578,31 +689,31 @@ static void matmul(model_ctx *c, int nt, const float *x, int n, const mat *const
             /* The GGUF ecosystem multiplies BF16 weights with activations
              * rounded to bf16; the reference logits need that rounding too. */
             if (!bf16_done) {
-                bf16_job b = {x, c->xr, wi->cols};
-                if (nt >= MODEL_PAR_TOKENS) tp_run(c->m->pool, bf16_task, &b, nt);
+                bf16_job b = {x, s->xr, wi->cols};
+                if (nt >= MODEL_PAR_TOKENS) tp_run(m->pool, bf16_task, &b, nt);
                 else
                     for (int t = 0; t < nt; t++) bf16_task(&b, t, 0);
                 bf16_done = true;
             }
-            act = c->xr;
+            act = s->xr;
         } else if (wi->act_type != TT_F32) {
             int a = 0;
             while (a < n_act && act_types[a] != wi->act_type) a++;
             if (a == n_act) {
                 act_types[n_act++] = wi->act_type;
-                quant_job q = {wi->type, wi->cols, x, c->act[a], wi->act_bytes};
-                if (nt >= MODEL_PAR_TOKENS) tp_run(c->m->pool, quant_task, &q, nt);
+                quant_job q = {wi->type, wi->cols, x, s->act[a], wi->act_bytes};
+                if (nt >= MODEL_PAR_TOKENS) tp_run(m->pool, quant_task, &q, nt);
                 else
                     for (int t = 0; t < nt; t++) quant_task(&q, t, 0);
             }
-            act = c->act[a];
+            act = s->act[a];
         }
         j.p[i] = (mm_part){.w = wi, .act = act, .y = y[i], .resid = resid ? resid[i] : NULL,
                            .bias = bias ? bias[i] : NULL, .ldy = wi->rows};
         total_rows += wi->rows;
     }
     /* About eight tasks per thread, in multiples of 16 rows (the kernels' tile). */
-    int chunk = total_rows / (c->n_threads * 8);
+    int chunk = total_rows / (tp_n_threads(m->pool) * 8);
     chunk = chunk < 16 ? 16 : (chunk + 15) / 16 * 16;
     int n_tasks = 0;
     for (int i = 0; i < n; i++) {
@@ -613,23 +724,26 @@ static void matmul(model_ctx *c, int nt, const float *x, int n, const mat *const
     if ((size_t)total_rows * (size_t)w[0]->cols * (size_t)nt < MODEL_PAR_MACS) {
         for (int t = 0; t < n_tasks; t++) mm_task(&j, t, 0);
     } else {
-        tp_run(c->m->pool, mm_task, &j, n_tasks);
+        tp_run(m->pool, mm_task, &j, n_tasks);
     }
 }
 
-static void matmul1(model_ctx *c, int nt, const float *x, const mat *w, float *y, float *resid) {
-    matmul(c, nt, x, 1, (const mat *const[]){w}, (float *const[]){y}, (float *const[]){resid}, NULL);
+static void matmul1(const model *m, scratch *s, int nt, const float *x, const mat *w, float *y, float *resid) {
+    matmul(m, s, nt, x, 1, (const mat *const[]){w}, (float *const[]){y}, (float *const[]){resid}, NULL);
 }
 
 /* ---- token-wise steps ---- */
 
+/* One forward pass over nt rows of scratch s; row t is a token of session
+ * s->row_ctx[t] at position s->row_pos[t]. */
 typedef struct {
-    model_ctx *c;
-    int layer, pos0;
+    const model *m;
+    scratch *s;
+    int nt, layer;
     const float *norm_w;
-    float *out;
-    const int32_t *tokens;
-} step_job;
+    float *out;     /* norm_task: destination rows */
+    const int *src; /* norm_task: the row of x each destination row norms (NULL: the same row) */
+} pass;
 
 static void rmsnorm_row(float *out, const float *x, const float *w, int n, float eps) {
     double ss = 0;
@@ -640,31 +754,30 @@ static void rmsnorm_row(float *out, const float *x, const float *w, int n, float
 
 static void norm_task(void *arg, int t, int thread) {
     (void)thread;
-    step_job *s = arg;
-    int n = s->c->m->n_embd;
-    rmsnorm_row(s->out + (size_t)t * n, s->c->x + (size_t)t * n, s->norm_w, n, s->c->m->eps);
+    pass *p = arg;
+    int n = p->m->n_embd, r = p->src ? p->src[t] : t;
+    rmsnorm_row(p->out + (size_t)t * n, p->s->x + (size_t)r * n, p->norm_w, n, p->m->eps);
 }
 
 static void embed_task(void *arg, int t, int thread) {
     (void)thread;
-    step_job *s = arg;
-    const model *m = s->c->m;
-    const mat *e = &m->tok_embd;
+    pass *p = arg;
+    const mat *e = &p->m->tok_embd;
     size_t rb = kern_row_bytes(e->type, e->cols);
-    kern_traits(e->type)->dequantize((const char *)e->data + (size_t)s->tokens[t] * rb, s->c->x + (size_t)t * e->cols,
-                                     e->cols);
+    kern_traits(e->type)->dequantize((const char *)e->data + (size_t)p->s->row_tok[t] * rb,
+                                     p->s->x + (size_t)t * e->cols, e->cols);
 }
 
 static void rope_tables_task(void *arg, int t, int thread) {
     (void)thread;
-    step_job *s = arg;
-    const model *m = s->c->m;
+    pass *p = arg;
+    const model *m = p->m;
     int half = m->n_rot / 2;
-    double pos = s->pos0 + t;
+    double pos = p->s->row_pos[t];
     for (int i = 0; i < half; i++) {
         double theta = pos * m->inv_freq[i];
-        s->c->rope_cos[(size_t)t * half + i] = (float)cos(theta);
-        s->c->rope_sin[(size_t)t * half + i] = (float)sin(theta);
+        p->s->rope_cos[(size_t)t * half + i] = (float)cos(theta);
+        p->s->rope_sin[(size_t)t * half + i] = (float)sin(theta);
     }
 }
 
@@ -679,17 +792,18 @@ static void rope_head(float *h, const float *cs, const float *sn, int n_rot, boo
     }
 }
 
-/* Rotate q and k of token t and store its k and v in the cache. */
+/* Rotate q and k of row t and store its k and v in its session's cache. */
 static void rope_store_task(void *arg, int t, int thread) {
-    step_job *s = arg;
-    model_ctx *c = s->c;
-    const model *m = c->m;
-    int half = m->n_rot / 2, hd = m->head_dim, kvd = m->kv_dim, pos = s->pos0 + t;
-    const float *cs = c->rope_cos + (size_t)t * half, *sn = c->rope_sin + (size_t)t * half;
-    float *q = c->q + (size_t)t * m->q_dim, *k = c->k + (size_t)t * kvd, *v = c->v + (size_t)t * kvd;
+    pass *p = arg;
+    const model *m = p->m;
+    scratch *s = p->s;
+    model_ctx *c = s->row_ctx[t];
+    int half = m->n_rot / 2, hd = m->head_dim, kvd = m->kv_dim, pos = s->row_pos[t];
+    const float *cs = s->rope_cos + (size_t)t * half, *sn = s->rope_sin + (size_t)t * half;
+    float *q = s->q + (size_t)t * m->q_dim, *k = s->k + (size_t)t * kvd, *v = s->v + (size_t)t * kvd;
     for (int h = 0; h < m->n_head; h++) rope_head(q + h * hd, cs, sn, m->n_rot, m->rope_neox);
     for (int h = 0; h < m->n_head_kv; h++) rope_head(k + h * hd, cs, sn, m->n_rot, m->rope_neox);
-    size_t lk = (size_t)s->layer * c->n_ctx * kvd;
+    size_t lk = (size_t)p->layer * c->n_ctx * kvd;
     kern_f32_to_f16_row(k, c->kc + lk + (size_t)pos * kvd, kvd);
     uint16_t *v16 = c->v16 + (size_t)thread * kvd;
     kern_f32_to_f16_row(v, v16, kvd);
@@ -699,25 +813,27 @@ static void rope_store_task(void *arg, int t, int thread) {
 
 static void swiglu_task(void *arg, int t, int thread) {
     (void)thread;
-    step_job *s = arg;
-    int n = s->c->m->n_ff;
-    float *g = s->c->hg + (size_t)t * n;
-    const float *u = s->c->hu + (size_t)t * n;
+    pass *p = arg;
+    int n = p->m->n_ff;
+    float *g = p->s->hg + (size_t)t * n;
+    const float *u = p->s->hu + (size_t)t * n;
     for (int i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-/* Causal attention of token t (task / n_head), head h (task % n_head) over
- * cache positions 0..pos0+t. */
+/* Causal attention of row t (task / n_head), head h (task % n_head) over its
+ * session's cache positions 0..its own. The scores go to the session's
+ * per-thread row, so rows of different sessions never share one. */
 static void attn_task(void *arg, int task, int thread) {
-    step_job *s = arg;
-    model_ctx *c = s->c;
-    const model *m = c->m;
+    pass *p = arg;
+    const model *m = p->m;
+    scratch *s = p->s;
     int t = task / m->n_head, h = task % m->n_head, hd = m->head_dim, kvd = m->kv_dim;
-    int g = h / (m->n_head / m->n_head_kv), nk = s->pos0 + t + 1;
+    const model_ctx *c = s->row_ctx[t];
+    int g = h / (m->n_head / m->n_head_kv), nk = s->row_pos[t] + 1;
     kern_dot_fn dot = kern_traits(TT_F16)->vec_dot; /* f16 cache row . f32 vector */
-    const float *q = c->q + (size_t)t * m->q_dim + (size_t)h * hd;
-    const uint16_t *kc = c->kc + (size_t)s->layer * c->n_ctx * kvd + (size_t)g * hd;
-    const uint16_t *vc = c->vc + (size_t)s->layer * c->n_ctx * kvd + (size_t)g * hd * c->n_ctx;
+    const float *q = s->q + (size_t)t * m->q_dim + (size_t)h * hd;
+    const uint16_t *kc = c->kc + (size_t)p->layer * c->n_ctx * kvd + (size_t)g * hd;
+    const uint16_t *vc = c->vc + (size_t)p->layer * c->n_ctx * kvd + (size_t)g * hd * c->n_ctx;
     float *sc = c->scores + (size_t)thread * c->n_ctx;
     float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY;
     for (int j = 0; j < nk; j++) {
@@ -731,86 +847,119 @@ static void attn_task(void *arg, int task, int thread) {
     }
     float inv = (float)(1.0 / sum);
     for (int j = 0; j < nk; j++) sc[j] *= inv;
-    float *out = c->att + (size_t)t * m->q_dim + (size_t)h * hd;
+    float *out = s->att + (size_t)t * m->q_dim + (size_t)h * hd;
     for (int d = 0; d < hd; d++) out[d] = dot(nk, vc + (size_t)d * c->n_ctx, sc);
 }
 
-static void run_steps(model_ctx *c, tp_fn fn, step_job *s, int n) {
+static void run_steps(pass *p, tp_fn fn, int n) {
     if (n >= MODEL_PAR_TOKENS) {
-        tp_run(c->m->pool, fn, s, n);
+        tp_run(p->m->pool, fn, p, n);
     } else {
-        for (int t = 0; t < n; t++) fn(s, t, 0);
+        for (int t = 0; t < n; t++) fn(p, t, 0);
     }
 }
 
-typedef enum { OUT_NONE, OUT_LAST, OUT_ALL, OUT_EMBED } out_mode;
+/* ---- the forward pass ---- */
 
-/* One forward pass over tokens[0..nt) at positions n_past.. (nt <= n_batch,
- * n_past + nt <= n_ctx, ids valid: checked by the callers). OUT_LAST writes
- * the last token's logits to out, OUT_ALL every token's ([nt][n_vocab]),
- * OUT_EMBED adds each token's normed final state to out[n_embd]. */
-static void forward(model_ctx *c, const int32_t *tokens, int nt, out_mode mode, float *out) {
-    const model *m = c->m;
-    step_job s = {.c = c, .pos0 = c->n_past, .tokens = tokens};
-    run_steps(c, embed_task, &s, nt);
-    run_steps(c, rope_tables_task, &s, nt);
+/* Logits of the rows the sequences want: output_norm, then one product with
+ * the output matrix. When they all go to one caller buffer in order (a
+ * single sequence) they are written there; otherwise they are staged in
+ * s->logits, out_cap rows at a time, and copied out. */
+static void logits(pass *p, const pass_seq *seqs, int n_seqs) {
+    const model *m = p->m;
+    scratch *s = p->s;
+    int nv = m->n_vocab, n_out = 0, row0 = 0;
+    for (int i = 0; i < n_seqs; row0 += seqs[i++].n) {
+        const pass_seq *q = &seqs[i];
+        if (q->mode == OUT_NONE) continue;
+        for (int j = q->mode == OUT_LAST ? q->n - 1 : 0; j < q->n; j++, n_out++) {
+            s->out_row[n_out] = row0 + j;
+            s->out_dst[n_out] = q->out + (size_t)(q->mode == OUT_ALL ? j : 0) * nv;
+        }
+    }
+    if (!n_out) return;
+    p->norm_w = m->output_norm;
+    p->out = s->xb;
+    p->src = s->out_row;
+    run_steps(p, norm_task, n_out);
+    p->src = NULL;
+    bool direct = true;
+    for (int i = 1; i < n_out && direct; i++) direct = s->out_dst[i] == s->out_dst[i - 1] + nv;
+    if (direct) {
+        matmul1(m, s, n_out, s->xb, &m->output, s->out_dst[0], NULL);
+        return;
+    }
+    SMP_ASSERT(s->out_cap > 0);
+    for (int i = 0; i < n_out; i += s->out_cap) {
+        int k = n_out - i < s->out_cap ? n_out - i : s->out_cap;
+        matmul1(m, s, k, s->xb + (size_t)i * m->n_embd, &m->output, s->logits, NULL);
+        for (int j = 0; j < k; j++) memcpy(s->out_dst[i + j], s->logits + (size_t)j * nv, (size_t)nv * sizeof(float));
+    }
+}
+
+/* One forward pass over the rows of every sequence in seqs, in that order
+ * (checked by the callers: at most s->cap rows, n_past + n <= n_ctx for
+ * each, ids valid, sessions distinct). Each session's n_past advances by its
+ * n; the final hidden states (before output_norm) stay in s->x. */
+static void forward(const model *m, scratch *s, const pass_seq *seqs, int n_seqs) {
+    int nt = 0;
+    size_t att_macs = 0; /* q.k and p.v over the cached positions, every head */
+    for (int i = 0; i < n_seqs; i++) {
+        const pass_seq *q = &seqs[i];
+        for (int j = 0; j < q->n; j++, nt++) {
+            s->row_ctx[nt] = q->c;
+            s->row_pos[nt] = q->c->n_past + j;
+            s->row_tok[nt] = q->tokens[j];
+            att_macs += (size_t)(q->c->n_past + j + 1);
+        }
+    }
+    att_macs *= (size_t)m->n_head * (size_t)m->head_dim * 2;
+    pass p = {.m = m, .s = s, .nt = nt};
+    run_steps(&p, embed_task, nt);
+    run_steps(&p, rope_tables_task, nt);
     for (int l = 0; l < m->n_layer; l++) {
         const layer *ly = &m->layers[l];
-        s.layer = l;
-        s.norm_w = ly->attn_norm;
-        s.out = c->xb;
-        run_steps(c, norm_task, &s, nt);
-        matmul(c, nt, c->xb, 3, (const mat *const[]){&ly->wq, &ly->wk, &ly->wv},
-               (float *const[]){c->q, c->k, c->v}, NULL, (const float *const[]){ly->bq, ly->bk, ly->bv});
-        run_steps(c, rope_store_task, &s, nt);
-        /* q.k and p.v over the cached positions, every head. */
-        size_t att_macs = (size_t)nt * (size_t)(c->n_past + nt) * (size_t)m->n_head * (size_t)m->head_dim * 2;
+        p.layer = l;
+        p.norm_w = ly->attn_norm;
+        p.out = s->xb;
+        run_steps(&p, norm_task, nt);
+        matmul(m, s, nt, s->xb, 3, (const mat *const[]){&ly->wq, &ly->wk, &ly->wv},
+               (float *const[]){s->q, s->k, s->v}, NULL, (const float *const[]){ly->bq, ly->bk, ly->bv});
+        run_steps(&p, rope_store_task, nt);
         if (att_macs < MODEL_PAR_MACS) {
-            for (int t = 0; t < nt * m->n_head; t++) attn_task(&s, t, 0);
+            for (int t = 0; t < nt * m->n_head; t++) attn_task(&p, t, 0);
         } else {
-            tp_run(m->pool, attn_task, &s, nt * m->n_head);
+            tp_run(m->pool, attn_task, &p, nt * m->n_head);
         }
-        matmul1(c, nt, c->att, &ly->wo, c->tmp, c->x);
-        s.norm_w = ly->ffn_norm;
-        run_steps(c, norm_task, &s, nt);
-        matmul(c, nt, c->xb, 2, (const mat *const[]){&ly->wg, &ly->wu}, (float *const[]){c->hg, c->hu}, NULL,
+        matmul1(m, s, nt, s->att, &ly->wo, s->tmp, s->x);
+        p.norm_w = ly->ffn_norm;
+        run_steps(&p, norm_task, nt);
+        matmul(m, s, nt, s->xb, 2, (const mat *const[]){&ly->wg, &ly->wu}, (float *const[]){s->hg, s->hu}, NULL,
                NULL);
-        run_steps(c, swiglu_task, &s, nt);
-        matmul1(c, nt, c->hg, &ly->wd, c->tmp, c->x);
+        run_steps(&p, swiglu_task, nt);
+        matmul1(m, s, nt, s->hg, &ly->wd, s->tmp, s->x);
     }
-    c->n_past += nt;
-    if (mode == OUT_NONE) return;
-    int n = m->n_embd;
-    if (mode == OUT_LAST) {
-        rmsnorm_row(c->xb, c->x + (size_t)(nt - 1) * n, m->output_norm, n, m->eps);
-        matmul1(c, 1, c->xb, &m->output, out, NULL);
-        return;
-    }
-    s.norm_w = m->output_norm;
-    s.out = c->xb;
-    run_steps(c, norm_task, &s, nt);
-    if (mode == OUT_ALL) {
-        matmul1(c, nt, c->xb, &m->output, out, NULL);
-        return;
-    }
-    for (int t = 0; t < nt; t++)
-        for (int i = 0; i < n; i++) out[i] += c->xb[(size_t)t * n + i];
+    for (int i = 0; i < n_seqs; i++) seqs[i].c->n_past += seqs[i].n;
+    logits(&p, seqs, n_seqs);
 }
 
-static int check_tokens(model_ctx *c, const int32_t *tokens, int n) {
-    c->err[0] = 0;
+/* ---- evaluation entry points ---- */
+
+/* tokens[0..n) fit session c and are in its vocabulary; who prefixes the
+ * message written to err. */
+static int check_input(const model_ctx *c, const int32_t *tokens, int n, const char *who, char *err, size_t errlen) {
     if (n < 0 || (n > 0 && !tokens)) {
-        snprintf(c->err, sizeof c->err, "bad token count %d", n);
+        snprintf(err, errlen, "%sbad token count %d", who, n);
         return -SMP_E_VALIDATION;
     }
     if (n > c->n_ctx - c->n_past) {
-        snprintf(c->err, sizeof c->err, "context full: %d tokens + %d new exceed the context size %d", c->n_past, n,
+        snprintf(err, errlen, "%scontext full: %d tokens + %d new exceed the context size %d", who, c->n_past, n,
                  c->n_ctx);
         return -SMP_E_TOO_LARGE;
     }
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= c->m->n_vocab) {
-            snprintf(c->err, sizeof c->err, "token id %d at index %d is outside the vocabulary (0..%d)", tokens[i], i,
+            snprintf(err, errlen, "%stoken id %d at index %d is outside the vocabulary (0..%d)", who, tokens[i], i,
                      c->m->n_vocab - 1);
             return -SMP_E_VALIDATION;
         }
@@ -823,33 +972,44 @@ int model_ctx_eval(model_ctx *c, const int32_t *tokens, int n, float *logits, bo
 
 int model_ctx_eval_until(model_ctx *c, const int32_t *tokens, int n, float *logits, bool all_logits,
                          bool (*cancelled)(void *ud), void *ud) {
-    int rc = check_tokens(c, tokens, n);
-    if (rc || n == 0) return rc;
+    c->err[0] = 0;
+    int rc = check_input(c, tokens, n, "", c->err, sizeof c->err);
+    if (rc || n == 0 || (rc = ctx_scratch(c))) return rc;
     for (int i = 0; i < n; i += c->n_batch) {
         if (cancelled && cancelled(ud)) return MODEL_CANCELLED;
-        int nt = n - i < c->n_batch ? n - i : c->n_batch;
-        bool last = i + nt == n;
-        if (!logits) forward(c, tokens + i, nt, OUT_NONE, NULL);
-        else if (all_logits) forward(c, tokens + i, nt, OUT_ALL, logits + (size_t)i * c->m->n_vocab);
-        else forward(c, tokens + i, nt, last ? OUT_LAST : OUT_NONE, logits);
+        pass_seq q = {.c = c, .tokens = tokens + i, .n = n - i < c->n_batch ? n - i : c->n_batch};
+        if (logits && all_logits) {
+            q.mode = OUT_ALL;
+            q.out = logits + (size_t)i * c->m->n_vocab;
+        } else if (logits && i + q.n == n) {
+            q.mode = OUT_LAST;
+            q.out = logits;
+        }
+        forward(c->m, &c->s, &q, 1);
     }
     return 0;
 }
 
 int model_ctx_embed(model_ctx *c, const int32_t *tokens, int n, float *out, bool (*cancelled)(void *ud), void *ud) {
     model_ctx_reset(c);
-    int rc = check_tokens(c, tokens, n);
+    int rc = check_input(c, tokens, n, "", c->err, sizeof c->err);
     if (rc) return rc;
     if (n == 0) {
         snprintf(c->err, sizeof c->err, "nothing to embed (no tokens)");
         return -SMP_E_VALIDATION;
     }
-    int d = c->m->n_embd;
+    if ((rc = ctx_scratch(c))) return rc;
+    const model *m = c->m;
+    int d = m->n_embd;
     memset(out, 0, (size_t)d * sizeof(float));
     for (int i = 0; i < n; i += c->n_batch) {
         if (cancelled && cancelled(ud)) return MODEL_CANCELLED;
-        int nt = n - i < c->n_batch ? n - i : c->n_batch;
-        forward(c, tokens + i, nt, OUT_EMBED, out);
+        pass_seq q = {.c = c, .tokens = tokens + i, .n = n - i < c->n_batch ? n - i : c->n_batch};
+        forward(m, &c->s, &q, 1);
+        for (int t = 0; t < q.n; t++) {
+            rmsnorm_row(c->s.xb, c->s.x + (size_t)t * d, m->output_norm, d, m->eps);
+            for (int k = 0; k < d; k++) out[k] += c->s.xb[k];
+        }
     }
     double ss = 0;
     for (int i = 0; i < d; i++) {
@@ -858,5 +1018,50 @@ int model_ctx_embed(model_ctx *c, const int32_t *tokens, int n, float *out, bool
     }
     float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
     for (int i = 0; i < d; i++) out[i] *= inv;
+    return 0;
+}
+
+int model_batch_eval(model_batch *b, const model_batch_seq *seqs, int n_seqs) {
+    b->err[0] = 0;
+    if (n_seqs < 0 || (n_seqs > 0 && !seqs)) {
+        snprintf(b->err, sizeof b->err, "bad sequence count %d", n_seqs);
+        return -SMP_E_VALIDATION;
+    }
+    int rows = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        const model_batch_seq *q = &seqs[i];
+        char who[32];
+        snprintf(who, sizeof who, "seqs[%d]: ", i);
+        if (!q->ctx || q->ctx->m != b->m) {
+            snprintf(b->err, sizeof b->err, "%sthe session is not one of this model's", who);
+            return -SMP_E_VALIDATION;
+        }
+        for (int j = 0; j < i; j++)
+            if (seqs[j].ctx == q->ctx) {
+                snprintf(b->err, sizeof b->err, "seqs[%d] and seqs[%d] are the same session", j, i);
+                return -SMP_E_VALIDATION;
+            }
+        if (q->n < 1) {
+            snprintf(b->err, sizeof b->err, "%sbad token count %d (at least 1)", who, q->n);
+            return -SMP_E_VALIDATION;
+        }
+        if (q->n > b->s.cap - rows) {
+            snprintf(b->err, sizeof b->err, "%s%d tokens after %d overflow the batch of %d rows", who, q->n, rows,
+                     b->s.cap);
+            return -SMP_E_TOO_LARGE;
+        }
+        int rc = check_input(q->ctx, q->tokens, q->n, who, b->err, sizeof b->err);
+        if (rc) return rc;
+        rows += q->n;
+    }
+    if (n_seqs == 0) return 0;
+    /* n_seqs <= rows <= cap: the pass_seq array fits in the rows' own. */
+    pass_seq *ps = b->seqs;
+    for (int i = 0; i < n_seqs; i++) {
+        const model_batch_seq *q = &seqs[i];
+        ps[i] = (pass_seq){.c = q->ctx, .tokens = q->tokens, .n = q->n, .out = q->logits,
+                           .mode = !q->logits ? OUT_NONE : q->all_logits ? OUT_ALL : OUT_LAST};
+    }
+    forward(b->m, &b->s, ps, n_seqs);
     return 0;
 }

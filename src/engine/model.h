@@ -6,7 +6,9 @@
  * vectors are converted to f32 copies), so peak memory is about the file size
  * plus the sessions' KV caches. One model may serve several sessions at once,
  * from several threads; all share the model's thread pool, whose runs are
- * serialised one matmul at a time.
+ * serialised one matmul at a time. A batch workspace (model_batch) runs one
+ * forward pass over several sessions together, so one read of the weights
+ * advances all of them (continuous batching).
  *
  * Architectures:
  *   llama  Llama 2/3, Mistral, TinyLlama, SmolLM: RMSNorm, rotary embeddings on
@@ -43,6 +45,7 @@
 
 typedef struct model model;
 typedef struct model_ctx model_ctx;
+typedef struct model_batch model_batch;
 
 typedef struct {
     int n_ctx;      /* sessions' default context; 0: min(trained context, 4096) */
@@ -68,8 +71,11 @@ int model_n_embd(const model *m);
 int model_n_layer(const model *m);
 int model_n_threads(const model *m);
 
-/* A session: KV cache and scratch for up to n_ctx positions (n_ctx <= 0: the
- * model's default; more than the trained context is refused). */
+/* A session: KV cache for up to n_ctx positions (n_ctx <= 0: the model's
+ * default; more than the trained context is refused). Its scratch rows for
+ * n_batch tokens are allocated by its first model_ctx_eval / model_ctx_embed
+ * (which can then fail with -SMP_E_NOMEM); a session evaluated only through
+ * model_batch_eval never holds them. */
 int model_ctx_new(model *m, int n_ctx, model_ctx **out, char *err, size_t errlen);
 void model_ctx_free(model_ctx *c);
 /* Forget everything (n_past = 0). */
@@ -103,5 +109,55 @@ int model_ctx_eval_until(model_ctx *c, const int32_t *tokens, int n, float *logi
  * MODEL_CANCELLED (positive) and out holds nothing useful. */
 #define MODEL_CANCELLED 1 /* the value of BACKEND_CANCELLED, which it becomes */
 int model_ctx_embed(model_ctx *c, const int32_t *tokens, int n, float *out, bool (*cancelled)(void *ud), void *ud);
+
+/* ---- several sessions in one forward pass ---- */
+
+/* One entry of a batched pass: append tokens[0..n) (n >= 1) to ctx at its
+ * n_past (a decode step is n = 1, a chunk of a prompt n > 1). logits: NULL
+ * computes none; otherwise the caller's buffer of n_vocab floats (the last
+ * token's) or, with all_logits, n * n_vocab ([token][n_vocab]). tokens and
+ * logits are borrowed for the call. */
+typedef struct {
+    model_ctx *ctx;
+    const int32_t *tokens;
+    int n;
+    float *logits;
+    bool all_logits;
+} model_batch_seq;
+
+/* Most rows (tokens over all entries) a workspace may hold. */
+#define MODEL_BATCH_MAX_ROWS 4096
+
+/* A workspace for passes of up to max_rows rows: the scratch rows every
+ * layer needs (about (3 n_embd + 2 q_dim + 2 kv_dim + 2 n_ff) floats a row)
+ * plus up to 32 rows of staged logits. -SMP_E_VALIDATION if max_rows is
+ * outside 1..MODEL_BATCH_MAX_ROWS. The model must outlive it. */
+int model_batch_new(model *m, int max_rows, model_batch **out, char *err, size_t errlen);
+void model_batch_free(model_batch *b);
+int model_batch_max_rows(const model_batch *b);
+/* Message of the last failed model_batch_eval ("" if none), naming the entry
+ * ("seqs[2]: token id 9999 at index 0 is outside the vocabulary (0..511)"). */
+const char *model_batch_error(const model_batch *b);
+
+/* One forward pass over every entry's tokens together: the matmuls (Q/K/V,
+ * output projection, FFN, and the output layer for the rows whose logits are
+ * wanted) run over the rows of all entries at once, so the weights are read
+ * once per pass; each row is rotated at its own position, its K/V go to its
+ * own session's cache, and it attends over its own session's positions
+ * 0..its own (causal within its entry). Each session's n_past advances by its
+ * n. The logits equal, bit for bit, those model_ctx_eval gives the same
+ * session for the same tokens (the kernels' batched products equal their
+ * single-row ones).
+ * Errors, before anything is computed, leave every session unchanged and a
+ * message in model_batch_error(): -SMP_E_VALIDATION for a session of another
+ * model (or NULL), the same session in two entries, n < 1 or a token id
+ * outside the vocabulary; -SMP_E_TOO_LARGE if an entry's n_past + n exceeds
+ * its n_ctx or the entries' rows exceed model_batch_max_rows(). n_seqs == 0
+ * does nothing.
+ * Threads: a workspace is used by one thread at a time (the model's
+ * scheduler), and the sessions in a call must not be used elsewhere during
+ * it. Other sessions of the same model may run model_ctx_eval on other
+ * threads meanwhile: they share only the pool, whose runs are serialised. */
+int model_batch_eval(model_batch *b, const model_batch_seq *seqs, int n_seqs);
 
 #endif
