@@ -3,14 +3,15 @@
  * Data structures: a catalogue of known models (name -> where its bytes are),
  * rebuilt from disk when a name is not found (at most once a second), and a
  * small table of loaded models. A loaded model holds the model, its
- * tokenizer, its chat family and one session (KV cache) that requests take
- * turns on, first come first served: a request draws a ticket and runs when
- * `now_serving` reaches it (one mutex + condition variable); `waiting` counts
- * the queue. A generation holds the session for its whole answer; an
- * embeddings batch holds it for EMBED_TURN_TOKENS at a time and then draws a
- * new ticket, so whoever queued meanwhile goes first. Loaded entries are
- * reference counted so an LRU unload never frees a model in use (tokenizing
- * needs a reference, not a turn). */
+ * tokenizer, its chat family, a scheduler (sched.h) whose slots generate
+ * every request's answer together in shared forward passes, and one more
+ * session (KV cache) for embeddings, which requests take turns on, first
+ * come first served: a request draws a ticket and runs when `now_serving`
+ * reaches it (one mutex + condition variable); `waiting` counts the queue.
+ * An embeddings batch holds it for EMBED_TURN_TOKENS at a time and then
+ * draws a new ticket, so whoever queued meanwhile goes first. Loaded entries
+ * are reference counted so an LRU unload never frees a model in use
+ * (tokenizing needs a reference, not a turn). */
 #include "backend/local.h"
 
 #include <dirent.h>
@@ -35,6 +36,7 @@
 #include "engine/gguf.h"
 #include "engine/model.h"
 #include "engine/tokenizer.h"
+#include "engine/sched.h"
 #include "engine/tools.h"
 #include "obs/metrics.h"
 
@@ -58,13 +60,12 @@ typedef struct loaded {
     model *m;
     tokenizer *tok;
     model_ctx *ctx;
-    grammar_vocab *gvocab; /* token bytes for constrained decoding; made on first use, by the turn's holder */
-    /* What the session's KV cache holds: these tokens at positions 0..n_kv
-     * (the last conversation's prompt and answer), so the next request that
-     * starts the same way computes only what is new. Read and written by the
-     * turn's holder. */
-    int32_t *kv_ids;
-    int n_kv;
+    grammar_vocab *gvocab; /* token bytes for constrained decoding; made on first use (model_vocab) */
+    /* Generation: the scheduler's slots run every request's answer in
+     * shared forward passes, each slot keeping its last conversation's KV
+     * for the next request that starts the same way (sched.h). The session
+     * ctx above serves embeddings, which take turns on it. */
+    sched *sched;
     chat_family family;
     char bos_text[64], eos_text[64];
     int refs;            /* requests holding it */
@@ -271,10 +272,10 @@ static const cat_entry *lookup(local_state *st, const char *name) {
 
 static void loaded_free(loaded *l) {
     if (!l) return;
+    sched_free(l->sched); /* before the model its sessions belong to */
     model_ctx_free(l->ctx);
     model_free(l->m);
     grammar_vocab_free(l->gvocab);
-    smp_free(l->kv_ids);
     tok_free(l->tok);
     smp_free(l);
 }
@@ -283,6 +284,54 @@ static void token_text(const tokenizer *t, int32_t id, char *out, size_t n) {
     size_t len = 0;
     const char *s = id >= 0 ? tok_text(t, id, &len) : NULL;
     snprintf(out, n, "%.*s", s ? (int)len : 0, s ? s : "");
+}
+
+/* Bytes of memory the system could still give, from /proc/meminfo (0:
+ * unknown). */
+static unsigned long long mem_available(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[256];
+    unsigned long long kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
+    fclose(f);
+    return kb * 1024;
+}
+
+/* How many slots a model gets: PARALLEL, fewer when their KV caches would
+ * not fit KV_CACHE_MB (0: a quarter of the memory available now); at least
+ * one. */
+static int slot_count(local_state *st, const loaded *l) {
+    int want = (int)st->cfg->parallel;
+    unsigned long long per = model_kv_bytes(l->m, model_ctx_n_ctx(l->ctx));
+    unsigned long long budget = st->cfg->kv_cache_mb ? (unsigned long long)st->cfg->kv_cache_mb << 20
+                                                     : mem_available() / 4;
+    if (per > 0 && budget > 0 && budget / per < (unsigned long long)want) want = (int)(budget / per);
+    if (want < 1) want = 1;
+    if (want < (int)st->cfg->parallel)
+        log_warn("local: %s gets %d of PARALLEL=%d slots: each KV cache is %llu MiB and KV_CACHE_MB allows %llu MiB",
+                 l->name, want, (int)st->cfg->parallel, per >> 20, budget >> 20);
+    return want;
+}
+
+/* The model's token list for grammars, made once (a few ms), by whichever
+ * request needs it first; answers run side by side, so under the lock. */
+static int model_vocab(local_state *st, loaded *l) {
+    pthread_mutex_lock(&st->mu);
+    int rc = l->gvocab ? 0 : grammar_vocab_new(l->tok, &l->gvocab);
+    pthread_mutex_unlock(&st->mu);
+    return rc;
+}
+
+/* Each forward pass of a model's scheduler: how many sequences ran
+ * together (for /metrics). */
+static void on_pass(void *ud, int sequences, int rows, double seconds) {
+    loaded *l = ud;
+    metrics_llm_batch(l->name, sequences, rows, seconds);
+    sched_stats ss;
+    sched_get_stats(l->sched, &ss);
+    metrics_llm_queue_depth(l->name, ss.queued);
 }
 
 /* Load outside the lock (slow); returns a new entry or NULL with err. */
@@ -311,6 +360,11 @@ static loaded *load_model(local_state *st, const cat_entry *e, char *err, size_t
         g = NULL;
     }
     if (rc == 0) rc = model_ctx_new(l->m, 0, &l->ctx, merr, sizeof merr);
+    if (rc == 0) {
+        int slots = slot_count(st, l);
+        rc = sched_new(l->m, slots, 0, (int)st->cfg->model_queue_max, &l->sched, merr, sizeof merr);
+        if (rc == 0) sched_set_observer(l->sched, on_pass, l);
+    }
     if (rc != 0) {
         gguf_close(g);
         snprintf(err, errlen, "local: cannot load model '%s': %s", e->name, merr);
@@ -456,18 +510,6 @@ static void turn_give(local_state *st, loaded *l) {
     l->last_used = util_now_ns();
     pthread_cond_broadcast(&st->cv);
     pthread_mutex_unlock(&st->mu);
-}
-
-/* Take a model for one request: load if needed, then wait for its session. */
-static int acquire(local_state *st, const char *name, loaded **out, bool *loaded_now, char *err, size_t errlen) {
-    int rc = model_get(st, name, out, loaded_now, err, errlen);
-    if (rc == 0 && (rc = turn_take(st, *out, true, err, errlen)) != 0) model_put(st, *out);
-    return rc;
-}
-
-static void release(local_state *st, loaded *l) {
-    turn_give(st, l);
-    model_put(st, l);
 }
 
 /* ---- operations ------------------------------------------------------------ */
@@ -731,18 +773,6 @@ static int collect_calls(const backend_gen_req *req, stream_ctx *sc, backend_gen
     return 0;
 }
 
-/* After a run: the session's KV holds ids[0..n_past) (what was evaluated of
- * the prompt and answer). Out of memory just forgets it. */
-static void remember_session(loaded *l, const int32_t *ids, int n) {
-    int keep = model_ctx_n_past(l->ctx);
-    if (keep > n) keep = n;
-    int32_t *a = keep > 0 ? smp_realloc(l->kv_ids, (size_t)keep * sizeof *a) : l->kv_ids;
-    if (!a) return;
-    l->kv_ids = a;
-    if (keep > 0) memcpy(a, ids, (size_t)keep * sizeof *a);
-    l->n_kv = keep;
-}
-
 /* The refusal of a prompt that does not fit its window, naming num_ctx when
  * the request set the window. */
 static void window_error(char *err, size_t errlen, const char *at_least, size_t tokens, int window, bool own_window) {
@@ -773,7 +803,7 @@ static int local_generate(backend *b, const backend_gen_req *req, backend_token_
     uint64_t t0 = util_now_ns();
     loaded *l;
     bool fresh;
-    int rc = acquire(st, req->model, &l, &fresh, err, errlen);
+    int rc = model_get(st, req->model, &l, &fresh, err, errlen);
     if (rc != 0) return rc;
     uint64_t t_loaded = util_now_ns();
     buf prompt;
@@ -892,7 +922,7 @@ static int local_generate(backend *b, const backend_gen_req *req, backend_token_
                                   req->parallel_tool_calls, &g, gerr, sizeof gerr)
                   : -SMP_E_NOMEM;
         smp_free(defs);
-        if (rc == 0 && !l->gvocab) rc = grammar_vocab_new(l->tok, &l->gvocab);
+        if (rc == 0) rc = model_vocab(st, l);
         if (rc != 0) {
             snprintf(err, errlen, "%s", rc == -SMP_E_NOMEM ? "local: out of memory preparing the tool grammar" : gerr);
             if (rc == -SMP_E_VALIDATION) rc = -SMP_E_NOT_IMPLEMENTED;
@@ -911,7 +941,7 @@ static int local_generate(backend *b, const backend_gen_req *req, backend_token_
         rc = req->grammar       ? grammar_parse(req->grammar, strlen(req->grammar), &g, gerr, sizeof gerr)
              : req->json_schema ? json_schema_compile(req->json_schema, &g, gerr, sizeof gerr)
                                 : json_schema_any_object(&g, gerr, sizeof gerr);
-        if (rc == 0 && !l->gvocab) rc = grammar_vocab_new(l->tok, &l->gvocab);
+        if (rc == 0) rc = model_vocab(st, l);
         if (rc != 0) {
             snprintf(err, errlen, "local: %s", rc == -SMP_E_NOMEM ? "out of memory preparing the output grammar" : gerr);
             goto done;
@@ -919,16 +949,15 @@ static int local_generate(backend *b, const backend_gen_req *req, backend_token_
         gp.grammar = g;
         gp.grammar_vocab = l->gvocab;
     }
-    /* The session still holds the previous conversation: reuse the part of
-     * it this prompt starts with (the next chat turn, a shared system prompt). */
-    while (gp.n_reuse < l->n_kv && gp.n_reuse < (int)total && l->kv_ids[gp.n_reuse] == all[gp.n_reuse]) gp.n_reuse++;
-    l->n_kv = 0; /* until the run says what the session holds */
-    rc = gen_run(l->ctx, l->tok, all, (int)total, &gp, &gr, gerr, sizeof gerr);
+    /* The scheduler runs it beside the model's other answers, in a slot that
+     * may already hold this prompt's start (sched.h). */
+    rc = sched_run(l->sched, l->tok, all, (int)total, &gp, &gr, gerr, sizeof gerr);
     if (rc != 0) {
-        snprintf(err, errlen, "%s", gerr);
+        snprintf(err, errlen, "%s", rc == -SMP_E_TOO_MANY ? "" : gerr);
+        if (rc == -SMP_E_TOO_MANY)
+            snprintf(err, errlen, "local: model '%s': %s; try again shortly", l->name, gerr);
         goto done;
     }
-    remember_session(l, gr.tokens, gr.n_tokens);
     if (gr.n_cached) metrics_llm_tokens(req->model, "cached", gr.n_cached);
     out->text = buf_detach(&gr.text, &out->text_len);
     out->context = gr.tokens;
@@ -961,7 +990,7 @@ static int local_generate(backend *b, const backend_gen_req *req, backend_token_
     gen_result_free(&gr);
     if (!strcmp(out->done_reason, "cancelled")) rc = BACKEND_CANCELLED;
 done:
-    release(st, l);
+    model_put(st, l);
     grammar_free(g);
     buf_free(&sc.tw.text);
     buf_free(&sc.tw.sec);
@@ -1045,7 +1074,6 @@ static int local_embed(backend *b, const backend_embed_req *req, backend_embed_r
         if ((rc = turn_take(st, l, i == 0, err, errlen)) != 0) break;
         int turn = 0;
         do {
-            l->n_kv = 0; /* embedding resets the session */
             rc = model_ctx_embed(l->ctx, ids[i], nids[i], v + (size_t)i * (size_t)d, embed_stopped, (void *)req);
             if (rc == MODEL_CANCELLED) {
                 rc = BACKEND_CANCELLED;

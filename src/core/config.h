@@ -33,6 +33,8 @@
     X(STR, ollama_models, "OLLAMA_MODELS", "", 0, 0, "Ollama model store to serve models from in place (empty: ~/.ollama/models when it exists)") \
     X(INT, context_size, "CONTEXT_SIZE", "4096", 64, 1048576, "Context (prompt + answer tokens) of a loaded model, capped by what it was trained for") \
     X(INT, model_queue_max, "MODEL_QUEUE_MAX", "16", 1, 100000, "Requests waiting for one local model before new ones get 503") \
+    X(INT, parallel, "PARALLEL", "8", 1, 64, "Answers one local model generates at once, in shared forward passes (each a slot with its own KV cache of CONTEXT_SIZE tokens)") \
+    X(INT, kv_cache_mb, "KV_CACHE_MB", "0", 0, 1048576, "KV cache memory for one local model's slots, MiB (fewer slots than PARALLEL when they do not fit); 0: up to a quarter of the memory available at load") \
     X(INT, embed_max_batch_tokens, "EMBED_MAX_BATCH_TOKENS", "300000", 1, 100000000, "Most tokens one embeddings request may give a local model, all its texts together (more: 413)") \
     X(INT, request_workers, "REQUEST_WORKERS", "32", 1, 4096, "Worker threads for streamed answers and heavy in-process jobs (OCR, audio, RAG)") \
     X(STR, model_backends, "MODEL_BACKENDS", "", 0, 0, "Explicit routing, comma-separated model=backend pairs (e.g. llava=ollama,gpt-4o=openai)") \

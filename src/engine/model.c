@@ -466,6 +466,11 @@ int model_n_embd(const model *m) { return m->n_embd; }
 int model_n_layer(const model *m) { return m->n_layer; }
 int model_n_threads(const model *m) { return tp_n_threads(m->pool); }
 
+unsigned long long model_kv_bytes(const model *m, int n_ctx) {
+    return 2ull * (unsigned long long)m->n_layer * (unsigned long long)n_ctx * (unsigned long long)m->kv_dim *
+           sizeof(uint16_t);
+}
+
 /* ---- scratch, sessions, batch workspaces ---- */
 
 static void scratch_free(scratch *s) {

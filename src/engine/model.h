@@ -69,6 +69,8 @@ int32_t model_n_vocab(const model *m);
 int model_n_ctx_train(const model *m);
 int model_n_embd(const model *m);
 int model_n_layer(const model *m);
+/* Bytes of KV cache a session of n_ctx positions takes (f16 K and V). */
+unsigned long long model_kv_bytes(const model *m, int n_ctx);
 int model_n_threads(const model *m);
 
 /* A session: KV cache for up to n_ctx positions (n_ctx <= 0: the model's

@@ -58,6 +58,7 @@ static const char *const type_names[] = {"counter", "gauge", "histogram"};
 /* Request latency: 5 ms for a cached answer up to 5 minutes for a long generation. */
 static const double duration_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
 static const double ttft_bounds[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60};
+static const double batch_bounds[] = {1, 2, 4, 8, 16, 32, 64};
 #define NB(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 enum {
@@ -72,6 +73,8 @@ enum {
     F_TTFT,
     F_TPS,
     F_QUEUE,
+    F_BATCH,
+    F_RUNNING,
     F_MODEL_LOAD,
     F__COUNT
 };
@@ -112,6 +115,10 @@ static const famdef defs[F__COUNT] = {
         "Requests waiting for a model."},
     [F_MODEL_LOAD] = {"simpleton_model_load_seconds", MT_GAUGE, 1, {"model"}, NULL, 0,
         "Seconds the last load of a model took."},
+    [F_BATCH] = {"simpleton_llm_batch_sequences", MT_HISTOGRAM, 1, {"model"}, batch_bounds, NB(batch_bounds),
+        "Sequences advanced together by one forward pass of a local model (continuous batching)."},
+    [F_RUNNING] = {"simpleton_llm_sequences_running", MT_GAUGE, 1, {"model"}, NULL, 0,
+        "Sequences a local model's last forward pass advanced."},
 };
 /* clang-format on */
 
@@ -292,6 +299,13 @@ void metrics_llm_ttft(const char *model, double seconds) {
 void metrics_llm_tokens_per_second(const char *model, double tps) { record(F_TPS, &model, OP_SET, tps); }
 
 void metrics_llm_queue_depth(const char *model, long depth) { record(F_QUEUE, &model, OP_SET, (double)depth); }
+
+void metrics_llm_batch(const char *model, int sequences, int rows, double seconds) {
+    (void)rows;
+    (void)seconds;
+    record(F_BATCH, &model, OP_OBSERVE, (double)sequences);
+    record(F_RUNNING, &model, OP_SET, (double)sequences);
+}
 
 void metrics_model_load_seconds(const char *model, double seconds) { record(F_MODEL_LOAD, &model, OP_SET, seconds); }
 

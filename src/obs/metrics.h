@@ -43,6 +43,9 @@ void metrics_llm_tokens(const char *model, const char *token_type, long n);
 void metrics_llm_ttft(const char *model, double seconds);
 void metrics_llm_tokens_per_second(const char *model, double tps);
 void metrics_llm_queue_depth(const char *model, long depth);
+/* One forward pass of a local model's scheduler: how many sequences it
+ * advanced together and how many tokens (rows) it ran. */
+void metrics_llm_batch(const char *model, int sequences, int rows, double seconds);
 void metrics_model_load_seconds(const char *model, double seconds);
 
 /* metrics_llm_request and metrics_llm_tokens, which routes call with the
