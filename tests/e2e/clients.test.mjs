@@ -116,7 +116,9 @@ test('ollama: generate equals the CLI; streamed the same; context round-trips', 
   assert.equal(r.response, want);
   assert.equal(r.done, true);
   assert.equal(r.eval_count, 30);
-  assert.equal(r.prompt_eval_count, 5);
+  // The prompt is 5 tokens (context = prompt + answer); Ollama counts those it
+  // evaluated, and an earlier request may have left them in a slot's cache.
+  assert.ok(r.prompt_eval_count >= 1 && r.prompt_eval_count <= 5, `${r.prompt_eval_count}`);
   for (const k of ['total_duration', 'load_duration', 'prompt_eval_duration', 'eval_duration'])
     assert.equal(typeof r[k], 'number', k);
   assert.ok(Array.isArray(r.context) && r.context.length === 35);

@@ -57,7 +57,8 @@ test('MAX_LOADED_MODELS: the least recently used model is unloaded', async () =>
 });
 
 test('a full model queue answers 503 with Retry-After; the rest are served', async () => {
-  const srv = await startServer({ MODEL_QUEUE_MAX: '1', CACHE_ENABLED: 'false' });
+  // One slot and one place in the queue: of eight at once, the rest are refused.
+  const srv = await startServer({ MODEL_QUEUE_MAX: '1', PARALLEL: '1', CACHE_ENABLED: 'false' });
   try {
     const body = { prompt: 'Once upon a time', max_tokens: 400, temperature: 1 };
     const rs = await Promise.all(Array.from({ length: 8 }, () =>
