@@ -26,7 +26,7 @@ async function complete(prompt, maxTokens) {
   const r = await fetch(`${url}/v1/completions`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${key}`, 'X-API-Key': key },
-    body: JSON.stringify({ model: 'bench', prompt, max_tokens: maxTokens, temperature: 0.8, seed: 1, stream: true,
+    body: JSON.stringify({ model: process.env.MODEL || 'tinyllama-Q4_K_M', prompt, max_tokens: maxTokens, temperature: 0.8, seed: 1, stream: true,
       stream_options: { include_usage: true } }),
   });
   if (r.status !== 200) throw new Error(`${r.status} ${await r.text()}`);
