@@ -12,4 +12,4 @@ mkdir -p "$DIR"
 f="$DIR/tinyllama-Q4_K_M.gguf"
 [ -s "$f" ] || "$BIN" mkmodel --shape tinyllama-1.1b --type Q4_K_M "$f" >/dev/null
 [ -x build/bench_batch ] || make --no-print-directory build/bench_batch
-build/bench_batch "$f" 2 "${1:-32}" "${2:-3}"
+build/bench_batch "$f" 2 "${1:-32}" "${2:-5}"

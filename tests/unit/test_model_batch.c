@@ -9,6 +9,7 @@
  *   - bad input (a bad token, a full context, the same session twice, too
  *     many rows, a session of another model, no tokens) fails before anything
  *     is computed: every session keeps its position and its next logits;
+ *   - more rows of logits than a workspace computes at once (32) land right;
  *   - a batch on some sessions while another thread runs model_ctx_eval on
  *     another session of the same model: both results stay exact. */
 #include <pthread.h>
@@ -354,5 +355,39 @@ TEST(model_batch_beside_another_thread) {
     smp_free(j.logits);
     model_batch_free(b);
     for (int i = 0; i < 3; i++) model_ctx_free(c[i]);
+    model_free(m);
+}
+
+/* ---- more logit rows than the workspace stages at once ---- */
+
+TEST(model_batch_many_logit_rows) {
+    model *m = load(MINI_DIR "mini-llama-Q6_K.gguf");
+    REQUIRE(m);
+    int nv = model_n_vocab(m);
+    char err[256];
+    static const int len[3] = {20, 25, 1}; /* 46 rows of logits: staged 32 + 14 */
+    int32_t p[3][25];
+    model_ctx *c[3];
+    float *want[3], *got[3];
+    for (int i = 0; i < 3; i++) {
+        make_prompt(20 + i, len[i], nv, p[i]);
+        want[i] = smp_malloc((size_t)len[i] * nv * sizeof(float));
+        got[i] = smp_malloc((size_t)len[i] * nv * sizeof(float));
+        REQUIRE(want[i] && got[i] && model_ctx_new(m, 32, &c[i], err, sizeof err) == 0);
+        REQUIRE(model_ctx_eval(c[i], p[i], len[i], want[i], true) == 0);
+        model_ctx_reset(c[i]);
+    }
+    model_batch *b;
+    REQUIRE(model_batch_new(m, 64, &b, err, sizeof err) == 0);
+    model_batch_seq e[3] = {{c[0], p[0], len[0], got[0], true}, {c[1], p[1], len[1], got[1], true},
+                            {c[2], p[2], len[2], got[2], true}};
+    CHECK_INT(model_batch_eval(b, e, 3), 0);
+    for (int i = 0; i < 3; i++) {
+        CHECK(memcmp(got[i], want[i], (size_t)len[i] * nv * sizeof(float)) == 0);
+        model_ctx_free(c[i]);
+        smp_free(want[i]);
+        smp_free(got[i]);
+    }
+    model_batch_free(b);
     model_free(m);
 }
