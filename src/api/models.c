@@ -83,6 +83,7 @@ static void ollama_ps(http_req *r) {
     bool ok;
     json_t *h = registry_health(&ok), *out = json_array();
     json_t *loaded = json_object_get(json_object_get(h, "local"), "models_loaded");
+    json_t *slots = json_object_get(json_object_get(h, "local"), "slots");
     size_t i;
     json_t *n;
     json_array_foreach(loaded, i, n) {
@@ -91,6 +92,9 @@ static void ollama_ps(http_req *r) {
             json_t *e = ollama_entry(m);
             json_object_set_new(e, "size_vram", json_integer(0));
             json_object_set_new(e, "expires_at", json_string("0001-01-01T00:00:00Z"));
+            /* Simpleton's own: the model's slots (PARALLEL) and how many run an answer. */
+            json_t *sl = json_object_get(slots, json_string_value(n));
+            if (sl) json_object_set(e, "slots", sl);
             json_array_append_new(out, e);
             json_decref(m);
         }

@@ -1135,12 +1135,18 @@ static int local_has_model(backend *b, const char *name) {
 static bool local_health(backend *b, json_t **out) {
     local_state *st = b->state;
     pthread_mutex_lock(&st->mu);
-    json_t *loaded_names = json_array();
-    for (loaded *l = st->models; l; l = l->next) json_array_append_new(loaded_names, json_string(l->name));
+    json_t *loaded_names = json_array(), *slots = json_object();
+    for (loaded *l = st->models; l; l = l->next) {
+        json_array_append_new(loaded_names, json_string(l->name));
+        sched_stats ss;
+        sched_get_stats(l->sched, &ss);
+        json_object_set_new(slots, l->name, json_pack("{s:i,s:i,s:i}", "slots", ss.slots, "busy", ss.busy, "queued",
+                                                      ss.queued));
+    }
     int n = st->ncat;
     pthread_mutex_unlock(&st->mu);
-    *out = json_pack("{s:s,s:i,s:o,s:s}", "status", n ? "healthy" : "down", "models_available", n, "models_loaded",
-                     loaded_names, "models_dir", st->cfg->models_dir);
+    *out = json_pack("{s:s,s:i,s:o,s:o,s:s}", "status", n ? "healthy" : "down", "models_available", n,
+                     "models_loaded", loaded_names, "slots", slots, "models_dir", st->cfg->models_dir);
     return n > 0;
 }
 

@@ -175,3 +175,27 @@ test('prompt cache: a second chat turn computes only what is new, and answers as
   assert.equal(o.status, 200, o.text);
   assert.ok(o.json.prompt_eval_count > 0 && o.json.prompt_eval_count < 20, `evaluated ${o.json.prompt_eval_count}`);
 });
+
+test('slots: /api/ps and /health show a loaded model\'s slots and how many are answering', async () => {
+  const srv = await startServer({ CACHE_ENABLED: 'false', PARALLEL: '3' });
+  try {
+    assert.equal((await req(srv, 'POST', '/api/generate', { json: { model: 'stories260K', prompt: 'Hi', stream: false,
+      options: { num_predict: 2 } } })).status, 200);
+    let ps = await req(srv, 'GET', '/api/ps');
+    assert.deepEqual(ps.json.models.find((m) => m.name === 'stories260K').slots, { slots: 3, busy: 0, queued: 0 });
+    // While a long answer streams (its first piece read, the rest not), one slot is busy.
+    const ctl = new AbortController();
+    const r = await fetch(`${srv.url}/api/generate`, { method: 'POST', signal: ctl.signal,
+      headers: { 'X-API-Key': KEY, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: 'stories260K', prompt: 'Once', options: { num_predict: 100000, temperature: 1 } }) });
+    const reader = r.body.getReader();
+    await reader.read();
+    ps = await req(srv, 'GET', '/api/ps');
+    assert.equal(ps.json.models.find((m) => m.name === 'stories260K').slots.busy, 1, ps.text);
+    const h = await req(srv, 'GET', '/health');
+    assert.equal(h.json.backends.local.slots.stories260K.slots, 3, h.text);
+    ctl.abort();
+  } finally {
+    await srv.stop();
+  }
+});
