@@ -121,6 +121,7 @@ bench: simpleton $(BUILD)/bench_rag $(BUILD)/bench_monitor $(BUILD)/bench_schema
 	bench/audio/run.sh
 	bench/hardening/run.sh
 	bench/grammar/run.sh
+	bench/serving/run.sh
 
 $(BUILD)/bench_rag: bench/rag/bench_rag.c $(LIB)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS) $(LDLIBS)

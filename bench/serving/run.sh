@@ -59,7 +59,7 @@ llama() { # N -> JSON line
     "$LLAMA_SERVER" -m "$M" -t 2 -tb 2 -np "$1" -c $((2048 * $1)) --host 127.0.0.1 --port "$port" \
         >"$tmp/llog" 2>&1 &
     pid=$!
-    wait_port "$tmp/llog" "s/.*server is listening on http:\/\/127.0.0.1:\($port\).*/\1/p" >/dev/null
+    wait_port "$tmp/llog" "s/.*listening on http:\/\/127.0.0.1:\($port\).*/\1/p" >/dev/null
     node bench/serving/load.mjs "http://127.0.0.1:$port" none "$1" "$TOKENS" "$ROUNDS"
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
 }
