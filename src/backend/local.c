@@ -324,6 +324,12 @@ static int model_vocab(local_state *st, loaded *l) {
     return rc;
 }
 
+/* A request got a slot after waiting this long. */
+static void on_wait(void *ud, double seconds) {
+    const loaded *l = ud;
+    metrics_llm_queue_wait(l->name, seconds);
+}
+
 /* Each forward pass of a model's scheduler: how many sequences ran
  * together (for /metrics). */
 static void on_pass(void *ud, int sequences, int rows, double seconds) {
@@ -363,7 +369,7 @@ static loaded *load_model(local_state *st, const cat_entry *e, char *err, size_t
     if (rc == 0) {
         int slots = slot_count(st, l);
         rc = sched_new(l->m, slots, 0, (int)st->cfg->model_queue_max, &l->sched, merr, sizeof merr);
-        if (rc == 0) sched_set_observer(l->sched, on_pass, l);
+        if (rc == 0) sched_set_observer(l->sched, on_pass, on_wait, l);
     }
     if (rc != 0) {
         gguf_close(g);

@@ -45,6 +45,7 @@ typedef struct job {
     event *head, *tail;
     pthread_cond_t cv;
     struct job *next; /* in the queue */
+    uint64_t queued_at;
 } job;
 
 typedef struct {
@@ -71,6 +72,7 @@ struct sched {
     float *logits;    /* SCHED_MAX_SLOTS rows of n_vocab */
     sched_stats stats;
     void (*on_pass)(void *ud, int sequences, int rows, double seconds);
+    void (*on_wait)(void *ud, double seconds);
     void *pass_ud;
 };
 
@@ -201,7 +203,10 @@ static void start(sched *s, job *j, int reuse) {
         finish(s, j);
         return;
     }
+    pthread_mutex_lock(&s->mu);
     s->stats.reused_tokens += (uint64_t)reuse;
+    pthread_mutex_unlock(&s->mu);
+    if (s->on_wait) s->on_wait(s->pass_ud, (double)(util_now_ns() - j->queued_at) / 1e9);
     if (__atomic_load_n(&j->cancel, __ATOMIC_RELAXED)) gen_seq_cancel(j->seq);
 }
 
@@ -249,8 +254,10 @@ static void run_pass(sched *s) {
     uint64_t t0 = util_now_ns();
     int rc = model_batch_eval(s->batch, b, nb);
     double secs = (double)(util_now_ns() - t0) / 1e9;
+    pthread_mutex_lock(&s->mu);
     s->stats.passes++;
     s->stats.rows += (uint64_t)rows;
+    pthread_mutex_unlock(&s->mu);
     if (s->on_pass) s->on_pass(s->pass_ud, nb, rows, secs);
     for (int i = 0; i < nb; i++) {
         job *j = run[i];
@@ -377,9 +384,11 @@ void sched_free(sched *s) {
 
 int sched_n_ctx(const sched *s) { return s->n_ctx; }
 
-void sched_set_observer(sched *s, void (*on_pass)(void *, int, int, double), void *ud) {
+void sched_set_observer(sched *s, void (*on_pass)(void *, int, int, double), void (*on_wait)(void *, double),
+                        void *ud) {
     pthread_mutex_lock(&s->mu);
     s->on_pass = on_pass;
+    s->on_wait = on_wait;
     s->pass_ud = ud;
     pthread_mutex_unlock(&s->mu);
 }
@@ -421,6 +430,7 @@ int sched_run(sched *s, const tokenizer *tok, const int32_t *prompt, int n_promp
     j->n_prompt = n_prompt;
     j->p = p;
     j->slot = -1;
+    j->queued_at = util_now_ns();
     pthread_cond_init(&j->cv, NULL);
     pthread_mutex_lock(&s->mu);
     bool free_slot = false;

@@ -59,9 +59,11 @@ int sched_n_ctx(const sched *s);
 int sched_run(sched *s, const tokenizer *tok, const int32_t *prompt, int n_prompt, const gen_params *p,
               gen_result *out, char *err, size_t errlen);
 
-/* Called when a pass has run (batch: its rows), from the scheduler's thread
- * (for metrics); may be NULL. */
-void sched_set_observer(sched *s, void (*on_pass)(void *ud, int sequences, int rows, double seconds), void *ud);
+/* For metrics, from the scheduler's thread (each may be NULL): on_pass when
+ * a forward pass has run (the sequences it advanced, its rows), on_wait when
+ * a request gets its slot (the seconds it waited for one). */
+void sched_set_observer(sched *s, void (*on_pass)(void *ud, int sequences, int rows, double seconds),
+                        void (*on_wait)(void *ud, double seconds), void *ud);
 void sched_get_stats(sched *s, sched_stats *out);
 
 #endif

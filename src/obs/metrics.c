@@ -75,6 +75,7 @@ enum {
     F_QUEUE,
     F_BATCH,
     F_RUNNING,
+    F_QUEUE_WAIT,
     F_MODEL_LOAD,
     F__COUNT
 };
@@ -119,6 +120,8 @@ static const famdef defs[F__COUNT] = {
         "Sequences advanced together by one forward pass of a local model (continuous batching)."},
     [F_RUNNING] = {"simpleton_llm_sequences_running", MT_GAUGE, 1, {"model"}, NULL, 0,
         "Sequences a local model's last forward pass advanced."},
+    [F_QUEUE_WAIT] = {"simpleton_llm_queue_wait_seconds", MT_HISTOGRAM, 1, {"model"}, ttft_bounds, NB(ttft_bounds),
+        "Seconds a request waited for a slot of a local model."},
 };
 /* clang-format on */
 
@@ -305,6 +308,10 @@ void metrics_llm_batch(const char *model, int sequences, int rows, double second
     (void)seconds;
     record(F_BATCH, &model, OP_OBSERVE, (double)sequences);
     record(F_RUNNING, &model, OP_SET, (double)sequences);
+}
+
+void metrics_llm_queue_wait(const char *model, double seconds) {
+    if (seconds >= 0) record(F_QUEUE_WAIT, &model, OP_OBSERVE, seconds);
 }
 
 void metrics_model_load_seconds(const char *model, double seconds) { record(F_MODEL_LOAD, &model, OP_SET, seconds); }

@@ -46,6 +46,8 @@ void metrics_llm_queue_depth(const char *model, long depth);
 /* One forward pass of a local model's scheduler: how many sequences it
  * advanced together and how many tokens (rows) it ran. */
 void metrics_llm_batch(const char *model, int sequences, int rows, double seconds);
+/* Seconds a request waited for a slot of a local model. */
+void metrics_llm_queue_wait(const char *model, double seconds);
 void metrics_model_load_seconds(const char *model, double seconds);
 
 /* metrics_llm_request and metrics_llm_tokens, which routes call with the

@@ -195,6 +195,11 @@ test('slots: /api/ps and /health show a loaded model\'s slots and how many are a
     const h = await req(srv, 'GET', '/health');
     assert.equal(h.json.backends.local.slots.stories260K.slots, 3, h.text);
     ctl.abort();
+    // /metrics: passes by sequences advanced, and each request's wait for a slot.
+    const m = (await req(srv, 'GET', '/metrics')).text;
+    const count = (name) => Number((m.match(new RegExp(`^${name}_count\\{model="stories260K"\\} (\\d+)`, 'm')) || [])[1]);
+    assert.ok(count('simpleton_llm_batch_sequences') >= 2, m);
+    assert.ok(count('simpleton_llm_queue_wait_seconds') >= 2, m);
   } finally {
     await srv.stop();
   }

@@ -121,7 +121,7 @@ static void together_equals_alone(const char *path) {
     }
     for (int i = 0; i < 8; i++) send_request(&a[i]);
     widest = 0;
-    sched_set_observer(many, watch_pass, NULL);
+    sched_set_observer(many, watch_pass, NULL, NULL);
     run_all(b, 8);
     for (int i = 0; i < 8; i++) {
         CHECK_INT(a[i].rc, 0);
