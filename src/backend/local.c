@@ -531,6 +531,7 @@ typedef struct {
     bool at_start, call_now;
     bool triggered, never;
     size_t sent;           /* content bytes sent */
+    size_t from;           /* where the trigger may still begin in text */
     buf text;              /* everything generated */
     buf sec;               /* the call section (LLAMA3: "{" first) */
     char ids[TOOLS_MAX_CALLS][40];
@@ -568,10 +569,11 @@ static size_t watch_content(tool_watch *tw) {
         return 0;
     }
     if (tw->never) return tw->text.len;
-    size_t keep;
+    size_t keep, tl = strlen(tw->trigger);
     bool never;
-    long at = gen_find_trigger(tw->trigger, tw->at_start, tw->text.data ? tw->text.data : "", tw->text.len, &keep,
-                               &never);
+    long at = gen_find_trigger(tw->trigger, tw->at_start, tw->text.data ? tw->text.data : "", tw->text.len, tw->from,
+                               &keep, &never);
+    tw->from = tw->text.len >= tl ? tw->text.len - tl + 1 : 0;
     if (never) tw->never = true;
     if (at < 0) return tw->text.len - keep;
     section_begin(tw, (size_t)at + strlen(tw->trigger));
@@ -745,6 +747,7 @@ static int collect_calls(const backend_gen_req *req, stream_ctx *sc, backend_gen
     buf_reset(&tw->text);
     if (out->text_len && buf_append(&tw->text, out->text, out->text_len)) return -SMP_E_NOMEM;
     tw->triggered = tw->never = false;
+    tw->from = 0;
     content = watch_content(tw);
     if (!tw->triggered) return 0;
     tools_scanned calls[TOOLS_MAX_CALLS];

@@ -26,7 +26,8 @@ void gen_result_free(gen_result *r) {
     r->n_logprobs = 0;
 }
 
-long gen_find_trigger(const char *t, bool at_start, const char *s, size_t len, size_t *keep, bool *never) {
+long gen_find_trigger(const char *t, bool at_start, const char *s, size_t len, size_t from, size_t *keep,
+                      bool *never) {
     size_t tl = strlen(t);
     *keep = 0;
     *never = false;
@@ -42,7 +43,8 @@ long gen_find_trigger(const char *t, bool at_start, const char *s, size_t len, s
         *keep = len; /* blanks, then perhaps the start of it */
         return -1;
     }
-    const char *hit = len >= tl ? memmem(s, len, t, tl) : NULL;
+    if (from > len) from = len;
+    const char *hit = len - from >= tl ? memmem(s + from, len - from, t, tl) : NULL;
     if (hit) return (long)(hit - s);
     for (size_t k = tl - 1 < len ? tl - 1 : len; k > 0; k--)
         if (!memcmp(s + len - k, t, k)) {
@@ -54,12 +56,13 @@ long gen_find_trigger(const char *t, bool at_start, const char *s, size_t len, s
 
 /* A waiting grammar (gen_params.grammar_trigger): once the trigger is in
  * text, start the matcher on what follows it. */
-static int arm_on_trigger(const gen_params *p, const buf *text, bool *waiting, grammar_matcher **gm, char *err,
-                          size_t errlen) {
+static int arm_on_trigger(const gen_params *p, const buf *text, size_t *from, bool *waiting, grammar_matcher **gm,
+                          char *err, size_t errlen) {
     const char *s = text->data ? text->data : "";
-    size_t keep;
+    size_t keep, tl = strlen(p->grammar_trigger);
     bool never;
-    long at = gen_find_trigger(p->grammar_trigger, p->trigger_at_start, s, text->len, &keep, &never);
+    long at = gen_find_trigger(p->grammar_trigger, p->trigger_at_start, s, text->len, *from, &keep, &never);
+    *from = text->len >= tl ? text->len - tl + 1 : 0; /* a later match ends past what is here */
     if (never) *waiting = false;
     if (at < 0) return 0;
     *waiting = false;
@@ -169,6 +172,7 @@ struct gen_seq {
     size_t emitted;   /* bytes of r.text sent through on_text */
     int lp_cap, lp_sent;
     bool waiting;     /* the grammar waits for its trigger */
+    size_t trig_from; /* where in the text the trigger may still begin */
     bool closing;     /* the budget rule turned a token away */
     bool stopped;     /* a stop string ended it: nothing to flush */
     bool started;
@@ -358,7 +362,7 @@ static int seq_step(gen_seq *s, const float *logits, char *err, size_t errlen) {
         return seq_end(s, emit(p, out, &s->emitted, &s->lp_sent, st.cut) ? "cancelled" : "stop");
     }
     if (emit(p, out, &s->emitted, &s->lp_sent, out->text.len - st.hold)) return seq_end(s, "cancelled");
-    if (s->waiting && (rc = arm_on_trigger(p, &out->text, &s->waiting, &s->gm, err, errlen)) != 0) return rc;
+    if (s->waiting && (rc = arm_on_trigger(p, &out->text, &s->trig_from, &s->waiting, &s->gm, err, errlen)) != 0) return rc;
     if (s->gm && grammar_matcher_is_complete(s->gm)) return seq_end(s, "stop"); /* only the end is left */
     if (out->n_gen == s->cap) return seq_end(s, "length"); /* no need to run the last token */
     s->state = SEQ_FEED;

@@ -184,7 +184,10 @@ void gen_result_free(gen_result *r);
 /* Where trigger t starts in s[0..len) (the rules of gen_params'
  * grammar_trigger), or -1. Then *keep is how many trailing bytes may still
  * turn out to begin it (a stream holds them back) and *never says that with
- * at_start it can no longer come. */
-long gen_find_trigger(const char *t, bool at_start, const char *s, size_t len, size_t *keep, bool *never);
+ * at_start it can no longer come. from: where a match may begin (a stream
+ * passes how far it searched before, less the trigger's length minus one,
+ * so each byte is searched about once); at_start ignores it. */
+long gen_find_trigger(const char *t, bool at_start, const char *s, size_t len, size_t from, size_t *keep,
+                      bool *never);
 
 #endif

@@ -140,14 +140,17 @@ TEST(tools_scan_reads_calls_as_they_grow) {
 TEST(tools_find_trigger_holds_what_may_begin_it) {
     size_t keep;
     bool never;
-    CHECK(gen_find_trigger("<tool_call>", false, "Sure. <tool_call>{", 18, &keep, &never) == 6);
-    CHECK(gen_find_trigger("<tool_call>", false, "Sure. <tool", 11, &keep, &never) == -1);
+    CHECK(gen_find_trigger("<tool_call>", false, "Sure. <tool_call>{", 18, 0, &keep, &never) == 6);
+    CHECK(gen_find_trigger("<tool_call>", false, "Sure. <tool", 11, 0, &keep, &never) == -1);
     CHECK(keep == 5 && !never);
-    CHECK(gen_find_trigger("<tool_call>", false, "a < b", 5, &keep, &never) == -1 && keep == 0);
+    CHECK(gen_find_trigger("<tool_call>", false, "a < b", 5, 0, &keep, &never) == -1 && keep == 0);
+    /* Searching on from where the last search left off finds it only past there. */
+    CHECK(gen_find_trigger("<tool_call>", false, "Sure. <tool_call>{", 18, 7, &keep, &never) == -1);
+    CHECK(gen_find_trigger("<tool_call>", false, "Sure. <tool_call>{", 18, 6, &keep, &never) == 6);
     /* At the start only: blanks then the trigger, or never. */
-    CHECK(gen_find_trigger("{", true, "  {\"name\"", 9, &keep, &never) == 2);
-    CHECK(gen_find_trigger("{", true, " \n", 2, &keep, &never) == -1 && keep == 2 && !never);
-    CHECK(gen_find_trigger("{", true, "The {", 5, &keep, &never) == -1 && never);
+    CHECK(gen_find_trigger("{", true, "  {\"name\"", 9, 0, &keep, &never) == 2);
+    CHECK(gen_find_trigger("{", true, " \n", 2, 0, &keep, &never) == -1 && keep == 2 && !never);
+    CHECK(gen_find_trigger("{", true, "The {", 5, 0, &keep, &never) == -1 && never);
 }
 
 TEST(tools_grammar_refuses_what_it_cannot_enforce) {
